@@ -1,0 +1,113 @@
+"""Canonical OHLCV schema and timeframes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import polars as pl
+
+TIME_DTYPE = pl.Datetime("ms", "UTC")
+
+CANONICAL_SCHEMA: dict[str, pl.DataType] = {
+    "timestamp": TIME_DTYPE,
+    "symbol": pl.String(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Float64(),
+    "quote_volume": pl.Float64(),
+    "trades": pl.Int64(),
+    "filled": pl.Boolean(),
+}
+CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA)
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+VALUE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
+
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_TF_RE = re.compile(r"^(\d+)([mhdw])$")
+
+
+@dataclass(frozen=True, order=True)
+class Timeframe:
+    """A bar interval, e.g. ``Timeframe.parse("1h").ms == 3_600_000``."""
+
+    ms: int
+
+    def __post_init__(self) -> None:
+        if self.ms <= 0:
+            raise ValueError(f"timeframe must be positive, got {self.ms} ms")
+
+    @classmethod
+    def parse(cls, text: str) -> Timeframe:
+        """Parse ``<n><unit>`` with unit m, h, d or w (ccxt's notation)."""
+        m = _TF_RE.match(text.strip())
+        if m is None:
+            raise ValueError(f"timeframe: got {text!r}, expected <n><m|h|d|w> such as '1h'")
+        return cls(int(m.group(1)) * _UNIT_MS[m.group(2)])
+
+    @property
+    def label(self) -> str:
+        """Shortest exact ``<n><unit>`` spelling, e.g. ``1h`` rather than ``60m``."""
+        for unit in ("w", "d", "h", "m"):
+            size = _UNIT_MS[unit]
+            if self.ms % size == 0:
+                return f"{self.ms // size}{unit}"
+        return f"{self.ms}ms"
+
+    @property
+    def periods_per_year(self) -> float:
+        """Bars per 365-day year (crypto trades around the clock)."""
+        return 365 * 86_400_000 / self.ms
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def empty_bars() -> pl.DataFrame:
+    """An empty frame with the canonical schema."""
+    return pl.DataFrame(schema=CANONICAL_SCHEMA)
+
+
+def normalize_symbol(symbol: str) -> str:
+    """Upper-case a symbol and keep ccxt's ``BASE/QUOTE`` form; ``btc-usdt`` -> ``BTC/USDT``."""
+    s = symbol.strip().upper().replace("-", "/").replace("_", "/")
+    return s
+
+
+def symbol_key(symbol: str) -> str:
+    """Separator-free key for matching user input: ``BTC/USDT`` and ``BTCUSDT`` -> ``BTCUSDT``."""
+    return re.sub(r"[^A-Z0-9]", "", symbol.upper())
+
+
+def resolve_symbols(requested: list[str] | None, available: list[str]) -> list[str]:
+    """Map user-typed symbols onto stored ones (``btcusdt`` finds ``BTC/USDT``).
+
+    Raises ``ValueError`` naming an unknown symbol and listing what is available.
+    """
+    if not requested:
+        return sorted(available)
+    by_key = {symbol_key(s): s for s in available}
+    out = []
+    for r in requested:
+        hit = by_key.get(symbol_key(r))
+        if hit is None:
+            raise ValueError(f"symbols: got {r!r}, expected one of {sorted(available)}")
+        out.append(hit)
+    return out
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Select and cast the canonical columns in canonical order (missing optional ones as null)."""
+    cols = []
+    for name, dtype in CANONICAL_SCHEMA.items():
+        if name in frame.columns:
+            cols.append(pl.col(name).cast(dtype))
+        elif name in ("quote_volume", "trades"):
+            cols.append(pl.lit(None, dtype=dtype).alias(name))
+        elif name == "filled":
+            cols.append(pl.lit(False).alias(name))
+        else:
+            raise ValueError(f"bars: missing required column {name!r}; got {frame.columns}")
+    return frame.select(cols)
