@@ -1,0 +1,32 @@
+"""The ``cappuccino`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from cappuccino import __version__
+from cappuccino.cli import data as data_cmd
+from cappuccino.cli import demo as demo_cmd
+from cappuccino.cli import features as features_cmd
+from cappuccino.utils.logging import configure_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Cappuccino: validated market data, causal features, honest models.")
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(features_cmd.app, name="features")
+app.command("demo")(demo_cmd.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+) -> None:
+    """Cappuccino command-line interface."""
+    configure_logging(log_level)

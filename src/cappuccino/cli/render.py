@@ -1,0 +1,73 @@
+"""Output for the CLI: rich tables for people, one JSON document with ``--json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cappuccino.data.errors import DataError
+
+# Logs and CI capture stdout without a terminal; do not squeeze tables into 80 columns there.
+console = Console(width=None if sys.stdout.isatty() else 180)
+err_console = Console(stderr=True)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def emit_json(doc: Any) -> None:
+    """Print one JSON document on stdout."""
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str] | None = None) -> None:
+    """Render ``rows`` as a rich table with ``columns`` (default: keys of the first row)."""
+    cols = list(columns or (rows[0].keys() if rows else []))
+    t = Table(title=title, show_lines=False)
+    for c in cols:
+        t.add_column(c, justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left")
+    for r in rows:
+        t.add_row(*(_fmt(r.get(c)) for c in cols))
+    console.print(t)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, str) and len(v) > 25 and v[4:5] == "-" and "T" in v:
+        return v[:16].replace("T", " ")
+    return "" if v is None else str(v)
+
+
+def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn input errors into a one-line message on stderr and exit code 2 (no traceback)."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, ValidationError, ValueError, FileNotFoundError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(2) from exc
+
+    return wrapper
+
+
+@contextmanager
+def progress(description: str, enabled: bool) -> Iterator[None]:
+    """A spinner on stderr while long work runs (off with --json)."""
+    if not enabled:
+        yield
+        return
+    with err_console.status(description):
+        yield

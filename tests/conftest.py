@@ -1,0 +1,51 @@
+"""Shared fixtures: the real Binance exports in ../shared/data and small synthetic bars."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from cappuccino.data.schema import CANONICAL_SCHEMA
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "binance_1h"
+
+
+def shared_file(pair: str) -> Path:
+    """Path of a real export; a missing file fails the test (never skips)."""
+    p = SHARED / f"Binance_{pair}_1h.csv"
+    assert p.is_file(), f"shared data missing: {p} (tests need ../shared/data next to the repo)"
+    return p
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED.is_dir(), f"shared data missing: {SHARED}"
+    return SHARED
+
+
+def make_bars(
+    symbol: str = "AAA/USDT",
+    n: int = 300,
+    *,
+    start: datetime = datetime(2021, 1, 1, tzinfo=UTC),
+    seed: int = 0,
+    step_ms: int = 3_600_000,
+) -> pl.DataFrame:
+    """A random-walk canonical bar frame with consistent OHLC."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.005, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.005, n))
+    t0 = int(start.timestamp() * 1000)
+    return pl.DataFrame({
+        "timestamp": pl.Series(t0 + step_ms * np.arange(n)).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
+        "symbol": [symbol] * n, "open": open_, "high": high, "low": low, "close": close,
+        "volume": rng.uniform(1, 100, n), "quote_volume": rng.uniform(100, 10000, n),
+        "trades": rng.integers(1, 1000, n), "filled": [False] * n,
+    }).cast(CANONICAL_SCHEMA)
