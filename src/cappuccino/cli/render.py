@@ -18,7 +18,7 @@ from cappuccino.data.errors import DataError
 
 # Logs and CI capture stdout without a terminal; do not squeeze tables into 80 columns there.
 console = Console(width=None if sys.stdout.isatty() else 180)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -64,6 +64,13 @@ def import_files(
     reader_options: dict[str, Any] | None = None,
 ) -> ImportReport:
     """Read, validate and upsert ``paths``; nothing is written unless every file validates."""
+    for name, value, allowed in (("on_gap", on_gap, ("fill", "keep", "error")),
+                                 ("on_bad_ohlc", on_bad_ohlc, ("keep", "drop", "error")),
+                                 ("on_malformed", on_malformed, ("error", "skip"))):
+        if value not in allowed:
+            raise ValueError(f"{name}: got {value!r}, expected one of {list(allowed)}")
+    if not paths:
+        raise ValueError("paths: no files given")
     raws = []
     for p in paths:
         log.info("reading %s", p)

@@ -80,7 +80,7 @@ def read_generic_csv(
     raw_ts = pl.col("_raw_timestamp")
     if timestamp_unit == "iso":
         ts = raw_ts.str.to_datetime(time_unit="ms", strict=False)
-        ts_ms = pl.when(ts.dt.time_zone().is_null() if False else pl.lit(True)).then(ts).dt.epoch("ms")
+        ts_ms = ts.dt.epoch("ms")
         expected["timestamp"] = "an ISO-8601 date-time"
     else:
         num = raw_ts.cast(pl.Float64, strict=False)

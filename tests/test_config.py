@@ -1,0 +1,46 @@
+"""Config loading: defaults, YAML, overrides, validation errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from cappuccino.config import DemoConfig, apply_overrides, load_config
+from cappuccino.config.secrets import exchange_credentials
+from cappuccino.features.labels import ForwardReturnLabel
+
+
+def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
+    assert load_config(DemoConfig).features.feature_set == "cappuccino14"
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: 7\nfeatures:\n  feature_set: nn23\n  labels:\n    - kind: forward_return\n"
+                 "      horizon: 6\n")
+    cfg = load_config(DemoConfig, p, ["data.timeframe=60m", "features.drop_warmup=false"])
+    assert cfg.seed == 7 and cfg.features.feature_set == "nn23"
+    assert cfg.features.labels == [ForwardReturnLabel(horizon=6)]
+    assert cfg.data.timeframe == "1h" and cfg.features.drop_warmup is False
+    assert cfg.store_path == Path("runs/demo/store")
+
+
+def test_invalid_values_name_the_field() -> None:
+    with pytest.raises(ValidationError, match="data.on_gap"):
+        load_config(DemoConfig, None, ["data.on_gap=sometimes"])
+    with pytest.raises(ValidationError, match="seed"):
+        load_config(DemoConfig, None, ["seed=-1"])
+    with pytest.raises(ValidationError, match="unknown_field"):
+        load_config(DemoConfig, None, ["unknown_field=1"])
+    with pytest.raises(ValueError, match="key.path=value"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_credentials_only_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CAPPUCCINO_BINANCE_API_KEY", raising=False)
+    monkeypatch.delenv("CAPPUCCINO_BINANCE_SECRET", raising=False)
+    assert exchange_credentials("binance") == {}
+    monkeypatch.setenv("CAPPUCCINO_BINANCE_API_KEY", "k")
+    with pytest.raises(ValueError, match="set together"):
+        exchange_credentials("binance")
+    monkeypatch.setenv("CAPPUCCINO_BINANCE_SECRET", "s")
+    assert exchange_credentials("binance") == {"apiKey": "k", "secret": "s"}
