@@ -43,9 +43,19 @@ def make_bars(
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.005, n))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.005, n))
     t0 = int(start.timestamp() * 1000)
-    return pl.DataFrame({
-        "timestamp": pl.Series(t0 + step_ms * np.arange(n)).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
-        "symbol": [symbol] * n, "open": open_, "high": high, "low": low, "close": close,
-        "volume": rng.uniform(1, 100, n), "quote_volume": rng.uniform(100, 10000, n),
-        "trades": rng.integers(1, 1000, n), "filled": [False] * n,
-    }).cast(CANONICAL_SCHEMA)
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(t0 + step_ms * np.arange(n))
+            .cast(pl.Datetime("ms"))
+            .dt.replace_time_zone("UTC"),
+            "symbol": [symbol] * n,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": rng.uniform(1, 100, n),
+            "quote_volume": rng.uniform(100, 10000, n),
+            "trades": rng.integers(1, 1000, n),
+            "filled": [False] * n,
+        }
+    ).cast(CANONICAL_SCHEMA)

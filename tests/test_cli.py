@@ -24,11 +24,29 @@ def test_data_import_reports_btc_defects_and_reimport_is_a_no_op(tmp_path: Path)
     store = str(tmp_path / "store")
     doc = run_json("data", "import", str(shared_file("BTCUSDT")), "--store", store)
     (btc,) = doc["symbols"]
-    assert {k: btc[k] for k in ("symbol", "rows_read", "rows_stored", "duplicates_removed",
-                                "duplicates_conflicting", "gaps", "missing_bars")} == {
-        "symbol": "BTC/USDT", "rows_read": 36_565, "rows_stored": 33_916, "duplicates_removed": 2_649,
-        "duplicates_conflicting": 2_649, "gaps": 8, "missing_bars": 16}
-    assert btc["first"].startswith("2017-08-17T04:00") and btc["last"].startswith("2021-06-30T23:00")
+    assert {
+        k: btc[k]
+        for k in (
+            "symbol",
+            "rows_read",
+            "rows_stored",
+            "duplicates_removed",
+            "duplicates_conflicting",
+            "gaps",
+            "missing_bars",
+        )
+    } == {
+        "symbol": "BTC/USDT",
+        "rows_read": 36_565,
+        "rows_stored": 33_916,
+        "duplicates_removed": 2_649,
+        "duplicates_conflicting": 2_649,
+        "gaps": 8,
+        "missing_bars": 16,
+    }
+    assert btc["first"].startswith("2017-08-17T04:00") and btc["last"].startswith(
+        "2021-06-30T23:00"
+    )
     again = run_json("data", "import", str(shared_file("BTCUSDT")), "--store", store)
     assert again["symbols"][0]["rows_new"] == 0 and again["symbols"][0]["rows_stored"] == 33_916
     info = run_json("data", "info", "--store", store)
@@ -36,21 +54,35 @@ def test_data_import_reports_btc_defects_and_reimport_is_a_no_op(tmp_path: Path)
 
 
 def test_table_output_and_gap_fill_policy(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["data", "import", str(shared_file("ADAUSDT")), "--store", str(tmp_path),
-                              "--on-gap", "fill"])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "import",
+            str(shared_file("ADAUSDT")),
+            "--store",
+            str(tmp_path),
+            "--on-gap",
+            "fill",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "ADA/USDT" in res.stdout and "7,993" in res.stdout  # 7,981 + 12 filled bars
 
 
 def test_bad_file_exits_2_with_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_text("unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
-                   "1625094000000,2021-06-30 23:00:00,BTC/USDT,1,2,0.5,oops,10,15,3\n")
+    bad.write_text(
+        "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
+        "1625094000000,2021-06-30 23:00:00,BTC/USDT,1,2,0.5,oops,10,15,3\n"
+    )
     res = runner.invoke(app, ["data", "import", str(bad), "--store", str(tmp_path / "s")])
     assert res.exit_code == 2
     assert f"{bad}:2" in res.output and "oops" in res.output
     assert not (tmp_path / "s").exists()  # nothing written
-    res = runner.invoke(app, ["data", "import", str(bad), "--store", str(tmp_path / "s"), "--on-gap", "sometimes"])
+    res = runner.invoke(
+        app, ["data", "import", str(bad), "--store", str(tmp_path / "s"), "--on-gap", "sometimes"]
+    )
     assert res.exit_code == 2 and "on_gap" in res.output
 
 
@@ -59,20 +91,64 @@ def test_sample_features_build_audit_and_list(tmp_path: Path) -> None:
     doc = run_json("data", "sample", "--store", store)
     assert len(doc["symbols"]) == 7
     out = tmp_path / "f.parquet"
-    doc = run_json("features", "build", "--store", store, "--feature-set", "price_action14",
-                   "--symbols", "btcusdt", "--symbols", "ETH/USDT", "--label", "forward:h=12,fee=0.001",
-                   "--label", "triple:tp=0.02,sl=0.01,h=6", "--out", str(out))
+    doc = run_json(
+        "features",
+        "build",
+        "--store",
+        store,
+        "--feature-set",
+        "price_action14",
+        "--symbols",
+        "btcusdt",
+        "--symbols",
+        "ETH/USDT",
+        "--label",
+        "forward:h=12,fee=0.001",
+        "--label",
+        "triple:tp=0.02,sl=0.01,h=6",
+        "--out",
+        str(out),
+    )
     frame = pl.read_parquet(out)
     assert frame.columns[:3] == ["timestamp", "symbol", "filled"]
-    assert frame.columns[3:17] == ["open", "high", "low", "close", "volume", "rsi_14", "atr_14", "ema_50",
-                                   "ema_200", "bb_middle", "bb_upper", "bb_lower", "bb_width", "bb_percent"]
-    assert frame.columns[17:] == ["label_fwd_return_12", "label_buy_12", "label_tb_6", "label_tb_bars_6",
-                                  "label_tb_return_6"]
+    assert frame.columns[3:17] == [
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "rsi_14",
+        "atr_14",
+        "ema_50",
+        "ema_200",
+        "bb_middle",
+        "bb_upper",
+        "bb_lower",
+        "bb_width",
+        "bb_percent",
+    ]
+    assert frame.columns[17:] == [
+        "label_fwd_return_12",
+        "label_buy_12",
+        "label_tb_6",
+        "label_tb_bars_6",
+        "label_tb_return_6",
+    ]
     assert sorted(frame["symbol"].unique()) == ["BTC/USDT", "ETH/USDT"]
     assert doc["label_rows_dropped"] == {"BTC/USDT": 12, "ETH/USDT": 12}
     assert doc["rows"] == frame.height and frame.null_count().sum_horizontal().item() == 0
-    audit = run_json("features", "audit", "--store", store, "--feature-set", "nn23", "--symbols", "LTC/USDT",
-                     "--cuts", "3")
+    audit = run_json(
+        "features",
+        "audit",
+        "--store",
+        store,
+        "--feature-set",
+        "nn23",
+        "--symbols",
+        "LTC/USDT",
+        "--cuts",
+        "3",
+    )
     assert audit["passed"] is True and audit["columns_checked"] == 23
     names = {fs["name"]: fs for fs in run_json("features", "list")["feature_sets"]}
     assert set(names) == {"cappuccino14", "price_action14", "nn23"}
@@ -82,11 +158,35 @@ def test_sample_features_build_audit_and_list(tmp_path: Path) -> None:
 def test_unknown_symbol_and_feature_set_are_clear(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     runner.invoke(app, ["data", "sample", "--store", store])
-    res = runner.invoke(app, ["features", "build", "--store", store, "--feature-set", "nn23", "--symbols",
-                              "DOGE/USDT", "--out", str(tmp_path / "x.parquet")])
+    res = runner.invoke(
+        app,
+        [
+            "features",
+            "build",
+            "--store",
+            store,
+            "--feature-set",
+            "nn23",
+            "--symbols",
+            "DOGE/USDT",
+            "--out",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
     assert res.exit_code == 2 and "DOGE/USDT" in res.output
-    res = runner.invoke(app, ["features", "build", "--store", store, "--feature-set", "nn99",
-                              "--out", str(tmp_path / "x.parquet")])
+    res = runner.invoke(
+        app,
+        [
+            "features",
+            "build",
+            "--store",
+            store,
+            "--feature-set",
+            "nn99",
+            "--out",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
     assert res.exit_code == 2 and "nn99" in res.output
 
 
@@ -94,12 +194,21 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     doc = run_json("demo", "--set", f"output_dir={out}", "--set", "features.audit_cuts=2")
     assert doc["audit"]["passed"] is True
-    assert {r["symbol"] for r in doc["summary"]} == {"BTC/USDT", "ETH/USDT", "LTC/USDT", "ADA/USDT",
-                                                      "BNB/USDT", "XRP/USDT", "LINK/USDT"}
+    assert {r["symbol"] for r in doc["summary"]} == {
+        "BTC/USDT",
+        "ETH/USDT",
+        "LTC/USDT",
+        "ADA/USDT",
+        "BNB/USDT",
+        "XRP/USDT",
+        "LINK/USDT",
+    }
     btc = next(r for r in doc["summary"] if r["symbol"] == "BTC/USDT")
     assert btc["stored"] == 8_004 and btc["filled"] == btc["missing"] == 12
     assert btc["rows"] == 8_004 + 12 - 63 - 24
     assert (out / "features.parquet").is_file() and (out / "summary.json").is_file()
     assert json.loads((out / "config.json").read_text())["seed"] == 0
-    table = runner.invoke(app, ["demo", "--set", f"output_dir={out}", "--set", "features.audit_cuts=2"])
+    table = runner.invoke(
+        app, ["demo", "--set", f"output_dir={out}", "--set", "features.audit_cuts=2"]
+    )
     assert table.exit_code == 0 and "lookahead audit: PASS" in table.stdout

@@ -15,8 +15,10 @@ from cappuccino.features.labels import ForwardReturnLabel
 def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
     assert load_config(DemoConfig).features.feature_set == "cappuccino14"
     p = tmp_path / "c.yaml"
-    p.write_text("seed: 7\nfeatures:\n  feature_set: nn23\n  labels:\n    - kind: forward_return\n"
-                 "      horizon: 6\n")
+    p.write_text(
+        "seed: 7\nfeatures:\n  feature_set: nn23\n  labels:\n    - kind: forward_return\n"
+        "      horizon: 6\n"
+    )
     cfg = load_config(DemoConfig, p, ["data.timeframe=60m", "features.drop_warmup=false"])
     assert cfg.seed == 7 and cfg.features.feature_set == "nn23"
     assert cfg.features.labels == [ForwardReturnLabel(horizon=6)]

@@ -37,9 +37,13 @@ class DemoResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"import": self.imported.rows(), "features": self.table.to_dict(),
-                "audit": self.audit.to_dict(), "summary": self.summary_rows,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "import": self.imported.rows(),
+            "features": self.table.to_dict(),
+            "audit": self.audit.to_dict(),
+            "summary": self.summary_rows,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
@@ -51,35 +55,63 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     atomic_write_json(out / "config.json", cfg.model_dump(mode="json"))
     store = ParquetStore(cfg.store_path)
     log.info("importing the bundled sample into %s", store.root)
-    imported = import_files([sample_path()], store, timeframe=cfg.data.tf, on_gap=cfg.data.on_gap,
-                            on_bad_ohlc=cfg.data.on_bad_ohlc, on_malformed=cfg.data.on_malformed)
+    imported = import_files(
+        [sample_path()],
+        store,
+        timeframe=cfg.data.tf,
+        on_gap=cfg.data.on_gap,
+        on_bad_ohlc=cfg.data.on_bad_ohlc,
+        on_malformed=cfg.data.on_malformed,
+    )
     symbols = resolve_symbols(cfg.data.symbols, store.symbols(cfg.data.tf))
     bars = store.read(cfg.data.tf, symbols)
-    log.info("building %s features and %d labels", cfg.features.feature_set, len(cfg.features.labels))
-    table, treport = build_feature_table(bars, cfg.features.feature_set, list(cfg.features.labels),
-                                         timeframe=cfg.data.tf, drop_warmup=cfg.features.drop_warmup)
+    log.info(
+        "building %s features and %d labels", cfg.features.feature_set, len(cfg.features.labels)
+    )
+    table, treport = build_feature_table(
+        bars,
+        cfg.features.feature_set,
+        list(cfg.features.labels),
+        timeframe=cfg.data.tf,
+        drop_warmup=cfg.features.drop_warmup,
+    )
     atomic_write_parquet(out / "features.parquet", table)
-    log.info("auditing %s for lookahead at %d cut points", cfg.features.feature_set, cfg.features.audit_cuts)
+    log.info(
+        "auditing %s for lookahead at %d cut points",
+        cfg.features.feature_set,
+        cfg.features.audit_cuts,
+    )
     audit_bars, _ = fill_gaps(bars.filter(pl.col("symbol").is_in(symbols[:3])), cfg.data.tf)
-    audit = audit_lookahead(audit_bars, cfg.features.feature_set, n_cuts=cfg.features.audit_cuts,
-                            seed=cfg.seed)
+    audit = audit_lookahead(
+        audit_bars, cfg.features.feature_set, n_cuts=cfg.features.audit_cuts, seed=cfg.seed
+    )
     rows = []
     for u in imported.rows():
         s = u["symbol"]
         if s not in symbols:
             continue
         rates = treport.positive_rate.get(s, {})
-        rows.append({
-            "symbol": s, "read": u["rows_read"], "stored": u["rows_stored"],
-            "dupes": u["duplicates_removed"], "gaps": u["gaps"],
-            "missing": u["missing_bars"], "filled": treport.filled_bars.get(s, 0),
-            "warmup": treport.warmup_rows_dropped.get(s, 0),
-            "no_label": treport.label_rows_dropped.get(s, 0),
-            "rows": treport.rows_out.get(s, 0),
-            **{f"P({k.removeprefix('label_')}>0)": round(v, 4) for k, v in rates.items()},
-        })
-    result = DemoResult(imported=imported, table=treport, audit=audit, summary_rows=rows,
-                        seconds=time.perf_counter() - t0)
+        rows.append(
+            {
+                "symbol": s,
+                "read": u["rows_read"],
+                "stored": u["rows_stored"],
+                "dupes": u["duplicates_removed"],
+                "gaps": u["gaps"],
+                "missing": u["missing_bars"],
+                "filled": treport.filled_bars.get(s, 0),
+                "warmup": treport.warmup_rows_dropped.get(s, 0),
+                "no_label": treport.label_rows_dropped.get(s, 0),
+                "rows": treport.rows_out.get(s, 0),
+                **{f"P({k.removeprefix('label_')}>0)": round(v, 4) for k, v in rates.items()},
+            }
+        )
+    result = DemoResult(
+        imported=imported,
+        table=treport,
+        audit=audit,
+        summary_rows=rows,
+        seconds=time.perf_counter() - t0,
+    )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
-

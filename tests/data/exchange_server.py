@@ -64,8 +64,13 @@ class FakeBinance:
         if path == "/api/v3/time":
             return 200, {"serverTime": self.now_ms}
         if path == "/api/v3/exchangeInfo":
-            return 200, {"timezone": "UTC", "serverTime": self.now_ms, "rateLimits": [],
-                         "exchangeFilters": [], "symbols": [_market("BTC", "USDT"), _market("ETH", "USDT")]}
+            return 200, {
+                "timezone": "UTC",
+                "serverTime": self.now_ms,
+                "rateLimits": [],
+                "exchangeFilters": [],
+                "symbols": [_market("BTC", "USDT"), _market("ETH", "USDT")],
+            }
         if path == "/api/v3/klines":
             return self.klines(q)
         return 404, {"code": -1, "msg": f"no route {path}"}
@@ -76,7 +81,10 @@ class FakeBinance:
             return 503, {"code": -1000, "msg": "request budget exhausted"}
         if self.fail_next_klines > 0:
             self.fail_next_klines -= 1
-            return 429, {"code": -1003, "msg": "Too many requests; current limit is 1200 per minute."}
+            return 429, {
+                "code": -1003,
+                "msg": "Too many requests; current limit is 1200 per minute.",
+            }
         if self.die_after_pages is not None and self.pages_served >= self.die_after_pages:
             return 503, {"msg": "Service unavailable"}
         start = int(q.get("startTime", 0))
@@ -87,11 +95,27 @@ class FakeBinance:
             if c[0] < start or c[0] > self.now_ms or (end is not None and c[0] > end):
                 continue
             row = list(c)
-            if c[0] + HOUR_MS > self.now_ms:  # still forming: partial candle, as a real exchange serves it
+            if (
+                c[0] + HOUR_MS > self.now_ms
+            ):  # still forming: partial candle, as a real exchange serves it
                 row[4] = row[1]
                 row[5] = str(float(row[5]) / 3)
-            rows.append([row[0], row[1], row[2], row[3], row[4], row[5], row[0] + HOUR_MS - 1,
-                         "0", 100, "0", "0", "0"])
+            rows.append(
+                [
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[0] + HOUR_MS - 1,
+                    "0",
+                    100,
+                    "0",
+                    "0",
+                    "0",
+                ]
+            )
             if len(rows) >= limit:
                 break
         self.pages_served += 1
@@ -100,14 +124,34 @@ class FakeBinance:
 
 def _market(base: str, quote: str) -> dict[str, Any]:
     return {
-        "symbol": base + quote, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
-        "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True, "ocoAllowed": True,
-        "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+        "symbol": base + quote,
+        "status": "TRADING",
+        "baseAsset": base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": ["LIMIT", "MARKET"],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
-            {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.0", "stepSize": "0.00001"},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.01",
+                "maxPrice": "1000000.00",
+                "tickSize": "0.01",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": "0.00001",
+                "maxQty": "9000.0",
+                "stepSize": "0.00001",
+            },
         ],
-        "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+        "permissions": ["SPOT"],
+        "permissionSets": [["SPOT"]],
     }

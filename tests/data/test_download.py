@@ -24,13 +24,26 @@ def btc_candles() -> list[list[object]]:
     """300 real BTC/USDT hours from 2021-06 as kline rows (strings, as Binance sends them)."""
     clean = clean_bars([read_bars(shared_file("BTCUSDT"))]).frame
     part = clean.filter(pl.col("timestamp") >= datetime(2021, 6, 18, tzinfo=UTC)).head(300)
-    return [[int(r["timestamp"].timestamp() * 1000), *(repr(r[c]) for c in ("open", "high", "low", "close",
-            "volume"))] for r in part.iter_rows(named=True)]
+    return [
+        [
+            int(r["timestamp"].timestamp() * 1000),
+            *(repr(r[c]) for c in ("open", "high", "low", "close", "volume")),
+        ]
+        for r in part.iter_rows(named=True)
+    ]
 
 
 def _download(server: FakeBinance, store: ParquetStore, **kw: object) -> list:  # type: ignore[type-arg]
-    return download_ohlcv(store, exchange_id="binance", symbols=["BTC/USDT"], timeframe=H1,
-                          base_url=server.url, page_limit=100, sleep=lambda s: None, **kw)  # type: ignore[arg-type]
+    return download_ohlcv(
+        store,
+        exchange_id="binance",
+        symbols=["BTC/USDT"],
+        timeframe=H1,
+        base_url=server.url,
+        page_limit=100,
+        sleep=lambda s: None,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_download_pages_drops_open_candle_and_matches_source(tmp_path, btc_candles) -> None:
@@ -83,8 +96,14 @@ def test_rate_limit_is_retried_and_counted(tmp_path, btc_candles) -> None:
     waits: list[float] = []
     with FakeBinance(btc_candles, now_ms=first + 50 * HOUR_MS) as server:
         server.fail_next_klines = 2
-        (res,) = download_ohlcv(store, symbols=["BTC/USDT"], timeframe=H1, base_url=server.url,
-                                since=datetime.fromtimestamp(first / 1000, UTC), sleep=waits.append)
+        (res,) = download_ohlcv(
+            store,
+            symbols=["BTC/USDT"],
+            timeframe=H1,
+            base_url=server.url,
+            since=datetime.fromtimestamp(first / 1000, UTC),
+            sleep=waits.append,
+        )
     assert res.retries == 2
     assert waits == [1.0, 2.0]  # exponential backoff
     assert res.rows_new == 50
@@ -95,8 +114,13 @@ def test_first_download_needs_since_and_unknown_symbol_is_clear(tmp_path, btc_ca
         with pytest.raises(ValueError, match="pass since"):
             _download(server, ParquetStore(tmp_path))
         with pytest.raises(ValueError, match="not listed"):
-            download_ohlcv(ParquetStore(tmp_path), symbols=["DOGE/USDT"], timeframe=H1,
-                           base_url=server.url, since=datetime(2021, 1, 1, tzinfo=UTC))
+            download_ohlcv(
+                ParquetStore(tmp_path),
+                symbols=["DOGE/USDT"],
+                timeframe=H1,
+                base_url=server.url,
+                since=datetime(2021, 1, 1, tzinfo=UTC),
+            )
 
 
 def test_base_url_rewrites_every_api_host() -> None:

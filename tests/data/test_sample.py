@@ -7,7 +7,13 @@ from pathlib import Path
 
 import polars as pl
 
-from cappuccino.data.sample import SAMPLE_END, SAMPLE_START, SAMPLE_SYMBOLS, build_sample, sample_path
+from cappuccino.data.sample import (
+    SAMPLE_END,
+    SAMPLE_START,
+    SAMPLE_SYMBOLS,
+    build_sample,
+    sample_path,
+)
 
 
 def test_bundled_sample_rebuilds_identically(tmp_path: Path, shared_dir: Path) -> None:
@@ -16,7 +22,8 @@ def test_bundled_sample_rebuilds_identically(tmp_path: Path, shared_dir: Path) -
     bundled = pl.read_parquet(sample_path())
     assert pl.read_parquet(out).equals(bundled)
     assert json.loads(sample_path().with_suffix(".json").read_text()) == json.loads(
-        out.with_suffix(".json").read_text())
+        out.with_suffix(".json").read_text()
+    )
     assert sorted(bundled["symbol"].unique()) == sorted(SAMPLE_SYMBOLS)
     assert bundled["timestamp"].min() >= SAMPLE_START and bundled["timestamp"].max() == SAMPLE_END
     assert manifest["rows"]["BTC/USDT"] == 8_004

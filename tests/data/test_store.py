@@ -17,21 +17,32 @@ H1 = Timeframe.parse("1h")
 
 
 def digest(root: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*.parquet"))}
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*.parquet"))
+    }
 
 
-def test_import_all_real_files_then_reimport_changes_nothing(tmp_path: Path, shared_dir: Path) -> None:
+def test_import_all_real_files_then_reimport_changes_nothing(
+    tmp_path: Path, shared_dir: Path
+) -> None:
     files = sorted(shared_dir.glob("Binance_*_1h.csv"))
     store = ParquetStore(tmp_path)
     first = import_files(files, store)
     btc = next(r for r in first.rows() if r["symbol"] == "BTC/USDT")
-    assert (btc["rows_read"], btc["duplicates_removed"], btc["rows_stored"], btc["gaps"], btc["missing_bars"]) \
-        == (36_565, 2_649, 33_916, 8, 16)
+    assert (
+        btc["rows_read"],
+        btc["duplicates_removed"],
+        btc["rows_stored"],
+        btc["gaps"],
+        btc["missing_bars"],
+    ) == (36_565, 2_649, 33_916, 8, 16)
     before = digest(tmp_path)
     assert len(before) == 25
     second = import_files(files, store)
-    assert all(u.rows_new == 0 and u.rows_updated == 0 and not u.written for u in second.upserts.values())
+    assert all(
+        u.rows_new == 0 and u.rows_updated == 0 and not u.written for u in second.upserts.values()
+    )
     assert digest(tmp_path) == before  # same bytes, not even rewritten
     assert store.read(H1, ["BTC/USDT"]).height == 33_916
 
@@ -50,7 +61,8 @@ def test_conflicts_filled_placeholder_replaced_and_completed_candle_wins(tmp_pat
     store = ParquetStore(tmp_path)
     placeholder = bars.with_columns(
         pl.when(pl.int_range(5) == 2).then(True).otherwise(pl.col("filled")).alias("filled"),
-        pl.when(pl.int_range(5) == 2).then(0.0).otherwise(pl.col("volume")).alias("volume"))
+        pl.when(pl.int_range(5) == 2).then(0.0).otherwise(pl.col("volume")).alias("volume"),
+    )
     store.upsert(placeholder, H1)
     (u,) = store.upsert(bars, H1)
     assert (u.rows_new, u.rows_updated) == (0, 1)
@@ -59,14 +71,18 @@ def test_conflicts_filled_placeholder_replaced_and_completed_candle_wins(tmp_pat
     (u,) = store.upsert(placeholder, H1)
     assert (u.rows_updated, u.rows_conflicting_kept, u.written) == (0, 1, False)
     # between two real bars the larger volume (completed candle) wins; ties keep the stored one
-    bigger = bars.with_columns((pl.col("volume") * 2).alias("volume"), (pl.col("close") * 1.01).alias("close"))
+    bigger = bars.with_columns(
+        (pl.col("volume") * 2).alias("volume"), (pl.col("close") * 1.01).alias("close")
+    )
     (u,) = store.upsert(bigger, H1)
     assert u.rows_updated == 5
     (u,) = store.upsert(bars, H1)
     assert (u.rows_updated, u.rows_conflicting_kept) == (0, 5)
 
 
-def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bars = make_bars(n=10)
     store = ParquetStore(tmp_path)
     store.upsert(bars.head(5), H1)

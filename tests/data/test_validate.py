@@ -23,7 +23,9 @@ def csv(tmp_path: Path, rows: list[str]) -> Path:
     return p
 
 
-def row(hour: int, close: str = "1.5", volume: str = "10", trades: str = "3", unix_s: bool = False) -> str:
+def row(
+    hour: int, close: str = "1.5", volume: str = "10", trades: str = "3", unix_s: bool = False
+) -> str:
     t = 1609459200 + 3600 * hour
     unix = f"{t}.0" if unix_s else str(t * 1000)
     return f"{unix},2021-01-01 {hour:02d}:00:00,BTC/USDT,1,2,0.5,{close},{volume},15,{trades}"
@@ -38,22 +40,53 @@ def test_identical_duplicates_collapse(tmp_path: Path) -> None:
 
 def test_incomplete_candle_loses_to_the_completed_one(tmp_path: Path) -> None:
     # second row captured before the close: smaller volume, different close
-    c = clean_bars([read_bars(csv(tmp_path, [row(1, "1.7", "12.5"), row(1, "1.6", "8.25", "NULL", True),
-                                              row(0)]))])
+    c = clean_bars(
+        [
+            read_bars(
+                csv(tmp_path, [row(1, "1.7", "12.5"), row(1, "1.6", "8.25", "NULL", True), row(0)])
+            )
+        ]
+    )
     r = c.reports["BTC/USDT"]
-    assert (r.duplicates_removed, r.duplicates_conflicting, r.duplicates_incomplete_candle) == (1, 1, 1)
-    kept = c.frame.filter(pl.col("timestamp") == datetime(2021, 1, 1, 1, tzinfo=UTC)).row(0, named=True)
+    assert (r.duplicates_removed, r.duplicates_conflicting, r.duplicates_incomplete_candle) == (
+        1,
+        1,
+        1,
+    )
+    kept = c.frame.filter(pl.col("timestamp") == datetime(2021, 1, 1, 1, tzinfo=UTC)).row(
+        0, named=True
+    )
     assert (kept["close"], kept["volume"]) == (1.7, 12.5)
     # the completed candle wins even when it is the rounded, later line
-    c = clean_bars([read_bars(csv(tmp_path, [row(0), row(1, "1.6", "8.25123456"),
-                                              row(1, "1.7", "12.5", "NULL", True)]))])
+    c = clean_bars(
+        [
+            read_bars(
+                csv(
+                    tmp_path,
+                    [row(0), row(1, "1.6", "8.25123456"), row(1, "1.7", "12.5", "NULL", True)],
+                )
+            )
+        ]
+    )
     assert c.frame["close"].to_list() == [1.5, 1.7]
 
 
 def test_rounding_difference_keeps_the_precise_row(tmp_path: Path) -> None:
     # as in the real BTC file: 2523.07949400 (full) vs 2523.08 (rounded, larger by rounding)
-    c = clean_bars([read_bars(csv(tmp_path, [row(1, "18164.80000000", "2523.07949400", "51191"),
-                                              row(1, "18164.8", "2523.08", "NULL", True), row(0)]))])
+    c = clean_bars(
+        [
+            read_bars(
+                csv(
+                    tmp_path,
+                    [
+                        row(1, "18164.80000000", "2523.07949400", "51191"),
+                        row(1, "18164.8", "2523.08", "NULL", True),
+                        row(0),
+                    ],
+                )
+            )
+        ]
+    )
     kept = c.frame.row(1, named=True)
     assert (kept["volume"], kept["trades"]) == (2523.079494, 51191)
     r = c.reports["BTC/USDT"]
@@ -61,7 +94,9 @@ def test_rounding_difference_keeps_the_precise_row(tmp_path: Path) -> None:
 
 
 def test_gaps_counted_and_policies(tmp_path: Path) -> None:
-    rows = [row(h, close=str(1 + h / 10)) for h in (0, 1, 2, 5, 6, 9)]  # gaps: 3-4 (2 bars), 7-8 (2 bars)
+    rows = [
+        row(h, close=str(1 + h / 10)) for h in (0, 1, 2, 5, 6, 9)
+    ]  # gaps: 3-4 (2 bars), 7-8 (2 bars)
     raw = read_bars(csv(tmp_path, rows))
     r = clean_bars([raw]).reports["BTC/USDT"]
     assert (r.gaps, r.missing_bars, r.longest_gap_bars, r.filled_bars) == (2, 4, 2, 0)
@@ -70,16 +105,24 @@ def test_gaps_counted_and_policies(tmp_path: Path) -> None:
     filled = c.frame.filter(pl.col("filled"))
     assert filled["timestamp"].dt.hour().to_list() == [3, 4, 7, 8]
     assert filled["close"].to_list() == [1.2, 1.2, 1.6, 1.6]  # previous close carried forward
-    assert filled["open"].to_list() == filled["high"].to_list() == filled["low"].to_list() == [1.2, 1.2, 1.6, 1.6]
+    assert (
+        filled["open"].to_list()
+        == filled["high"].to_list()
+        == filled["low"].to_list()
+        == [1.2, 1.2, 1.6, 1.6]
+    )
     assert filled["volume"].to_list() == [0.0] * 4 and filled["trades"].to_list() == [0] * 4
     with pytest.raises(DataError, match=r"x.csv:5: column 'timestamp'.*2 missing bars"):
         clean_bars([raw], on_gap="error")
 
 
 def test_ohlc_inconsistencies_counted_dropped_or_error(tmp_path: Path) -> None:
-    rows = [row(0), "1609462800000,2021-01-01 01:00:00,BTC/USDT,1,1.2,0.5,1.5,10,15,3",  # high < close
-            "1609466400000,2021-01-01 02:00:00,BTC/USDT,1,2,1.1,1.5,10,15,3",  # low > open
-            "1609470000000,2021-01-01 03:00:00,BTC/USDT,0,2,0,1.5,0,15,3"]  # non-positive, zero volume
+    rows = [
+        row(0),
+        "1609462800000,2021-01-01 01:00:00,BTC/USDT,1,1.2,0.5,1.5,10,15,3",  # high < close
+        "1609466400000,2021-01-01 02:00:00,BTC/USDT,1,2,1.1,1.5,10,15,3",  # low > open
+        "1609470000000,2021-01-01 03:00:00,BTC/USDT,0,2,0,1.5,0,15,3",
+    ]  # non-positive, zero volume
     raw = read_bars(csv(tmp_path, rows))
     r = clean_bars([raw]).reports["BTC/USDT"]
     assert (r.ohlc_inconsistent, r.nonpositive_prices, r.zero_volume_bars) == (2, 1, 1)
@@ -90,14 +133,20 @@ def test_ohlc_inconsistencies_counted_dropped_or_error(tmp_path: Path) -> None:
 
 
 def test_input_order_recorded(tmp_path: Path) -> None:
-    assert clean_bars([read_bars(csv(tmp_path, [row(2), row(1), row(0)]))]).reports["BTC/USDT"].input_order \
+    assert (
+        clean_bars([read_bars(csv(tmp_path, [row(2), row(1), row(0)]))])
+        .reports["BTC/USDT"]
+        .input_order
         == "descending"
+    )
     r = clean_bars([read_bars(csv(tmp_path, [row(0), row(2), row(1), row(3)]))]).reports["BTC/USDT"]
     assert (r.input_order, r.out_of_order_steps) == ("unsorted", 1)
 
 
 def test_interval_inferred_and_off_grid_rejected(tmp_path: Path) -> None:
-    assert clean_bars([read_bars(csv(tmp_path, [row(0), row(1), row(3)]))]).timeframe == Timeframe(3_600_000)
+    assert clean_bars([read_bars(csv(tmp_path, [row(0), row(1), row(3)]))]).timeframe == Timeframe(
+        3_600_000
+    )
     bad = "1609461000000,2021-01-01 00:30:00,BTC/USDT,1,2,0.5,1.5,10,15,3"
     with pytest.raises(DataError, match="1h grid"):
         clean_bars([read_bars(csv(tmp_path, [row(0), bad, row(1), row(2), row(3), row(4)]))])
@@ -106,7 +155,9 @@ def test_interval_inferred_and_off_grid_rejected(tmp_path: Path) -> None:
 def test_fill_gaps_multi_symbol_counts() -> None:
     a = make_bars("A/USDT", 10).filter(~pl.int_range(10).is_in([3, 4]))
     b = make_bars("B/USDT", 6)
-    filled, counts = fill_gaps(pl.concat([a, b]).sort(["symbol", "timestamp"]), Timeframe(3_600_000))
+    filled, counts = fill_gaps(
+        pl.concat([a, b]).sort(["symbol", "timestamp"]), Timeframe(3_600_000)
+    )
     assert counts == {"A/USDT": 2, "B/USDT": 0}
     assert filled.height == 16
 
@@ -117,8 +168,13 @@ def test_real_exports_report_the_known_defects(shared_dir: Path) -> None:
     c = clean_bars([read_bars(f) for f in files])
     rep = c.reports
     btc = rep["BTC/USDT"]
-    assert (btc.rows_read, btc.duplicates_removed, btc.rows_valid, btc.gaps, btc.missing_bars) == \
-        (36_565, 2_649, 33_916, 8, 16)
+    assert (btc.rows_read, btc.duplicates_removed, btc.rows_valid, btc.gaps, btc.missing_bars) == (
+        36_565,
+        2_649,
+        33_916,
+        8,
+        16,
+    )
     assert btc.duplicates_conflicting == 2_649 and btc.duplicates_identical == 0
     for s in ("ETH/USDT", "LTC/USDT", "NEO/USDT"):
         assert rep[s].duplicates_removed == 2_649

@@ -50,7 +50,9 @@ def test_range_breakout_volume_uses_previous_bars_only() -> None:
 
 
 def test_second_difference_shift_and_zscore() -> None:
-    np.testing.assert_array_equal(ind.second_difference(np.array([1, 4, 9, 16.0])), [nan, nan, 2, 2])
+    np.testing.assert_array_equal(
+        ind.second_difference(np.array([1, 4, 9, 16.0])), [nan, nan, 2, 2]
+    )
     np.testing.assert_array_equal(ind.shift(np.array([1, 2, 3.0]), 2), [nan, nan, 1])
     with pytest.raises(ValueError, match="read the future"):
         ind.shift(np.array([1.0]), 0)
@@ -61,10 +63,11 @@ def test_second_difference_shift_and_zscore() -> None:
 
 # --- independent reference: Wilder's definitions written out as loops -------------------------
 
+
 def wilder(x: np.ndarray, n: int, first: int) -> np.ndarray:
     """Wilder average: seed = mean of x[first:first+n], then avg = (avg*(n-1) + x)/n."""
     out = np.full(len(x), nan)
-    avg = float(np.mean(x[first:first + n]))
+    avg = float(np.mean(x[first : first + n]))
     out[first + n - 1] = avg
     for t in range(first + n, len(x)):
         avg = (avg * (n - 1) + x[t]) / n
@@ -83,12 +86,15 @@ def ref_true_range(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.maximum(h - lo, np.maximum(np.abs(h - pc), np.abs(lo - pc)))
 
 
-def ref_dx_adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def ref_dx_adx(
+    h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     up = np.diff(h, prepend=nan)
     down = -np.diff(lo, prepend=nan)
     pdm = np.where((up > down) & (up > 0), up, 0.0)
     mdm = np.where((down > up) & (down > 0), down, 0.0)
     tr = ref_true_range(h, lo, c)
+
     # TA-Lib seeds the smoothed sums with n-1 values and applies one Wilder step at bar n
     def smooth(x: np.ndarray) -> np.ndarray:
         out = np.full(len(x), nan)
@@ -97,6 +103,7 @@ def ref_dx_adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, n: int) -> tuple[np
             s = s - s / n + x[t]
             out[t] = s
         return out
+
     sp, sm, st = smooth(pdm), smooth(mdm), smooth(tr)
     pdi, mdi = 100 * sp / st, 100 * sm / st
     dx = 100 * np.abs(pdi - mdi) / (pdi + mdi)
@@ -112,8 +119,9 @@ def btc() -> dict[str, np.ndarray]:
 def test_wilder_indicators_match_reference_on_real_btc(btc: dict[str, np.ndarray]) -> None:
     h, lo, c = btc["high"], btc["low"], btc["close"]
     np.testing.assert_allclose(ind.rsi(c, 14)[14:], ref_rsi(c, 14)[14:], rtol=1e-9)
-    np.testing.assert_allclose(ind.atr(h, lo, c, 14)[14:], wilder(ref_true_range(h, lo, c), 14, 1)[14:],
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        ind.atr(h, lo, c, 14)[14:], wilder(ref_true_range(h, lo, c), 14, 1)[14:], rtol=1e-9
+    )
     dx, adx = ref_dx_adx(h, lo, c, 14)
     np.testing.assert_allclose(ind.dx(h, lo, c, 14)[14:], dx[14:], rtol=1e-9)
     np.testing.assert_allclose(ind.adx(h, lo, c, 14)[27:], adx[27:], rtol=1e-9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cappuccino.data.schema import Timeframe
 from cappuccino.features.labels import (
     ForwardReturnLabel,
     TripleBarrierLabel,
@@ -14,7 +15,6 @@ from cappuccino.features.labels import (
     triple_barrier_label,
 )
 from cappuccino.features.table import build_feature_table
-from cappuccino.data.schema import Timeframe
 from tests.conftest import make_bars
 
 nan = np.nan
@@ -22,7 +22,9 @@ nan = np.nan
 
 def test_forward_return_net_of_round_trip_fee() -> None:
     close = np.array([100, 102, 103, 101.0])
-    net, buy = forward_return_label(close, ForwardReturnLabel(horizon=2, threshold=0.005, fee=0.001))
+    net, buy = forward_return_label(
+        close, ForwardReturnLabel(horizon=2, threshold=0.005, fee=0.001)
+    )
     # (103/100) * 0.999^2 - 1 = 0.027942..., (101/102) * 0.999^2 - 1 = -0.011765...
     np.testing.assert_allclose(net[:2], [1.03 * 0.999**2 - 1, 101 / 102 * 0.999**2 - 1], rtol=1e-12)
     np.testing.assert_array_equal(buy, [1, 0, nan, nan])
@@ -51,8 +53,12 @@ def test_triple_barrier_cases() -> None:
 
 def test_triple_barrier_same_bar_is_stop_and_timeout_is_zero() -> None:
     spec = TripleBarrierLabel(take_profit=0.1, stop_loss=0.05, max_holding=2)
-    label, bars, ret = triple_barrier_label(np.array([100, 120, 100, 100.0]), np.array([100, 90, 100, 100.0]),
-                                            np.array([100, 100, 100, 103.0]), spec)
+    label, bars, ret = triple_barrier_label(
+        np.array([100, 120, 100, 100.0]),
+        np.array([100, 90, 100, 100.0]),
+        np.array([100, 100, 100, 103.0]),
+        spec,
+    )
     assert label[0] == -1 and bars[0] == 1  # both barriers in bar 1: conservative
     assert label[1] == 0 and bars[1] == 2 and ret[1] == pytest.approx(0.03)  # time limit, close 103
 
@@ -62,18 +68,24 @@ def test_incomplete_horizons_are_dropped_and_counted() -> None:
     spec = ForwardReturnLabel(horizon=24)
     lab = compute_labels(bars, [spec])
     assert lab["label_buy_24"].null_count() == 24
-    table, report = build_feature_table(bars, "cappuccino14", [spec], timeframe=Timeframe.parse("1h"))
+    table, report = build_feature_table(
+        bars, "cappuccino14", [spec], timeframe=Timeframe.parse("1h")
+    )
     assert report.label_rows_dropped == {"A/USDT": 24}
     assert report.warmup_rows_dropped == {"A/USDT": 63}
     assert table.height == 300 - 24 - 63
-    assert report.positive_rate["A/USDT"]["label_buy_24"] == pytest.approx(table["label_buy_24"].mean())
+    assert report.positive_rate["A/USDT"]["label_buy_24"] == pytest.approx(
+        table["label_buy_24"].mean()
+    )
 
 
 def test_parse_label() -> None:
     assert parse_label("forward:h=12,threshold=0.01,fee=0.001") == ForwardReturnLabel(
-        horizon=12, threshold=0.01, fee=0.001)
+        horizon=12, threshold=0.01, fee=0.001
+    )
     assert parse_label("triple:tp=0.03,sl=0.02,h=48") == TripleBarrierLabel(
-        take_profit=0.03, stop_loss=0.02, max_holding=48)
+        take_profit=0.03, stop_loss=0.02, max_holding=48
+    )
     with pytest.raises(ValueError, match="expected forward"):
         parse_label("sideways:h=1")
     with pytest.raises(ValueError, match="horizon"):

@@ -46,26 +46,51 @@ def reference(sym: pl.DataFrame) -> dict[str, np.ndarray]:
     hours, dow = t.dt.hour().to_numpy(), t.dt.weekday().to_numpy() - 1
     logv = pd.Series(np.log1p(v))
     return {
-        "open": o, "high": h, "low": lo, "close": c, "volume": v,
-        "macd": macd, "macd_signal": sig, "macd_hist": hist,
-        "rsi_14": talib.RSI(c, 14), "cci_14": talib.CCI(h, lo, c, 14), "dx_14": talib.DX(h, lo, c, 14),
+        "open": o,
+        "high": h,
+        "low": lo,
+        "close": c,
+        "volume": v,
+        "macd": macd,
+        "macd_signal": sig,
+        "macd_hist": hist,
+        "rsi_14": talib.RSI(c, 14),
+        "cci_14": talib.CCI(h, lo, c, 14),
+        "dx_14": talib.DX(h, lo, c, 14),
         "atr_regime_shift": (atr - atr_mean) / atr_mean,
         "range_breakout_volume": breakout,
         "adx_reacceleration": np.concatenate([[np.nan, np.nan], np.diff(adx, 2)]),
-        "atr_14": atr, "ema_50": talib.EMA(c, 50), "ema_200": talib.EMA(c, 200),
-        "bb_middle": mid, "bb_upper": up, "bb_lower": low_band, "bb_width": (up - low_band) / mid,
+        "atr_14": atr,
+        "ema_50": talib.EMA(c, 50),
+        "ema_200": talib.EMA(c, 200),
+        "bb_middle": mid,
+        "bb_upper": up,
+        "bb_lower": low_band,
+        "bb_width": (up - low_band) / mid,
         "bb_percent": (c - low_band) / (up - low_band),
-        "logret_1": r1.to_numpy(), "logret_4": np.log(pc / pc.shift(4)).to_numpy(),
-        "logret_24": np.log(pc / pc.shift(24)).to_numpy(), "logret_168": np.log(pc / pc.shift(168)).to_numpy(),
-        "vol_24": r1.rolling(24).std(ddof=0).to_numpy(), "vol_168": r1.rolling(168).std(ddof=0).to_numpy(),
-        "hl_range": np.log(h / lo), "oc_body": np.log(c / o),
-        "rsi_14_c": talib.RSI(c, 14) / 100 - 0.5, "cci_14_s": talib.CCI(h, lo, c, 14) / 100,
-        "macd_hist_n": hist / c, "atr_14_n": atr / c, "adx_14_c": adx / 100,
-        "dist_ema_50": np.log(c / talib.EMA(c, 50)), "dist_ema_200": np.log(c / talib.EMA(c, 200)),
+        "logret_1": r1.to_numpy(),
+        "logret_4": np.log(pc / pc.shift(4)).to_numpy(),
+        "logret_24": np.log(pc / pc.shift(24)).to_numpy(),
+        "logret_168": np.log(pc / pc.shift(168)).to_numpy(),
+        "vol_24": r1.rolling(24).std(ddof=0).to_numpy(),
+        "vol_168": r1.rolling(168).std(ddof=0).to_numpy(),
+        "hl_range": np.log(h / lo),
+        "oc_body": np.log(c / o),
+        "rsi_14_c": talib.RSI(c, 14) / 100 - 0.5,
+        "cci_14_s": talib.CCI(h, lo, c, 14) / 100,
+        "macd_hist_n": hist / c,
+        "atr_14_n": atr / c,
+        "adx_14_c": adx / 100,
+        "dist_ema_50": np.log(c / talib.EMA(c, 50)),
+        "dist_ema_200": np.log(c / talib.EMA(c, 200)),
         "volume_z_24": ((logv - logv.rolling(24).mean()) / logv.rolling(24).std(ddof=0)).to_numpy(),
-        "volume_z_168": ((logv - logv.rolling(168).mean()) / logv.rolling(168).std(ddof=0)).to_numpy(),
-        "hour_sin": np.sin(2 * np.pi * hours / 24), "hour_cos": np.cos(2 * np.pi * hours / 24),
-        "dow_sin": np.sin(2 * np.pi * dow / 7), "dow_cos": np.cos(2 * np.pi * dow / 7),
+        "volume_z_168": (
+            (logv - logv.rolling(168).mean()) / logv.rolling(168).std(ddof=0)
+        ).to_numpy(),
+        "hour_sin": np.sin(2 * np.pi * hours / 24),
+        "hour_cos": np.cos(2 * np.pi * hours / 24),
+        "dow_sin": np.sin(2 * np.pi * dow / 7),
+        "dow_cos": np.cos(2 * np.pi * dow / 7),
     }
 
 
@@ -84,10 +109,14 @@ def test_feature_set_matches_reference(bars: pl.DataFrame, name: str) -> None:
             ok = np.isfinite(b)
             warm = int(np.argmax(ok))
             # after the reference's warm-up, ours is defined exactly where the reference is
-            np.testing.assert_array_equal(np.isfinite(a[warm:]), ok[warm:], err_msg=f"{sym} {col} nulls")
+            np.testing.assert_array_equal(
+                np.isfinite(a[warm:]), ok[warm:], err_msg=f"{sym} {col} nulls"
+            )
             # 1e-9 relative; absolute floor 1e-9 x the column's typical magnitude for values crossing 0
             scale = float(np.median(np.abs(b[ok]))) or 1.0
-            np.testing.assert_allclose(a[ok], b[ok], rtol=1e-9, atol=1e-9 * scale, err_msg=f"{sym} {col}")
+            np.testing.assert_allclose(
+                a[ok], b[ok], rtol=1e-9, atol=1e-9 * scale, err_msg=f"{sym} {col}"
+            )
             assert mine[col].null_count() == int((~np.isfinite(a)).sum())  # NaN never leaks out
 
 

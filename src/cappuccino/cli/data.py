@@ -11,8 +11,18 @@ from cappuccino.cli.render import emit_json, fail_cleanly, progress, table
 
 app = typer.Typer(no_args_is_help=True, help="Import, download and inspect market bars.")
 
-IMPORT_COLUMNS = ["symbol", "rows_read", "rows_stored", "rows_new", "duplicates_removed",
-                  "duplicates_conflicting", "gaps", "missing_bars", "first", "last"]
+IMPORT_COLUMNS = [
+    "symbol",
+    "rows_read",
+    "rows_stored",
+    "rows_new",
+    "duplicates_removed",
+    "duplicates_conflicting",
+    "gaps",
+    "missing_bars",
+    "first",
+    "last",
+]
 
 
 def _show_import(rows: list[dict[str, object]], as_json: bool, title: str) -> None:
@@ -28,13 +38,19 @@ def import_(
     paths: list[Path] = typer.Argument(..., help="CSV or Parquet files"),
     store: Path = typer.Option(..., "--store", help="store folder"),
     fmt: str = typer.Option("auto", "--format", help="auto, cryptodatadownload, csv or parquet"),
-    timeframe: str | None = typer.Option(None, "--timeframe", help="bar interval; inferred if omitted"),
+    timeframe: str | None = typer.Option(
+        None, "--timeframe", help="bar interval; inferred if omitted"
+    ),
     on_gap: str = typer.Option("keep", "--on-gap", help="fill, keep or error"),
     on_bad_ohlc: str = typer.Option("keep", "--on-bad-ohlc", help="keep, drop or error"),
     on_malformed: str = typer.Option("error", "--on-malformed", help="error or skip (counted)"),
     symbol: str | None = typer.Option(None, "--symbol", help="symbol for files without one"),
-    timestamp_unit: str = typer.Option("ms", "--timestamp-unit", help="generic csv: s, ms, us, ns, iso"),
-    column: list[str] = typer.Option([], "--column", help="generic csv mapping canonical=file_column"),
+    timestamp_unit: str = typer.Option(
+        "ms", "--timestamp-unit", help="generic csv: s, ms, us, ns, iso"
+    ),
+    column: list[str] = typer.Option(
+        [], "--column", help="generic csv mapping canonical=file_column"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
     """Read, validate (every repair counted) and upsert bars into the store."""
@@ -49,12 +65,16 @@ def import_(
         options["timestamp_unit"] = timestamp_unit
         options["columns"] = dict(c.split("=", 1) for c in column)
     with progress("importing", not as_json):
-        report = import_files(paths, ParquetStore(store), fmt=fmt,
-                              timeframe=Timeframe.parse(timeframe) if timeframe else None,
-                              on_gap=on_gap,  # type: ignore[arg-type]
-                              on_bad_ohlc=on_bad_ohlc,  # type: ignore[arg-type]
-                              on_malformed=on_malformed,  # type: ignore[arg-type]
-                              reader_options=options)
+        report = import_files(
+            paths,
+            ParquetStore(store),
+            fmt=fmt,
+            timeframe=Timeframe.parse(timeframe) if timeframe else None,
+            on_gap=on_gap,  # type: ignore[arg-type]
+            on_bad_ohlc=on_bad_ohlc,  # type: ignore[arg-type]
+            on_malformed=on_malformed,  # type: ignore[arg-type]
+            reader_options=options,
+        )
     _show_import(report.rows(), as_json, f"import into {store} ({report.timeframe})")
 
 
@@ -107,8 +127,12 @@ def download(
     timeframe: str = typer.Option("1h", "--timeframe"),
     since: str | None = typer.Option(None, "--since", help="ISO date for the first download"),
     until: str | None = typer.Option(None, "--until", help="ISO date to stop at"),
-    base_url: str | None = typer.Option(None, "--base-url", envvar="CAPPUCCINO_EXCHANGE_URL",
-                                        help="override the exchange's API host (testing, proxies)"),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        envvar="CAPPUCCINO_EXCHANGE_URL",
+        help="override the exchange's API host (testing, proxies)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Download closed candles through ccxt, resuming from the last stored bar (needs [live])."""
@@ -117,9 +141,15 @@ def download(
     from cappuccino.data.store import ParquetStore
 
     with progress("downloading", not as_json):
-        results = download_ohlcv(ParquetStore(store), exchange_id=exchange, symbols=symbols,
-                                 timeframe=Timeframe.parse(timeframe), since=_parse_time(since),
-                                 until=_parse_time(until), base_url=base_url)
+        results = download_ohlcv(
+            ParquetStore(store),
+            exchange_id=exchange,
+            symbols=symbols,
+            timeframe=Timeframe.parse(timeframe),
+            since=_parse_time(since),
+            until=_parse_time(until),
+            base_url=base_url,
+        )
     rows = [r.to_dict() for r in results]
     if as_json:
         emit_json({"symbols": rows})

@@ -11,8 +11,12 @@ from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, ta
 
 @fail_cleanly
 def demo(
-    config: Path | None = typer.Option(None, "--config", help="YAML run config (defaults embedded)"),
-    overrides: list[str] = typer.Option([], "--set", help="override, e.g. features.feature_set=nn23"),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML run config (defaults embedded)"
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="override, e.g. features.feature_set=nn23"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Sample -> import/validate -> features -> labels -> audit -> summary table."""
@@ -27,9 +31,11 @@ def demo(
         return
     table(result.summary_rows, f"Cappuccino demo: {cfg.features.feature_set} on the bundled sample")
     a = result.audit
-    console.print(f"lookahead audit: {'PASS' if a.passed else 'FAIL'} "
-                  f"({a.cut_points} cut points, {len(a.columns)} columns)"
-                  + ("" if a.passed else f" violations: {a.violations}"))
+    console.print(
+        f"lookahead audit: {'PASS' if a.passed else 'FAIL'} "
+        f"({a.cut_points} cut points, {len(a.columns)} columns)"
+        + ("" if a.passed else f" violations: {a.violations}")
+    )
     console.print(f"outputs in {cfg.output_dir} ({result.seconds:.1f} s)")
     if not a.passed:
         raise typer.Exit(1)

@@ -28,13 +28,26 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
     """Registered feature sets and their columns."""
     from cappuccino.features.sets import FEATURE_SETS
 
-    rows = [{"name": fs.name, "columns": len(fs.columns), "description": fs.description,
-             "column_names": list(fs.columns)} for fs in FEATURE_SETS.values()]
+    rows = [
+        {
+            "name": fs.name,
+            "columns": len(fs.columns),
+            "description": fs.description,
+            "column_names": list(fs.columns),
+        }
+        for fs in FEATURE_SETS.values()
+    ]
     if as_json:
         emit_json({"feature_sets": rows})
     else:
-        table([{**r, "column_names": ", ".join(r["column_names"])} for r in rows], "feature sets",
-              ["name", "columns", "column_names"])
+        table(
+            [
+                {**r, "column_names": ", ".join(fs.columns)}
+                for r, fs in zip(rows, FEATURE_SETS.values(), strict=True)
+            ],
+            "feature sets",
+            ["name", "columns", "column_names"],
+        )
 
 
 @app.command("build")
@@ -44,10 +57,15 @@ def build(
     feature_set: str = typer.Option(..., "--feature-set"),
     out: Path = typer.Option(..., "--out", help="output Parquet file"),
     symbols: list[str] | None = typer.Option(None, "--symbols", "-s", help="repeat; default all"),
-    label: list[str] = typer.Option([], "--label", help="forward:h=24,threshold=0.01,fee=0.001 or "
-                                                         "triple:tp=0.02,sl=0.02,h=24 (repeat)"),
+    label: list[str] = typer.Option(
+        [],
+        "--label",
+        help="forward:h=24,threshold=0.01,fee=0.001 or triple:tp=0.02,sl=0.02,h=24 (repeat)",
+    ),
     timeframe: str = typer.Option("1h", "--timeframe"),
-    keep_warmup: bool = typer.Option(False, "--keep-warmup", help="keep warm-up rows (null features)"),
+    keep_warmup: bool = typer.Option(
+        False, "--keep-warmup", help="keep warm-up rows (null features)"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fill gaps, compute features and labels, drop incomplete rows (counted), write Parquet."""
@@ -58,18 +76,25 @@ def build(
     specs = [parse_label(x) for x in label]
     with progress("building features", not as_json):
         bars, tf = _load_bars(store, timeframe, symbols)
-        frame, report = build_feature_table(bars, feature_set, specs, timeframe=tf,
-                                            drop_warmup=not keep_warmup)
+        frame, report = build_feature_table(
+            bars, feature_set, specs, timeframe=tf, drop_warmup=not keep_warmup
+        )
         atomic_write_parquet(out, frame)
     doc = {"out": str(out), "rows": frame.height, "columns": frame.columns, **report.to_dict()}
     if as_json:
         emit_json(doc)
         return
-    rows = [{"symbol": s, "filled_bars": report.filled_bars.get(s, 0),
-             "warmup_dropped": report.warmup_rows_dropped.get(s, 0),
-             "label_dropped": report.label_rows_dropped.get(s, 0), "rows_out": n,
-             **{f"pos[{k}]": v for k, v in report.positive_rate.get(s, {}).items()}}
-            for s, n in sorted(report.rows_out.items())]
+    rows = [
+        {
+            "symbol": s,
+            "filled_bars": report.filled_bars.get(s, 0),
+            "warmup_dropped": report.warmup_rows_dropped.get(s, 0),
+            "label_dropped": report.label_rows_dropped.get(s, 0),
+            "rows_out": n,
+            **{f"pos[{k}]": v for k, v in report.positive_rate.get(s, {}).items()},
+        }
+        for s, n in sorted(report.rows_out.items())
+    ]
     table(rows, f"{feature_set} -> {out} ({frame.height:,} rows, {len(frame.columns)} columns)")
 
 
@@ -95,9 +120,18 @@ def audit(
     if as_json:
         emit_json(report.to_dict())
     else:
-        rows = [{"column": c, "violations": report.violations.get(c, 0),
-                 "first_violation": report.first_violation.get(c, "")} for c in report.columns]
-        table(rows, f"lookahead audit of {feature_set}: {'PASS' if report.passed else 'FAIL'} "
-                    f"({cuts} cut points)")
+        rows = [
+            {
+                "column": c,
+                "violations": report.violations.get(c, 0),
+                "first_violation": report.first_violation.get(c, ""),
+            }
+            for c in report.columns
+        ]
+        table(
+            rows,
+            f"lookahead audit of {feature_set}: {'PASS' if report.passed else 'FAIL'} "
+            f"({cuts} cut points)",
+        )
     if not report.passed:
         raise typer.Exit(1)

@@ -10,8 +10,12 @@ from cappuccino.cli import demo as demo_cmd
 from cappuccino.cli import features as features_cmd
 from cappuccino.utils.logging import configure_logging
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Cappuccino: validated market data, causal features, honest models.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Cappuccino: validated market data, causal features, honest models.",
+)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.command("demo")(demo_cmd.demo)

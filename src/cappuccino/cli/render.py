@@ -33,7 +33,9 @@ def table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str] | N
     cols = list(columns or (rows[0].keys() if rows else []))
     t = Table(title=title, show_lines=False)
     for c in cols:
-        t.add_column(c, justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left")
+        t.add_column(
+            c, justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left"
+        )
     for r in rows:
         t.add_row(*(_fmt(r.get(c)) for c in cols))
     console.print(t)

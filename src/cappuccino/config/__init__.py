@@ -1,6 +1,6 @@
 """Typed, validated run configs, YAML loading with ``key.path=value`` overrides, secrets from env."""
 
-from cappuccino.config.loading import load_config, apply_overrides
+from cappuccino.config.loading import apply_overrides, load_config
 from cappuccino.config.models import DataSettings, DemoConfig, FeatureSettings
 
 __all__ = ["DataSettings", "DemoConfig", "FeatureSettings", "apply_overrides", "load_config"]

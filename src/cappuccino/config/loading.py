@@ -37,6 +37,8 @@ def load_config(model: type[M], path: Path | None = None, overrides: list[str] |
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+            raise ValueError(
+                f"{path}: expected a mapping at the top level, got {type(loaded).__name__}"
+            )
         data = loaded
     return model.model_validate(apply_overrides(data, overrides or []))

@@ -23,7 +23,9 @@ class DataSettings(_Model):
     timeframe: str = Field("1h", description="bar interval, ccxt notation")
     symbols: list[str] | None = Field(None, description="universe; None = every stored symbol")
     on_gap: Literal["fill", "keep", "error"] = Field("keep", description="gap policy at import")
-    on_bad_ohlc: Literal["keep", "drop", "error"] = Field("keep", description="inconsistent OHLC policy")
+    on_bad_ohlc: Literal["keep", "drop", "error"] = Field(
+        "keep", description="inconsistent OHLC policy"
+    )
     on_malformed: Literal["error", "skip"] = Field("error", description="malformed row policy")
 
     @field_validator("timeframe")
@@ -37,8 +39,10 @@ class DataSettings(_Model):
 
 
 def _default_labels() -> list[ForwardReturnLabel | TripleBarrierLabel]:
-    return [ForwardReturnLabel(horizon=24, threshold=0.01, fee=0.001),
-            TripleBarrierLabel(take_profit=0.03, stop_loss=0.02, max_holding=24)]
+    return [
+        ForwardReturnLabel(horizon=24, threshold=0.01, fee=0.001),
+        TripleBarrierLabel(take_profit=0.03, stop_loss=0.02, max_holding=24),
+    ]
 
 
 class FeatureSettings(_Model):
@@ -67,4 +71,6 @@ class DemoConfig(_Model):
 
     @property
     def store_path(self) -> Path:
-        return self.data.store if self.data.store.is_absolute() else self.output_dir / self.data.store
+        return (
+            self.data.store if self.data.store.is_absolute() else self.output_dir / self.data.store
+        )

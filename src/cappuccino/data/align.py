@@ -24,9 +24,14 @@ class AlignReport:
     bars_after_end: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(),
-                "bars_per_symbol": self.bars_per_symbol, "filled_bars": self.filled_bars,
-                "bars_before_start": self.bars_before_start, "bars_after_end": self.bars_after_end}
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "bars_per_symbol": self.bars_per_symbol,
+            "filled_bars": self.filled_bars,
+            "bars_before_start": self.bars_before_start,
+            "bars_after_end": self.bars_after_end,
+        }
 
 
 def align_universe(bars: pl.DataFrame, timeframe: Timeframe) -> tuple[pl.DataFrame, AlignReport]:
@@ -38,22 +43,29 @@ def align_universe(bars: pl.DataFrame, timeframe: Timeframe) -> tuple[pl.DataFra
     """
     if bars.height == 0:
         raise ValueError("align_universe: no bars")
-    bounds = bars.group_by("symbol").agg(pl.col("timestamp").min().alias("first"),
-                                        pl.col("timestamp").max().alias("last"))
+    bounds = bars.group_by("symbol").agg(
+        pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last")
+    )
     start, end = bounds["first"].max(), bounds["last"].min()
-    if start is None or end is None or start > end:
-        raise ValueError(f"align_universe: symbols do not overlap in time (latest first bar {start}, "
-                         f"earliest last bar {end})")
+    if not isinstance(start, datetime) or not isinstance(end, datetime) or start > end:
+        raise ValueError(
+            f"align_universe: symbols do not overlap in time (latest first bar {start!r}, "
+            f"earliest last bar {end!r})"
+        )
     before = bars.group_by("symbol").agg((pl.col("timestamp") < start).sum())
     after = bars.group_by("symbol").agg((pl.col("timestamp") > end).sum())
-    filled, _ = fill_gaps(bars.filter(pl.col("timestamp") <= end).sort(["symbol", "timestamp"]), timeframe)
+    filled, _ = fill_gaps(
+        bars.filter(pl.col("timestamp") <= end).sort(["symbol", "timestamp"]), timeframe
+    )
     out = filled.filter(pl.col("timestamp") >= start)
     n_filled = out.group_by("symbol").agg(pl.col("filled").sum())
     n = out.group_by("symbol").len()["len"].unique()
     if n.len() != 1:
         raise RuntimeError(f"align_universe: unequal bar counts after alignment {n.to_list()}")
     report = AlignReport(
-        start=start, end=end, bars_per_symbol=int(n[0]),
+        start=start,
+        end=end,
+        bars_per_symbol=int(n[0]),
         filled_bars={s: int(v) for s, v in n_filled.iter_rows()},
         bars_before_start={s: int(v) for s, v in before.iter_rows()},
         bars_after_end={s: int(v) for s, v in after.iter_rows()},

@@ -68,8 +68,9 @@ def _rebase(value: Any, base: str) -> Any:
     return value
 
 
-def make_exchange(exchange_id: str, *, base_url: str | None = None,
-                  options: dict[str, Any] | None = None) -> Any:
+def make_exchange(
+    exchange_id: str, *, base_url: str | None = None, options: dict[str, Any] | None = None
+) -> Any:
     """A ccxt exchange with rate limiting on, credentials from the environment, optional host override."""
     try:
         import ccxt
@@ -77,7 +78,9 @@ def make_exchange(exchange_id: str, *, base_url: str | None = None,
         raise ImportError("exchange download needs ccxt: pip install 'cappuccino[live]'") from exc
     cls = getattr(ccxt, exchange_id, None)
     if cls is None:
-        raise ValueError(f"exchange: got {exchange_id!r}, expected a ccxt exchange id such as 'binance'")
+        raise ValueError(
+            f"exchange: got {exchange_id!r}, expected a ccxt exchange id such as 'binance'"
+        )
     opts = {**DEFAULT_OPTIONS.get(exchange_id, {}), **(options or {})}
     ex = cls({"enableRateLimit": True, "options": opts, **exchange_credentials(exchange_id)})
     if base_url:
@@ -87,19 +90,45 @@ def make_exchange(exchange_id: str, *, base_url: str | None = None,
 
 def _page_to_raw(rows: list[list[Any]], symbol: str, source: str) -> RawBars:
     frame = pl.DataFrame(
-        {"t": [r[0] for r in rows], "open": [r[1] for r in rows], "high": [r[2] for r in rows],
-         "low": [r[3] for r in rows], "close": [r[4] for r in rows], "volume": [r[5] for r in rows]},
-        schema={"t": pl.Int64, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
-                "close": pl.Float64, "volume": pl.Float64},
+        {
+            "t": [r[0] for r in rows],
+            "open": [r[1] for r in rows],
+            "high": [r[2] for r in rows],
+            "low": [r[3] for r in rows],
+            "close": [r[4] for r in rows],
+            "volume": [r[5] for r in rows],
+        },
+        schema={
+            "t": pl.Int64,
+            "open": pl.Float64,
+            "high": pl.Float64,
+            "low": pl.Float64,
+            "close": pl.Float64,
+            "volume": pl.Float64,
+        },
     )
-    out = frame.select(
-        pl.col("t").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TIME_DTYPE).alias("timestamp"),
-        pl.lit(symbol).alias("symbol"), "open", "high", "low", "close", "volume",
-        pl.lit(None, dtype=pl.Float64).alias("quote_volume"),
-        pl.lit(None, dtype=pl.Int64).alias("trades"),
-        pl.lit(False).alias("filled"),
-    ).with_row_index(LINE, offset=1).with_columns(
-        pl.col(LINE).cast(pl.Int64), pl.lit(15, dtype=pl.Int32).alias(VOLUME_DECIMALS))
+    out = (
+        frame.select(
+            pl.col("t")
+            .cast(pl.Datetime("ms"))
+            .dt.replace_time_zone("UTC")
+            .cast(TIME_DTYPE)
+            .alias("timestamp"),
+            pl.lit(symbol).alias("symbol"),
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            pl.lit(None, dtype=pl.Float64).alias("quote_volume"),
+            pl.lit(None, dtype=pl.Int64).alias("trades"),
+            pl.lit(False).alias("filled"),
+        )
+        .with_row_index(LINE, offset=1)
+        .with_columns(
+            pl.col(LINE).cast(pl.Int64), pl.lit(15, dtype=pl.Int32).alias(VOLUME_DECIMALS)
+        )
+    )
     return RawBars(frame=out, source=source, rows_read=out.height)
 
 
@@ -122,10 +151,17 @@ def download_ohlcv(
     import ccxt
 
     if page_limit < 1 or max_retries < 0:
-        raise ValueError(f"page_limit must be >= 1 and max_retries >= 0, got {page_limit}, {max_retries}")
+        raise ValueError(
+            f"page_limit must be >= 1 and max_retries >= 0, got {page_limit}, {max_retries}"
+        )
     ex = exchange or make_exchange(exchange_id, base_url=base_url)
-    retryable = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.RequestTimeout,
-                 ccxt.ExchangeNotAvailable, ccxt.NetworkError)
+    retryable = (
+        ccxt.RateLimitExceeded,
+        ccxt.DDoSProtection,
+        ccxt.RequestTimeout,
+        ccxt.ExchangeNotAvailable,
+        ccxt.NetworkError,
+    )
     retries = 0
 
     def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -138,8 +174,14 @@ def download_ohlcv(
                     raise
                 retries += 1
                 wait = min(backoff_s * 2**attempt, 60.0)
-                log.warning("%s: %s; retry %d/%d in %.1f s", exchange_id, type(exc).__name__,
-                            attempt + 1, max_retries, wait)
+                log.warning(
+                    "%s: %s; retry %d/%d in %.1f s",
+                    exchange_id,
+                    type(exc).__name__,
+                    attempt + 1,
+                    max_retries,
+                    wait,
+                )
                 sleep(wait)
         raise AssertionError("unreachable")
 
@@ -158,11 +200,22 @@ def download_ohlcv(
         elif since is not None:
             start_ms = int(since.timestamp() * 1000)
         else:
-            raise ValueError(f"{symbol}: nothing stored yet; pass since= (--since) for the first download")
-        res = DownloadResult(symbol=symbol, timeframe=timeframe.label,
-                             start=datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(), pages=0,
-                             rows_fetched=0, rows_new=0, open_candle_dropped=0, duplicates_removed=0,
-                             retries=0, rows_stored=0, last=last.isoformat() if last else None)
+            raise ValueError(
+                f"{symbol}: nothing stored yet; pass since= (--since) for the first download"
+            )
+        res = DownloadResult(
+            symbol=symbol,
+            timeframe=timeframe.label,
+            start=datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(),
+            pages=0,
+            rows_fetched=0,
+            rows_new=0,
+            open_candle_dropped=0,
+            duplicates_removed=0,
+            retries=0,
+            rows_stored=0,
+            last=last.isoformat() if last else None,
+        )
         cursor = start_ms
         while cursor + timeframe.ms <= end_ms:
             rows = call(ex.fetch_ohlcv, symbol, timeframe.label, since=cursor, limit=page_limit)
@@ -174,8 +227,11 @@ def download_ohlcv(
             closed = [r for r in closed if r[0] + timeframe.ms <= end_ms]
             if not closed:
                 break
-            clean = clean_bars([_page_to_raw(closed, symbol, f"{exchange_id}:{symbol}")],
-                               timeframe=timeframe, on_gap="keep")
+            clean = clean_bars(
+                [_page_to_raw(closed, symbol, f"{exchange_id}:{symbol}")],
+                timeframe=timeframe,
+                on_gap="keep",
+            )
             res.duplicates_removed += clean.reports[symbol].duplicates_removed
             (up,) = store.upsert(clean.frame, timeframe)
             res.rows_new += up.rows_new

@@ -64,9 +64,11 @@ def import_files(
     reader_options: dict[str, Any] | None = None,
 ) -> ImportReport:
     """Read, validate and upsert ``paths``; nothing is written unless every file validates."""
-    for name, value, allowed in (("on_gap", on_gap, ("fill", "keep", "error")),
-                                 ("on_bad_ohlc", on_bad_ohlc, ("keep", "drop", "error")),
-                                 ("on_malformed", on_malformed, ("error", "skip"))):
+    for name, value, allowed in (
+        ("on_gap", on_gap, ("fill", "keep", "error")),
+        ("on_bad_ohlc", on_bad_ohlc, ("keep", "drop", "error")),
+        ("on_malformed", on_malformed, ("error", "skip")),
+    ):
         if value not in allowed:
             raise ValueError(f"{name}: got {value!r}, expected one of {list(allowed)}")
     if not paths:
@@ -74,7 +76,9 @@ def import_files(
     raws = []
     for p in paths:
         log.info("reading %s", p)
-        raws.append(read_bars(Path(p), fmt=fmt, on_malformed=on_malformed, **(reader_options or {})))
+        raws.append(
+            read_bars(Path(p), fmt=fmt, on_malformed=on_malformed, **(reader_options or {}))
+        )
     clean = clean_bars(raws, timeframe=timeframe, on_gap=on_gap, on_bad_ohlc=on_bad_ohlc)
     upserts = {u.symbol: u for u in store.upsert(clean.frame, clean.timeframe)}
     return ImportReport(timeframe=clean.timeframe, validation=clean.reports, upserts=upserts)

@@ -18,7 +18,15 @@ from cappuccino.data.readers import read_bars
 from cappuccino.data.validate import clean_bars
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 
-SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "LTC/USDT", "ADA/USDT", "BNB/USDT", "XRP/USDT", "LINK/USDT")
+SAMPLE_SYMBOLS = (
+    "BTC/USDT",
+    "ETH/USDT",
+    "LTC/USDT",
+    "ADA/USDT",
+    "BNB/USDT",
+    "XRP/USDT",
+    "LINK/USDT",
+)
 SAMPLE_START = datetime(2020, 8, 1, tzinfo=UTC)
 SAMPLE_END = datetime(2021, 6, 30, 23, tzinfo=UTC)
 SAMPLE_FILE = "binance_1h_sample.parquet"
@@ -37,14 +45,19 @@ def build_sample(source_dir: Path, out: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"sample sources missing: {missing}")
     clean = clean_bars([read_bars(f) for f in files], on_gap="keep")
     frame = clean.frame.filter(pl.col("timestamp").is_between(SAMPLE_START, SAMPLE_END)).sort(
-        ["symbol", "timestamp"])
+        ["symbol", "timestamp"]
+    )
     manifest = {
         "source": "CryptoDataDownload Binance hourly exports (www.CryptoDataDownload.com)",
         "window": [SAMPLE_START.isoformat(), SAMPLE_END.isoformat()],
         "timeframe": clean.timeframe.label,
         "rows": {s: int(n) for s, n in frame.group_by("symbol").len().sort("symbol").iter_rows()},
         "defects_resolved_in_full_files": {
-            s: {"duplicates_removed": r.duplicates_removed, "gaps": r.gaps, "missing_bars": r.missing_bars}
+            s: {
+                "duplicates_removed": r.duplicates_removed,
+                "gaps": r.gaps,
+                "missing_bars": r.missing_bars,
+            }
             for s, r in clean.reports.items()
         },
     }

@@ -23,7 +23,15 @@ CANONICAL_SCHEMA: dict[str, pl.DataType] = {
 }
 CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA)
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
-VALUE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
+VALUE_COLUMNS: tuple[str, ...] = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+)
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _TF_RE = re.compile(r"^(\d+)([mhdw])$")

@@ -21,7 +21,13 @@ from typing import Any
 
 import polars as pl
 
-from cappuccino.data.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA, VALUE_COLUMNS, Timeframe, empty_bars
+from cappuccino.data.schema import (
+    CANONICAL_COLUMNS,
+    CANONICAL_SCHEMA,
+    VALUE_COLUMNS,
+    Timeframe,
+    empty_bars,
+)
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 
 STORE_FORMAT = 1
@@ -77,15 +83,24 @@ class ParquetStore:
             atomic_write_json(marker, {"format": STORE_FORMAT})
 
     def path(self, symbol: str, timeframe: Timeframe) -> Path:
-        return self.root / f"timeframe={timeframe.label}" / f"symbol={symbol.replace('/', '-')}" / "bars.parquet"
+        return (
+            self.root
+            / f"timeframe={timeframe.label}"
+            / f"symbol={symbol.replace('/', '-')}"
+            / "bars.parquet"
+        )
 
     def timeframes(self) -> list[Timeframe]:
-        return sorted(Timeframe.parse(p.name.split("=", 1)[1]) for p in self.root.glob("timeframe=*"))
+        return sorted(
+            Timeframe.parse(p.name.split("=", 1)[1]) for p in self.root.glob("timeframe=*")
+        )
 
     def symbols(self, timeframe: Timeframe) -> list[str]:
         base = self.root / f"timeframe={timeframe.label}"
-        return sorted(p.parent.name.split("=", 1)[1].replace("-", "/", 1)
-                      for p in base.glob("symbol=*/bars.parquet"))
+        return sorted(
+            p.parent.name.split("=", 1)[1].replace("-", "/", 1)
+            for p in base.glob("symbol=*/bars.parquet")
+        )
 
     def read_symbol(self, symbol: str, timeframe: Timeframe) -> pl.DataFrame:
         p = self.path(symbol, timeframe)
@@ -102,8 +117,10 @@ class ParquetStore:
         syms = symbols if symbols is not None else self.symbols(timeframe)
         missing = [s for s in syms if not self.path(s, timeframe).exists()]
         if missing:
-            raise ValueError(f"symbols: {missing} not in store {self.root} for timeframe {timeframe}; "
-                             f"stored: {self.symbols(timeframe)}")
+            raise ValueError(
+                f"symbols: {missing} not in store {self.root} for timeframe {timeframe}; "
+                f"stored: {self.symbols(timeframe)}"
+            )
         if not syms:
             return empty_bars()
         lf = pl.scan_parquet([self.path(s, timeframe) for s in syms]).select(CANONICAL_COLUMNS)
@@ -118,7 +135,9 @@ class ParquetStore:
         p = self.path(symbol, timeframe)
         if not p.exists():
             return None
-        out = pl.scan_parquet(p).filter(~pl.col("filled")).select(pl.col("timestamp").max()).collect()
+        out = (
+            pl.scan_parquet(p).filter(~pl.col("filled")).select(pl.col("timestamp").max()).collect()
+        )
         value: datetime | None = out.item()
         return value
 
@@ -130,49 +149,91 @@ class ParquetStore:
             results.append(self._upsert_one(symbol, part, timeframe))
         return results
 
-    def _upsert_one(self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe) -> UpsertResult:
+    def _upsert_one(
+        self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe
+    ) -> UpsertResult:
         stored = self.read_symbol(symbol, timeframe)
         if incoming["timestamp"].is_duplicated().any():
-            raise ValueError(f"upsert {symbol}: incoming bars have duplicate timestamps; validate first")
+            raise ValueError(
+                f"upsert {symbol}: incoming bars have duplicate timestamps; validate first"
+            )
         j = stored.join(incoming, on="timestamp", how="full", suffix="_in", coalesce=True)
         has_old = pl.col("symbol").is_not_null()
         has_new = pl.col("symbol_in").is_not_null()
-        same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_in")) for c in (*VALUE_COLUMNS, "filled"))
+        same = pl.all_horizontal(
+            pl.col(c).eq_missing(pl.col(f"{c}_in")) for c in (*VALUE_COLUMNS, "filled")
+        )
         take_new = has_new & (
             ~has_old
             | (~same & pl.col("filled") & ~pl.col("filled_in"))
-            | (~same & ~pl.col("filled") & ~pl.col("filled_in") & (pl.col("volume_in") > pl.col("volume")))
+            | (
+                ~same
+                & ~pl.col("filled")
+                & ~pl.col("filled_in")
+                & (pl.col("volume_in") > pl.col("volume"))
+            )
         )
         conflict_kept = has_old & has_new & ~same & ~take_new
-        j = j.with_columns(take_new.alias("_take"), conflict_kept.alias("_kept"), has_old.alias("_old"))
+        j = j.with_columns(
+            take_new.alias("_take"), conflict_kept.alias("_kept"), has_old.alias("_old")
+        )
         counts = j.select(
             (pl.col("_take") & ~pl.col("_old")).sum().alias("new"),
             (pl.col("_take") & pl.col("_old")).sum().alias("updated"),
             pl.col("_kept").sum().alias("kept"),
         ).row(0, named=True)
-        merged = j.select(
-            pl.col("timestamp"),
-            *(pl.when(pl.col("_take")).then(pl.col(f"{c}_in")).otherwise(pl.col(c)).alias(c)
-              for c in CANONICAL_COLUMNS if c != "timestamp"),
-        ).select(CANONICAL_COLUMNS).cast(CANONICAL_SCHEMA).sort("timestamp")
+        merged = (
+            j.select(
+                pl.col("timestamp"),
+                *(
+                    pl.when(pl.col("_take")).then(pl.col(f"{c}_in")).otherwise(pl.col(c)).alias(c)
+                    for c in CANONICAL_COLUMNS
+                    if c != "timestamp"
+                ),
+            )
+            .select(CANONICAL_COLUMNS)
+            .cast(dict(CANONICAL_SCHEMA))  # type: ignore[arg-type]
+            .sort("timestamp")
+        )
         written = bool(counts["new"] or counts["updated"])
         if written:
             self._ensure_marker()
             atomic_write_parquet(self.path(symbol, timeframe), merged)
-        return UpsertResult(symbol=symbol, timeframe=timeframe.label, rows_new=int(counts["new"]),
-                            rows_updated=int(counts["updated"]), rows_conflicting_kept=int(counts["kept"]),
-                            rows_stored=merged.height, written=written)
+        return UpsertResult(
+            symbol=symbol,
+            timeframe=timeframe.label,
+            rows_new=int(counts["new"]),
+            rows_updated=int(counts["updated"]),
+            rows_conflicting_kept=int(counts["kept"]),
+            rows_stored=merged.height,
+            written=written,
+        )
 
     def info(self) -> list[PartitionInfo]:
         out = []
         for tf in self.timeframes():
             for sym in self.symbols(tf):
                 p = self.path(sym, tf)
-                s = pl.scan_parquet(p).select(
-                    pl.len().alias("rows"), pl.col("filled").sum().alias("filled"),
-                    pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last"),
-                ).collect().row(0, named=True)
-                out.append(PartitionInfo(symbol=sym, timeframe=tf.label, rows=int(s["rows"]),
-                                         filled=int(s["filled"] or 0), first=s["first"],
-                                         last=s["last"], path=str(p)))
+                s = (
+                    pl.scan_parquet(p)
+                    .select(
+                        pl.len().alias("rows"),
+                        pl.col("filled").sum().alias("filled"),
+                        pl.col("timestamp").min().alias("first"),
+                        pl.col("timestamp").max().alias("last"),
+                    )
+                    .collect()
+                    .row(0, named=True)
+                )
+                out.append(
+                    PartitionInfo(
+                        symbol=sym,
+                        timeframe=tf.label,
+                        rows=int(s["rows"]),
+                        filled=int(s["filled"] or 0),
+                        first=s["first"],
+                        last=s["last"],
+                        path=str(p),
+                    )
+                )
         return out

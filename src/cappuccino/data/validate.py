@@ -90,7 +90,9 @@ def _per_symbol(frame: pl.DataFrame, **aggs: pl.Expr) -> dict[str, dict[str, Any
 
 def infer_timeframe(frame: pl.DataFrame) -> Timeframe:
     """Most common positive step between consecutive bars of each symbol (frame sorted)."""
-    steps = frame.select(pl.col("timestamp").diff().over("symbol").dt.total_milliseconds().alias("d"))
+    steps = frame.select(
+        pl.col("timestamp").diff().over("symbol").dt.total_milliseconds().alias("d")
+    )
     steps = steps.filter(pl.col("d") > 0)
     if steps.height == 0:
         raise DataError("bars", expected="at least two bars per symbol to infer the interval")
@@ -110,7 +112,11 @@ def fill_gaps(frame: pl.DataFrame, timeframe: Timeframe) -> tuple[pl.DataFrame, 
     every = f"{timeframe.ms}ms"
     calendar = (
         frame.group_by("symbol")
-        .agg(pl.datetime_ranges(pl.col("timestamp").min(), pl.col("timestamp").max(), every).alias("timestamp"))
+        .agg(
+            pl.datetime_ranges(pl.col("timestamp").min(), pl.col("timestamp").max(), every).alias(
+                "timestamp"
+            )
+        )
         .explode("timestamp")
     )
     calendar = calendar.with_columns(pl.col("timestamp").cast(frame.schema["timestamp"]))
@@ -118,10 +124,14 @@ def fill_gaps(frame: pl.DataFrame, timeframe: Timeframe) -> tuple[pl.DataFrame, 
     missing = pl.col("close").is_null()
     prev_close = pl.col("close").forward_fill().over("symbol")
     filled = joined.with_columns(
-        *(pl.when(missing).then(prev_close).otherwise(pl.col(c)).alias(c)
-          for c in ("open", "high", "low", "close")),
-        *(pl.when(missing).then(pl.lit(0, dtype=joined.schema[c])).otherwise(pl.col(c)).alias(c)
-          for c in ("volume", "quote_volume", "trades")),
+        *(
+            pl.when(missing).then(prev_close).otherwise(pl.col(c)).alias(c)
+            for c in ("open", "high", "low", "close")
+        ),
+        *(
+            pl.when(missing).then(pl.lit(0, dtype=joined.schema[c])).otherwise(pl.col(c)).alias(c)
+            for c in ("volume", "quote_volume", "trades")
+        ),
         pl.when(missing).then(True).otherwise(pl.col("filled")).alias("filled"),
     )
     counts = _per_symbol(joined, n=missing.sum())
@@ -170,7 +180,9 @@ def _check_interval(frame: pl.DataFrame, timeframe: Timeframe, sources: dict[str
     if off.height:
         row = off.row(0, named=True)
         raise DataError(
-            sources.get(row["symbol"], row["symbol"]), line=row[LINE], column="timestamp",
+            sources.get(row["symbol"], row["symbol"]),
+            line=row[LINE],
+            column="timestamp",
             value=str(row["timestamp"]),
             expected=f"bars on a {timeframe} grid",
             detail=f"step {row['_step']} ms from the previous bar; {off.height} off-grid bars",
@@ -213,7 +225,9 @@ def clean_bars(
         frames.append(f)
     frame = pl.concat(frames, how="vertical")
     # Global line order across sources: source index first, then line.
-    frame = frame.with_columns((pl.col("_src").cast(pl.Int64) * 10**12 + pl.col(LINE)).alias(LINE)).drop("_src")
+    frame = frame.with_columns(
+        (pl.col("_src").cast(pl.Int64) * 10**12 + pl.col(LINE)).alias(LINE)
+    ).drop("_src")
 
     in_order = frame.sort(["symbol", LINE])
     d = pl.col("timestamp").diff().over("symbol").dt.total_milliseconds()
@@ -229,33 +243,49 @@ def clean_bars(
 
     step = pl.col("timestamp").diff().over("symbol").dt.total_milliseconds() // tf.ms - 1
     gaps = frame.with_columns(step.alias("_missing")).filter(pl.col("_missing") > 0)
-    for sym, c in _per_symbol(gaps, n=pl.len(), missing=pl.col("_missing").sum(),
-                              longest=pl.col("_missing").max()).items():
+    for sym, c in _per_symbol(
+        gaps, n=pl.len(), missing=pl.col("_missing").sum(), longest=pl.col("_missing").max()
+    ).items():
         r = reports[sym]
-        r.gaps, r.missing_bars, r.longest_gap_bars = int(c["n"]), int(c["missing"]), int(c["longest"])
+        r.gaps, r.missing_bars, r.longest_gap_bars = (
+            int(c["n"]),
+            int(c["missing"]),
+            int(c["longest"]),
+        )
     if on_gap == "error" and gaps.height:
         row = gaps.row(0, named=True)
-        raise DataError(sources[row["symbol"]], line=row[LINE] % 10**12, column="timestamp",
-                        value=str(row["timestamp"]), expected="no gaps (on_gap='error')",
-                        detail=f"{row['_missing']} missing bars before this one; "
-                               f"{gaps.height} gaps in all")
+        raise DataError(
+            sources[row["symbol"]],
+            line=row[LINE] % 10**12,
+            column="timestamp",
+            value=str(row["timestamp"]),
+            expected="no gaps (on_gap='error')",
+            detail=f"{row['_missing']} missing bars before this one; {gaps.height} gaps in all",
+        )
 
-    o, h, lo, c = (pl.col(x) for x in ("open", "high", "low", "close"))
-    inconsistent = (h < pl.max_horizontal(o, c)) | (lo > pl.min_horizontal(o, c)) | (h < lo)
-    nonpositive = pl.min_horizontal(o, h, lo, c) <= 0
+    o, h, lo, cl = (pl.col(x) for x in ("open", "high", "low", "close"))
+    inconsistent = (h < pl.max_horizontal(o, cl)) | (lo > pl.min_horizontal(o, cl)) | (h < lo)
+    nonpositive = pl.min_horizontal(o, h, lo, cl) <= 0
     frame = frame.with_columns(inconsistent.alias("_bad_ohlc"), nonpositive.alias("_nonpos"))
-    for sym, cnt in _per_symbol(frame, bad=pl.col("_bad_ohlc").sum(), nonpos=pl.col("_nonpos").sum(),
-                                zero=(pl.col("volume") == 0).sum()).items():
+    for sym, cnt in _per_symbol(
+        frame,
+        bad=pl.col("_bad_ohlc").sum(),
+        nonpos=pl.col("_nonpos").sum(),
+        zero=(pl.col("volume") == 0).sum(),
+    ).items():
         r = reports[sym]
         r.ohlc_inconsistent, r.nonpositive_prices = int(cnt["bad"]), int(cnt["nonpos"])
         r.zero_volume_bars = int(cnt["zero"])
     bad_rows = frame.filter(pl.col("_bad_ohlc") | pl.col("_nonpos"))
     if bad_rows.height and on_bad_ohlc == "error":
         row = bad_rows.row(0, named=True)
-        raise DataError(sources[row["symbol"]], line=row[LINE] % 10**12,
-                        value={k: row[k] for k in ("open", "high", "low", "close")},
-                        expected="low <= open, close <= high and positive prices",
-                        detail=f"{bad_rows.height} such bars")
+        raise DataError(
+            sources[row["symbol"]],
+            line=row[LINE] % 10**12,
+            value={k: row[k] for k in ("open", "high", "low", "close")},
+            expected="low <= open, close <= high and positive prices",
+            detail=f"{bad_rows.height} such bars",
+        )
     if on_bad_ohlc == "drop" and bad_rows.height:
         for sym, cnt in _per_symbol(bad_rows, n=pl.len()).items():
             reports[sym].ohlc_dropped = int(cnt["n"])
@@ -266,8 +296,9 @@ def clean_bars(
         frame, filled = fill_gaps(frame, tf)
         for sym, n_filled in filled.items():
             reports[sym].filled_bars = n_filled
-    for sym, cnt in _per_symbol(frame, n=pl.len(), first=pl.col("timestamp").min(),
-                                last=pl.col("timestamp").max()).items():
+    for sym, cnt in _per_symbol(
+        frame, n=pl.len(), first=pl.col("timestamp").min(), last=pl.col("timestamp").max()
+    ).items():
         r = reports[sym]
         r.rows_valid, r.first, r.last = int(cnt["n"]), cnt["first"], cnt["last"]
     return CleanBars(frame=frame, timeframe=tf, reports=dict(sorted(reports.items())))

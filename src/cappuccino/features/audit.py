@@ -32,9 +32,14 @@ class AuditReport:
         return not self.violations
 
     def to_dict(self) -> dict[str, Any]:
-        return {"feature_set": self.feature_set, "cut_points": self.cut_points, "passed": self.passed,
-                "columns_checked": len(self.columns), "violations": self.violations,
-                "first_violation": self.first_violation}
+        return {
+            "feature_set": self.feature_set,
+            "cut_points": self.cut_points,
+            "passed": self.passed,
+            "columns_checked": len(self.columns),
+            "violations": self.violations,
+            "first_violation": self.first_violation,
+        }
 
 
 def _perturb_after(bars: pl.DataFrame, cut: Any, rng: np.random.Generator) -> pl.DataFrame:

@@ -96,7 +96,9 @@ def adx(high: F64, low: F64, close: F64, n: int = 14) -> F64:
 
 def bollinger(close: F64, n: int = 20, k: float = 2.0) -> tuple[F64, F64, F64]:
     """Bollinger middle (SMA), upper and lower bands (price units): SMA +/- k population stds."""
-    up, mid, lo = talib.BBANDS(close, timeperiod=n, nbdevup=k, nbdevdn=k, matype=0)
+    # the stubs omit talib's public re-export of MA_Type
+    sma_type = talib.MA_Type.SMA  # type: ignore[attr-defined]
+    up, mid, lo = talib.BBANDS(close, timeperiod=n, nbdevup=k, nbdevdn=k, matype=sma_type)
     return np.asarray(mid), np.asarray(up), np.asarray(lo)
 
 

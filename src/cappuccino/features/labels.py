@@ -52,7 +52,9 @@ class TripleBarrierLabel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["triple_barrier"] = "triple_barrier"
     take_profit: float = Field(0.02, gt=0.0, description="upper barrier, fraction above entry")
-    stop_loss: float = Field(0.02, gt=0.0, lt=1.0, description="lower barrier, fraction below entry")
+    stop_loss: float = Field(
+        0.02, gt=0.0, lt=1.0, description="lower barrier, fraction below entry"
+    )
     max_holding: int = Field(24, ge=1, description="vertical barrier in bars")
 
     @property
@@ -70,8 +72,14 @@ def parse_label(text: str) -> ForwardReturnLabel | TripleBarrierLabel:
     Short keys: ``h`` (horizon / max_holding), ``tp``, ``sl``.
     """
     kind, _, rest = text.partition(":")
-    aliases = {"forward": "forward_return", "fwd": "forward_return", "forward_return": "forward_return",
-               "triple": "triple_barrier", "tb": "triple_barrier", "triple_barrier": "triple_barrier"}
+    aliases = {
+        "forward": "forward_return",
+        "fwd": "forward_return",
+        "forward_return": "forward_return",
+        "triple": "triple_barrier",
+        "tb": "triple_barrier",
+        "triple_barrier": "triple_barrier",
+    }
     if kind.strip() not in aliases:
         raise ValueError(f"label: got {text!r}, expected forward:... or triple:...")
     k = aliases[kind.strip()]
@@ -81,8 +89,11 @@ def parse_label(text: str) -> ForwardReturnLabel | TripleBarrierLabel:
         if not sep:
             raise ValueError(f"label: got {item!r} in {text!r}, expected key=value")
         key = key.strip()
-        key = {"h": "horizon" if k == "forward_return" else "max_holding",
-               "tp": "take_profit", "sl": "stop_loss"}.get(key, key)
+        key = {
+            "h": "horizon" if k == "forward_return" else "max_holding",
+            "tp": "take_profit",
+            "sl": "stop_loss",
+        }.get(key, key)
         params[key] = value.strip()
     if k == "forward_return":
         return ForwardReturnLabel.model_validate(params)
@@ -104,7 +115,9 @@ def forward_return_label(close: F64, spec: ForwardReturnLabel) -> tuple[F64, F64
     return net, buy
 
 
-def triple_barrier_label(high: F64, low: F64, close: F64, spec: TripleBarrierLabel) -> tuple[F64, F64, F64]:
+def triple_barrier_label(
+    high: F64, low: F64, close: F64, spec: TripleBarrierLabel
+) -> tuple[F64, F64, F64]:
     """(label, bars to exit, exit return); NaN for the last ``max_holding`` bars."""
     n, h = len(close), spec.max_holding
     label = np.full(n, np.nan)
@@ -123,12 +136,15 @@ def triple_barrier_label(high: F64, low: F64, close: F64, spec: TripleBarrierLab
     up_first = (first_up < first_dn) & (first_up < never)
     label[:m] = np.where(up_first, 1.0, np.where(down_first, -1.0, 0.0))
     bars[:m] = np.where(up_first, first_up, np.where(down_first, first_dn, h))
-    ret[:m] = np.where(up_first, spec.take_profit,
-                       np.where(down_first, -spec.stop_loss, close[h:] / entry - 1.0))
+    ret[:m] = np.where(
+        up_first, spec.take_profit, np.where(down_first, -spec.stop_loss, close[h:] / entry - 1.0)
+    )
     return label, bars, ret
 
 
-def compute_labels(bars: pl.DataFrame, specs: list[ForwardReturnLabel | TripleBarrierLabel]) -> pl.DataFrame:
+def compute_labels(
+    bars: pl.DataFrame, specs: list[ForwardReturnLabel | TripleBarrierLabel]
+) -> pl.DataFrame:
     """Label columns for every bar of ``bars`` (sorted, gap-free), same row order; nulls at the end."""
     names = [c for s in specs for c in s.columns]
     if len(set(names)) != len(names):

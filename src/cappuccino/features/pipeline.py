@@ -56,7 +56,11 @@ def check_gap_free(bars: pl.DataFrame, timeframe: Timeframe | None = None) -> Ti
     if bad.size:
         i = int(bad[0]) + 1
         row = bars.row(i, named=True)
-        kind = "out of order" if steps[bad[0]] <= 0 else f"a gap of {steps[bad[0]] // timeframe.ms - 1} bars"
+        kind = (
+            "out of order"
+            if steps[bad[0]] <= 0
+            else f"a gap of {steps[bad[0]] // timeframe.ms - 1} bars"
+        )
         raise ValueError(
             f"bars: {row['symbol']} at {row['timestamp']}: {kind} ({bad.size} irregular steps); "
             f"features need sorted, gap-free bars on a {timeframe} grid: fill gaps first "
@@ -76,8 +80,13 @@ class FeatureReport:
     nulls_after_warmup: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"feature_set": self.feature_set, "rows": self.rows, "symbols": self.symbols,
-                "warmup_bars": self.warmup_bars, "nulls_after_warmup": self.nulls_after_warmup}
+        return {
+            "feature_set": self.feature_set,
+            "rows": self.rows,
+            "symbols": self.symbols,
+            "warmup_bars": self.warmup_bars,
+            "nulls_after_warmup": self.nulls_after_warmup,
+        }
 
 
 def _float_column(bars: pl.DataFrame, name: str) -> np.ndarray:
@@ -103,8 +112,10 @@ def compute_features(
         sl = slice(seg.start, seg.stop)
         cols = fs.compute(SeriesBars(t[sl], o[sl], h[sl], lo[sl], c[sl], v[sl]))
         if set(cols) != set(fs.columns):
-            raise RuntimeError(f"feature set {fs.name}: compute returned {sorted(cols)}, "
-                               f"expected {sorted(fs.columns)}")
+            raise RuntimeError(
+                f"feature set {fs.name}: compute returned {sorted(cols)}, "
+                f"expected {sorted(fs.columns)}"
+            )
         for name in fs.columns:
             col = cols[name]
             valid = np.isfinite(col)

@@ -58,15 +58,23 @@ def get_feature_set(name: str) -> FeatureSet:
     try:
         return FEATURE_SETS[name]
     except KeyError:
-        raise ValueError(f"feature set: got {name!r}, expected one of {sorted(FEATURE_SETS)}") from None
+        raise ValueError(
+            f"feature set: got {name!r}, expected one of {sorted(FEATURE_SETS)}"
+        ) from None
 
 
 def _cappuccino14(b: SeriesBars) -> dict[str, F64]:
     m, s, h = ind.macd(b.close, 12, 26, 9)
     adx = ind.adx(b.high, b.low, b.close, 14)
     return {
-        "open": b.open, "high": b.high, "low": b.low, "close": b.close, "volume": b.volume,
-        "macd": m, "macd_signal": s, "macd_hist": h,
+        "open": b.open,
+        "high": b.high,
+        "low": b.low,
+        "close": b.close,
+        "volume": b.volume,
+        "macd": m,
+        "macd_signal": s,
+        "macd_hist": h,
         "rsi_14": ind.rsi(b.close, 14),
         "cci_14": ind.cci(b.high, b.low, b.close, 14),
         "dx_14": ind.dx(b.high, b.low, b.close, 14),
@@ -82,13 +90,20 @@ def _price_action14(b: SeriesBars) -> dict[str, F64]:
         width = (up - lo) / mid
         pct = np.where(up > lo, (b.close - lo) / (up - lo), np.nan)
     return {
-        "open": b.open, "high": b.high, "low": b.low, "close": b.close, "volume": b.volume,
+        "open": b.open,
+        "high": b.high,
+        "low": b.low,
+        "close": b.close,
+        "volume": b.volume,
         "rsi_14": ind.rsi(b.close, 14),
         "atr_14": ind.atr(b.high, b.low, b.close, 14),
         "ema_50": ind.ema(b.close, 50),
         "ema_200": ind.ema(b.close, 200),
-        "bb_middle": mid, "bb_upper": up, "bb_lower": lo,
-        "bb_width": width, "bb_percent": pct,
+        "bb_middle": mid,
+        "bb_upper": up,
+        "bb_lower": lo,
+        "bb_width": width,
+        "bb_percent": pct,
     }
 
 
@@ -156,27 +171,60 @@ def _nn23(b: SeriesBars) -> dict[str, F64]:
     return out
 
 
-CAPPUCCINO14 = register(FeatureSet(
-    name="cappuccino14",
-    columns=("open", "high", "low", "close", "volume", "macd", "macd_signal", "macd_hist",
-             "rsi_14", "cci_14", "dx_14", "atr_regime_shift", "range_breakout_volume",
-             "adx_reacceleration"),
-    compute=_cappuccino14,
-    description="The seed RL system's 14 columns: OHLCV, MACD(12,26,9), RSI/CCI/DX(14), ATR regime "
-                "shift, range-breakout volume (previous 20 bars), ADX(14) second difference.",
-))
-PRICE_ACTION14 = register(FeatureSet(
-    name="price_action14",
-    columns=("open", "high", "low", "close", "volume", "rsi_14", "atr_14", "ema_50", "ema_200",
-             "bb_middle", "bb_upper", "bb_lower", "bb_width", "bb_percent"),
-    compute=_price_action14,
-    description="Seed 003's 14 columns: OHLCV, RSI(14), ATR(14), EMA 50/200, Bollinger(20, 2) "
-                "middle/upper/lower, width = (upper-lower)/middle, percent = (close-lower)/(upper-lower).",
-))
-NN23 = register(FeatureSet(
-    name="nn23",
-    columns=tuple(NN23_DOC),
-    compute=_nn23,
-    description="23 scale-free features for pooling many assets: log returns (1/4/24/168 bars), "
-                "volatility, bar shape, normalised indicators, volume z-scores, time encodings.",
-))
+CAPPUCCINO14 = register(
+    FeatureSet(
+        name="cappuccino14",
+        columns=(
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "macd",
+            "macd_signal",
+            "macd_hist",
+            "rsi_14",
+            "cci_14",
+            "dx_14",
+            "atr_regime_shift",
+            "range_breakout_volume",
+            "adx_reacceleration",
+        ),
+        compute=_cappuccino14,
+        description="The seed RL system's 14 columns: OHLCV, MACD(12,26,9), RSI/CCI/DX(14), ATR regime "
+        "shift, range-breakout volume (previous 20 bars), ADX(14) second difference.",
+    )
+)
+PRICE_ACTION14 = register(
+    FeatureSet(
+        name="price_action14",
+        columns=(
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "rsi_14",
+            "atr_14",
+            "ema_50",
+            "ema_200",
+            "bb_middle",
+            "bb_upper",
+            "bb_lower",
+            "bb_width",
+            "bb_percent",
+        ),
+        compute=_price_action14,
+        description="Seed 003's 14 columns: OHLCV, RSI(14), ATR(14), EMA 50/200, Bollinger(20, 2) "
+        "middle/upper/lower, width = (upper-lower)/middle, percent = (close-lower)/(upper-lower).",
+    )
+)
+NN23 = register(
+    FeatureSet(
+        name="nn23",
+        columns=tuple(NN23_DOC),
+        compute=_nn23,
+        description="23 scale-free features for pooling many assets: log returns (1/4/24/168 bars), "
+        "volatility, bar shape, normalised indicators, volume z-scores, time encodings.",
+    )
+)

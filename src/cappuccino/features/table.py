@@ -29,10 +29,13 @@ class TableReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "feature_set": self.feature_set, "label_columns": self.label_columns,
-            "features": self.features.to_dict(), "filled_bars": self.filled_bars,
+            "feature_set": self.feature_set,
+            "label_columns": self.label_columns,
+            "features": self.features.to_dict(),
+            "filled_bars": self.filled_bars,
             "warmup_rows_dropped": self.warmup_rows_dropped,
-            "label_rows_dropped": self.label_rows_dropped, "rows_out": self.rows_out,
+            "label_rows_dropped": self.label_rows_dropped,
+            "rows_out": self.rows_out,
             "positive_rate": self.positive_rate,
         }
 
@@ -63,8 +66,9 @@ def build_feature_table(
     lab = compute_labels(bars, labels)
     table = pl.concat([feats.insert_column(2, bars["filled"]), lab], how="horizontal")
     label_cols = list(lab.columns)
-    report = TableReport(feature_set=fs.name, label_columns=label_cols, features=freport,
-                         filled_bars=filled)
+    report = TableReport(
+        feature_set=fs.name, label_columns=label_cols, features=freport, filled_bars=filled
+    )
     if drop_warmup:
         incomplete = pl.any_horizontal(pl.col(c).is_null() for c in fs.columns)
         report.warmup_rows_dropped = _count_by_symbol(table, incomplete)
@@ -74,8 +78,11 @@ def build_feature_table(
         report.label_rows_dropped = _count_by_symbol(table, unlabeled)
         table = table.filter(~unlabeled)
     report.rows_out = {s: int(n) for s, n in table.group_by("symbol").len().iter_rows()}
-    binary = [c for c in label_cols if c.startswith(("label_buy_", "label_tb_")) and "_bars_" not in c
-              and "_return_" not in c]
+    binary = [
+        c
+        for c in label_cols
+        if c.startswith(("label_buy_", "label_tb_")) and "_bars_" not in c and "_return_" not in c
+    ]
     if binary and table.height:
         rates = table.group_by("symbol").agg((pl.col(c) > 0).mean().alias(c) for c in binary)
         report.positive_rate = {r.pop("symbol"): r for r in rates.iter_rows(named=True)}

@@ -49,9 +49,13 @@ def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically."""
-    _atomic_write(target, lambda p: p.write_bytes(data))
+    _atomic_write(target, lambda p: _write_bytes(p, data))
 
 
 def atomic_write_json(target: Path, obj: Any) -> None:

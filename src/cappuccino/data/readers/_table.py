@@ -46,10 +46,14 @@ def split_lines(
         raise DataError(str(path), value=f"byte {exc.start}", expected="UTF-8 text") from exc
     lines = text.splitlines()
     if len(lines) <= header_index:
-        raise DataError(str(path), expected=f"a header on line {header_index + 1}", detail="file too short")
+        raise DataError(
+            str(path), expected=f"a header on line {header_index + 1}", detail="file too short"
+        )
     header = [h.strip().strip('"').strip() for h in lines[header_index].split(sep)]
     body = pl.DataFrame({"raw": lines[header_index + 1 :]}, schema={"raw": pl.String})
-    body = body.with_row_index(LINE, offset=header_index + 2).with_columns(pl.col(LINE).cast(pl.Int64))
+    body = body.with_row_index(LINE, offset=header_index + 2).with_columns(
+        pl.col(LINE).cast(pl.Int64)
+    )
     body = body.filter(pl.col("raw").str.strip_chars() != "")
     n_fields = pl.col("raw").str.count_matches(sep, literal=True) + 1
     bad = body.filter(n_fields != len(header))
@@ -148,7 +152,9 @@ def parse_date_ms(raw: pl.Expr) -> pl.Expr:
     CryptoDataDownload's hour-only ``2017-08-17 06-AM`` is rewritten to ``06:00 AM`` first.
     """
     text = raw.str.replace(r"^(\d{4}-\d{2}-\d{2}) (\d{1,2})-([AaPp][Mm])$", "${1} ${2}:00 ${3}")
-    tries = [text.str.strptime(pl.Datetime("ms"), f, strict=False, exact=True) for f in DATE_FORMATS]
+    tries = [
+        text.str.strptime(pl.Datetime("ms"), f, strict=False, exact=True) for f in DATE_FORMATS
+    ]
     return pl.coalesce(tries).dt.epoch("ms")
 
 

@@ -67,7 +67,9 @@ def _volume_columns(header: list[str], symbol: str, source: str) -> tuple[str, s
         starts = [a for a in assets if a and sym.startswith(a)]
         if len(starts) != 1:
             raise DataError(
-                source, column="symbol", value=symbol,
+                source,
+                column="symbol",
+                value=symbol,
                 expected=f"a symbol starting with one of the volume assets {sorted(assets)}",
             )
         base = starts[0]
@@ -108,11 +110,20 @@ def read_cryptodatadownload(
     if sym_col and symbol is None:
         n_sym = frame[sym_col].n_unique()
         if n_sym != 1:
-            raise DataError(source, column="symbol", value=frame[sym_col].unique().to_list()[:5],
-                            expected="one symbol per file")
+            raise DataError(
+                source,
+                column="symbol",
+                value=frame[sym_col].unique().to_list()[:5],
+                expected="one symbol per file",
+            )
 
-    raw = {"open": lower["open"], "high": lower["high"], "low": lower["low"],
-           "close": lower["close"], "volume": vol_col}
+    raw = {
+        "open": lower["open"],
+        "high": lower["high"],
+        "low": lower["low"],
+        "close": lower["close"],
+        "volume": vol_col,
+    }
     if qvol_col:
         raw["quote_volume"] = qvol_col
     if "tradecount" in lower:
@@ -132,7 +143,9 @@ def read_cryptodatadownload(
         v, b = parse_number(name, required=name not in ("quote_volume", "trades"))
         values.append(v)
         bad[name] = b
-        expected[name] = "a finite number" + ("" if name in ("quote_volume", "trades") else " (not empty)")
+        expected[name] = "a finite number" + (
+            "" if name in ("quote_volume", "trades") else " (not empty)"
+        )
     if date_col:
         date_ms = parse_date_ms(pl.col("_raw_date"))
         values.append(date_ms.alias("_date_ms"))
@@ -140,8 +153,11 @@ def read_cryptodatadownload(
         expected["date"] = "YYYY-MM-DD HH:MM:SS or YYYY-MM-DD HH-AM/PM"
     frame = frame.with_columns(b.alias(f"_isbad_{n}") for n, b in bad.items()).with_columns(values)
     frame, skipped = check_bad(
-        frame, {n: pl.col(f"_isbad_{n}") for n in bad}, source=source,
-        expected=expected, on_malformed=on_malformed,
+        frame,
+        {n: pl.col(f"_isbad_{n}") for n in bad},
+        source=source,
+        expected=expected,
+        on_malformed=on_malformed,
     )
     if unix_col:
         ts_ms = unix_to_ms(pl.col("unix"))
@@ -154,13 +170,22 @@ def read_cryptodatadownload(
     if unix_col and date_col:
         mismatch = int(frame.select((pl.col("_date_ms") != pl.col("_ts_ms")).sum()).item())
     out = frame.select(
-        pl.col("_ts_ms").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TIME_DTYPE).alias("timestamp"),
+        pl.col("_ts_ms")
+        .cast(pl.Datetime("ms"))
+        .dt.replace_time_zone("UTC")
+        .cast(TIME_DTYPE)
+        .alias("timestamp"),
         pl.lit(canon).alias("symbol"),
         *(pl.col(c) for c in _PRICES),
         pl.col("volume"),
-        (pl.col("quote_volume") if qvol_col else pl.lit(None, dtype=pl.Float64)).alias("quote_volume"),
-        (pl.col("trades").round(0).cast(pl.Int64) if "trades" in raw
-         else pl.lit(None, dtype=pl.Int64)).alias("trades"),
+        (pl.col("quote_volume") if qvol_col else pl.lit(None, dtype=pl.Float64)).alias(
+            "quote_volume"
+        ),
+        (
+            pl.col("trades").round(0).cast(pl.Int64)
+            if "trades" in raw
+            else pl.lit(None, dtype=pl.Int64)
+        ).alias("trades"),
         pl.lit(False).alias("filled"),
         pl.col(LINE),
         decimals(pl.col("_raw_volume")).alias(VOLUME_DECIMALS),

@@ -53,16 +53,22 @@ def read_generic_csv(
     mapping = {k: v for k, v in (columns or {}).items()}
     unknown = set(mapping) - set(REQUIRED) - set(OPTIONAL)
     if unknown:
-        raise ValueError(f"columns: unknown canonical names {sorted(unknown)}; "
-                         f"expected some of {[*REQUIRED, *OPTIONAL]}")
+        raise ValueError(
+            f"columns: unknown canonical names {sorted(unknown)}; "
+            f"expected some of {[*REQUIRED, *OPTIONAL]}"
+        )
     resolved: dict[str, str] = {}
     for name in (*REQUIRED, *OPTIONAL):
         src = mapping.get(name, name)
         hit = src if src in cells.header else lower.get(src.lower())
         if hit is None:
             if name in REQUIRED:
-                raise DataError(source, line=1, value=cells.header,
-                                expected=f"a column for {name!r} (mapped name {src!r})")
+                raise DataError(
+                    source,
+                    line=1,
+                    value=cells.header,
+                    expected=f"a column for {name!r} (mapped name {src!r})",
+                )
             continue
         resolved[name] = hit
     if "symbol" not in resolved and symbol is None:
@@ -89,21 +95,45 @@ def read_generic_csv(
     values.append(ts_ms.alias("_ts_ms"))
     bad["timestamp"] = ts_ms.is_null()
     frame = frame.with_columns(b.alias(f"_isbad_{n}") for n, b in bad.items()).with_columns(values)
-    frame, skipped = check_bad(frame, {n: pl.col(f"_isbad_{n}") for n in bad}, source=source,
-                               expected=expected, on_malformed=on_malformed)
-    sym = (pl.col("_raw_symbol").map_elements(normalize_symbol, return_dtype=pl.String)
-           if "symbol" in resolved and symbol is None else pl.lit(normalize_symbol(symbol or "")))
+    frame, skipped = check_bad(
+        frame,
+        {n: pl.col(f"_isbad_{n}") for n in bad},
+        source=source,
+        expected=expected,
+        on_malformed=on_malformed,
+    )
+    sym = (
+        pl.col("_raw_symbol").map_elements(normalize_symbol, return_dtype=pl.String)
+        if "symbol" in resolved and symbol is None
+        else pl.lit(normalize_symbol(symbol or ""))
+    )
     out = frame.select(
-        pl.col("_ts_ms").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TIME_DTYPE).alias("timestamp"),
+        pl.col("_ts_ms")
+        .cast(pl.Datetime("ms"))
+        .dt.replace_time_zone("UTC")
+        .cast(TIME_DTYPE)
+        .alias("timestamp"),
         sym.alias("symbol"),
-        "open", "high", "low", "close", "volume",
-        (pl.col("quote_volume") if "quote_volume" in resolved
-         else pl.lit(None, dtype=pl.Float64)).alias("quote_volume"),
-        (pl.col("trades").round(0).cast(pl.Int64) if "trades" in resolved
-         else pl.lit(None, dtype=pl.Int64)).alias("trades"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        (
+            pl.col("quote_volume") if "quote_volume" in resolved else pl.lit(None, dtype=pl.Float64)
+        ).alias("quote_volume"),
+        (
+            pl.col("trades").round(0).cast(pl.Int64)
+            if "trades" in resolved
+            else pl.lit(None, dtype=pl.Int64)
+        ).alias("trades"),
         pl.lit(False).alias("filled"),
         pl.col(LINE),
         decimals(pl.col("_raw_volume")).alias(VOLUME_DECIMALS),
     )
-    return RawBars(frame=out, source=source, rows_read=cells.frame.height + cells.malformed_skipped,
-                   malformed_skipped=cells.malformed_skipped + skipped)
+    return RawBars(
+        frame=out,
+        source=source,
+        rows_read=cells.frame.height + cells.malformed_skipped,
+        malformed_skipped=cells.malformed_skipped + skipped,
+    )

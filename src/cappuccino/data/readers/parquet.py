@@ -38,26 +38,47 @@ def read_parquet_bars(
     if ts is None:
         raise DataError(source, value=frame.columns, expected="a 'timestamp' column")
     if ts.is_integer():
-        frame = frame.with_columns(pl.col("timestamp").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"))
+        frame = frame.with_columns(
+            pl.col("timestamp").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+        )
     elif isinstance(ts, pl.Datetime):
         if ts.time_zone is None:
             frame = frame.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
         frame = frame.with_columns(pl.col("timestamp").dt.convert_time_zone("UTC").cast(TIME_DTYPE))
     else:
-        raise DataError(source, column="timestamp", value=str(ts), expected="datetime or integer epoch ms")
-    frame = frame.with_columns(pl.col("symbol").map_elements(normalize_symbol, return_dtype=pl.String))
-    frame = conform(frame.with_columns(
-        pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume") if c in frame.columns
-    ))
+        raise DataError(
+            source, column="timestamp", value=str(ts), expected="datetime or integer epoch ms"
+        )
+    frame = frame.with_columns(
+        pl.col("symbol").map_elements(normalize_symbol, return_dtype=pl.String)
+    )
+    frame = conform(
+        frame.with_columns(
+            pl.col(c).cast(pl.Float64)
+            for c in ("open", "high", "low", "close", "volume")
+            if c in frame.columns
+        )
+    )
     for col in ("timestamp", "open", "high", "low", "close", "volume"):
         bad = frame[col].is_null()
         if col != "timestamp":
             bad = bad | frame[col].is_nan() | frame[col].is_infinite()
         if bad.any():
             row = int(bad.arg_true()[0]) + 1
-            raise DataError(source, line=row, column=col, value=frame[col][row - 1],
-                            expected="a finite, non-null value", detail="line = row number")
-    out = frame.with_row_index(LINE, offset=1).with_columns(
-        pl.col(LINE).cast(pl.Int64), pl.lit(_FULL_PRECISION_DECIMALS, dtype=pl.Int32).alias(VOLUME_DECIMALS)
-    ).select(*CANONICAL_SCHEMA, LINE, VOLUME_DECIMALS)
+            raise DataError(
+                source,
+                line=row,
+                column=col,
+                value=frame[col][row - 1],
+                expected="a finite, non-null value",
+                detail="line = row number",
+            )
+    out = (
+        frame.with_row_index(LINE, offset=1)
+        .with_columns(
+            pl.col(LINE).cast(pl.Int64),
+            pl.lit(_FULL_PRECISION_DECIMALS, dtype=pl.Int32).alias(VOLUME_DECIMALS),
+        )
+        .select(*CANONICAL_SCHEMA, LINE, VOLUME_DECIMALS)
+    )
     return RawBars(frame=out, source=source, rows_read=out.height)
