@@ -109,9 +109,8 @@ def atr_regime_shift(high: F64, low: F64, close: F64, n_atr: int = 14, n_mean: i
     """
     a = atr(high, low, close, n_atr)
     m = sma(a, n_mean)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (a - m) / m
-    out[~np.isfinite(out)] = np.nan
+    out = np.full_like(a, np.nan)
+    np.divide(a - m, m, out=out, where=m != 0.0)  # NaN stays NaN; a zero mean stays NaN
     return out
 
 
@@ -125,20 +124,31 @@ def range_breakout_volume(high: F64, low: F64, close: F64, volume: F64, n: int =
     Dimensionless; 0 with no breakout; NaN for a breakout after ``n`` zero-volume bars
     (relative volume undefined).
     """
-    prev_high = shift(rolling_max(high, n), 1)
-    prev_low = shift(rolling_min(low, n), 1)
-    prev_vol = shift(sma(volume, n), 1)
-    s = np.where(close > prev_high, 1.0, np.where(close < prev_low, -1.0, 0.0))
+    out = np.full(len(close), np.nan)
+    if len(close) <= n:
+        return out
+    # value at t compares bar t with the window of bars t-n..t-1, i.e. the window ending at t-1
+    prev_high = rolling_max(high, n)[n - 1 : -1]
+    prev_low = rolling_min(low, n)[n - 1 : -1]
+    prev_vol = sma(volume, n)[n - 1 : -1]
+    c = close[n:]
+    up = c > prev_high
+    down = c < prev_low
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(prev_vol > 0, volume / prev_vol, np.nan)
-    out = np.where(s == 0.0, 0.0, s * rel)
-    out[np.isnan(prev_high) | np.isnan(prev_vol)] = np.nan
+        rel = volume[n:] / prev_vol
+    res = np.zeros(len(c))
+    res[up] = rel[up]
+    res[down] = -rel[down]
+    res[(up | down) & ~(prev_vol > 0)] = np.nan
+    out[n:] = res
     return out
 
 
 def second_difference(x: F64) -> F64:
     """``x[t] - 2 x[t-1] + x[t-2]`` (units of ``x`` per bar squared)."""
-    return x - 2.0 * shift(x, 1) + shift(x, 2)
+    out = np.full_like(x, np.nan)
+    out[2:] = x[2:] - 2.0 * x[1:-1] + x[:-2]
+    return out
 
 
 def zscore(x: F64, n: int) -> F64:

@@ -8,6 +8,9 @@ with holes would silently mix different time spans. Output: ``timestamp``,
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +44,19 @@ def segments(bars: pl.DataFrame) -> list[Segment]:
 
 def check_gap_free(bars: pl.DataFrame, timeframe: Timeframe | None = None) -> Timeframe:
     """Check each symbol's bars are sorted and exactly one interval apart; return the interval."""
-    t = bars["timestamp"].dt.epoch("ms").to_numpy()
-    segs = segments(bars)
+    return _check_steps(
+        bars, bars["timestamp"].dt.epoch("ms").to_numpy(), segments(bars), timeframe
+    )
+
+
+def _check_steps(
+    bars: pl.DataFrame, t: np.ndarray, segs: list[Segment], timeframe: Timeframe | None
+) -> Timeframe:
     steps = np.diff(t)
     inner = np.ones(len(steps), dtype=bool)
     inner[[s.start - 1 for s in segs if s.start > 0]] = False
-    inner_steps = steps[inner]
     if timeframe is None:
+        inner_steps = steps[inner]
         if inner_steps.size == 0:
             raise ValueError("bars: need at least two bars of one symbol to know the interval")
         vals, counts = np.unique(inner_steps, return_counts=True)
@@ -56,11 +65,8 @@ def check_gap_free(bars: pl.DataFrame, timeframe: Timeframe | None = None) -> Ti
     if bad.size:
         i = int(bad[0]) + 1
         row = bars.row(i, named=True)
-        kind = (
-            "out of order"
-            if steps[bad[0]] <= 0
-            else f"a gap of {steps[bad[0]] // timeframe.ms - 1} bars"
-        )
+        step = int(steps[bad[0]])
+        kind = "out of order" if step <= 0 else f"a gap of {step // timeframe.ms - 1} bars"
         raise ValueError(
             f"bars: {row['symbol']} at {row['timestamp']}: {kind} ({bad.size} irregular steps); "
             f"features need sorted, gap-free bars on a {timeframe} grid: fill gaps first "
@@ -93,39 +99,86 @@ def _float_column(bars: pl.DataFrame, name: str) -> np.ndarray:
     return np.ascontiguousarray(bars[name].cast(pl.Float64).to_numpy())
 
 
+def _null_stats(arr: np.ndarray) -> tuple[int, int]:
+    """Turn +-inf into NaN in place; return (warm-up length, NaNs after the warm-up)."""
+    good = np.isfinite(arr)
+    n_good = int(np.count_nonzero(good))
+    if n_good == len(arr):
+        return 0, 0
+    if n_good + int(np.count_nonzero(np.isnan(arr))) != len(arr):
+        arr[~good] = np.nan
+    first = int(np.argmax(good)) if n_good else len(arr)
+    return first, len(arr) - n_good - first
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One process-wide pool, one thread per usable core (TA-Lib and polars release the GIL)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            workers = max(1, min(8, len(os.sched_getaffinity(0))))
+            _POOL = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="cappuccino-features"
+            )
+        return _POOL
+
+
+def _compute_segment(
+    fs: FeatureSet, sb: SeriesBars
+) -> tuple[pl.DataFrame, dict[str, tuple[int, int]]]:
+    cols = fs.compute(sb)
+    if cols.keys() != set(fs.columns):
+        raise RuntimeError(
+            f"feature set {fs.name}: compute returned {sorted(cols)}, expected {sorted(fs.columns)}"
+        )
+    inputs = (sb.open, sb.high, sb.low, sb.close, sb.volume)  # validated finite on import
+    stats = {
+        name: _null_stats(cols[name])
+        for name in fs.columns
+        if not any(cols[name] is x for x in inputs)
+    }
+    # Hand the symbol's small arrays to polars right away: numpy's blocks are then reused for
+    # the next symbol instead of faulting in fresh pages for one big output array.
+    return pl.DataFrame({name: cols[name] for name in fs.columns}), stats
+
+
 def compute_features(
     bars: pl.DataFrame, feature_set: FeatureSet | str, *, timeframe: Timeframe | None = None
 ) -> tuple[pl.DataFrame, FeatureReport]:
-    """Feature columns for every bar; see the module docstring for input requirements."""
+    """Feature columns for every bar; see the module docstring for input requirements.
+
+    Symbols are computed in parallel threads (the kernels release the GIL); each symbol's
+    result depends only on its own bars, and parts are joined in input order, so the
+    output is identical whatever the thread count.
+    """
     fs = get_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
     if bars.height == 0:
         raise ValueError("bars: empty frame")
-    check_gap_free(bars, timeframe)
-    segs = segments(bars)
     t = bars["timestamp"].dt.epoch("ms").to_numpy()
+    segs = segments(bars)
+    _check_steps(bars, t, segs, timeframe)
     o, h, lo, c, v = (_float_column(bars, x) for x in ("open", "high", "low", "close", "volume"))
-    out = {name: np.empty(bars.height, dtype=np.float64) for name in fs.columns}
+    series = [
+        SeriesBars(t[sl], o[sl], h[sl], lo[sl], c[sl], v[sl])
+        for sl in (slice(seg.start, seg.stop) for seg in segs)
+    ]
+    if len(series) > 1:
+        results = list(_pool().map(lambda sb: _compute_segment(fs, sb), series))
+    else:
+        results = [_compute_segment(fs, series[0])]
     report = FeatureReport(feature_set=fs.name, rows=bars.height, symbols=len(segs))
-    warm = dict.fromkeys(fs.columns, 0)
-    nulls = dict.fromkeys(fs.columns, 0)
-    for seg in segs:
-        sl = slice(seg.start, seg.stop)
-        cols = fs.compute(SeriesBars(t[sl], o[sl], h[sl], lo[sl], c[sl], v[sl]))
-        if set(cols) != set(fs.columns):
-            raise RuntimeError(
-                f"feature set {fs.name}: compute returned {sorted(cols)}, "
-                f"expected {sorted(fs.columns)}"
-            )
-        for name in fs.columns:
-            col = cols[name]
-            valid = np.isfinite(col)
-            first = int(np.argmax(valid)) if valid.any() else len(col)
-            warm[name] = max(warm[name], first)
-            nulls[name] += int((~valid[first:]).sum())
-            out[name][sl] = col
-    report.warmup_bars, report.nulls_after_warmup = warm, nulls
-    frame = bars.select("timestamp", "symbol").with_columns(
-        pl.Series(name, np.where(np.isfinite(arr), arr, np.nan), nan_to_null=True)
-        for name, arr in out.items()
+    report.warmup_bars = dict.fromkeys(fs.columns, 0)
+    report.nulls_after_warmup = dict.fromkeys(fs.columns, 0)
+    for _, stats in results:
+        for name, (warm, nulls) in stats.items():
+            report.warmup_bars[name] = max(report.warmup_bars[name], warm)
+            report.nulls_after_warmup[name] += nulls
+    with_nans = [n for n in fs.columns if report.warmup_bars[n] or report.nulls_after_warmup[n]]
+    frame = pl.concat([r[0] for r in results], how="vertical", rechunk=False).with_columns(
+        pl.col(with_nans).fill_nan(None)
     )
-    return frame, report
+    return pl.concat([bars.select("timestamp", "symbol"), frame], how="horizontal"), report
