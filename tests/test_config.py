@@ -46,3 +46,8 @@ def test_credentials_only_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         exchange_credentials("binance")
     monkeypatch.setenv("CAPPUCCINO_BINANCE_SECRET", "s")
     assert exchange_credentials("binance") == {"apiKey": "k", "secret": "s"}
+
+
+def test_shipped_demo_config_equals_the_embedded_defaults() -> None:
+    shipped = load_config(DemoConfig, Path(__file__).parents[1] / "configs" / "demo.yaml")
+    assert shipped == DemoConfig()

@@ -78,6 +78,10 @@ def test_conflicts_filled_placeholder_replaced_and_completed_candle_wins(tmp_pat
     assert u.rows_updated == 5
     (u,) = store.upsert(bars, H1)
     assert (u.rows_updated, u.rows_conflicting_kept) == (0, 5)
+    tie = bigger.with_columns((pl.col("close") * 1.02).alias("close"))  # same volume, other close
+    (u,) = store.upsert(tie, H1)
+    assert (u.rows_updated, u.rows_conflicting_kept, u.written) == (0, 5, False)
+    assert store.read_symbol("AAA/USDT", H1).equals(bigger)
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(
