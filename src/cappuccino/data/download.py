@@ -26,9 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 
 from cappuccino.config.secrets import exchange_credentials
-from cappuccino.data.readers._table import LINE, VOLUME_DECIMALS
+from cappuccino.data.readers._table import LINE, canonical_columns
 from cappuccino.data.readers.base import RawBars
-from cappuccino.data.schema import TIME_DTYPE, Timeframe, normalize_symbol
+from cappuccino.data.schema import Timeframe, normalize_symbol
 from cappuccino.data.store import ParquetStore
 from cappuccino.data.validate import clean_bars
 
@@ -89,44 +89,22 @@ def make_exchange(
 
 
 def _page_to_raw(rows: list[list[Any]], symbol: str, source: str) -> RawBars:
+    """ccxt OHLCV rows ``[ms, open, high, low, close, volume]`` as reader output (no quote
+    volume or trade count in ccxt's unified candles; floats at full precision)."""
     frame = pl.DataFrame(
-        {
-            "t": [r[0] for r in rows],
-            "open": [r[1] for r in rows],
-            "high": [r[2] for r in rows],
-            "low": [r[3] for r in rows],
-            "close": [r[4] for r in rows],
-            "volume": [r[5] for r in rows],
-        },
+        [r[:6] for r in rows],
         schema={
-            "t": pl.Int64,
-            "open": pl.Float64,
-            "high": pl.Float64,
-            "low": pl.Float64,
-            "close": pl.Float64,
-            "volume": pl.Float64,
+            "_ts_ms": pl.Int64,
+            **dict.fromkeys(("open", "high", "low", "close", "volume"), pl.Float64),
         },
-    )
-    out = (
-        frame.select(
-            pl.col("t")
-            .cast(pl.Datetime("ms"))
-            .dt.replace_time_zone("UTC")
-            .cast(TIME_DTYPE)
-            .alias("timestamp"),
-            pl.lit(symbol).alias("symbol"),
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            pl.lit(None, dtype=pl.Float64).alias("quote_volume"),
-            pl.lit(None, dtype=pl.Int64).alias("trades"),
-            pl.lit(False).alias("filled"),
-        )
-        .with_row_index(LINE, offset=1)
-        .with_columns(
-            pl.col(LINE).cast(pl.Int64), pl.lit(15, dtype=pl.Int32).alias(VOLUME_DECIMALS)
+        orient="row",
+    ).with_row_index(LINE, offset=1)
+    out = frame.with_columns(pl.col(LINE).cast(pl.Int64)).select(
+        canonical_columns(
+            symbol=pl.lit(symbol),
+            has_quote_volume=False,
+            has_trades=False,
+            volume_decimals=pl.lit(15),
         )
     )
     return RawBars(frame=out, source=source, rows_read=out.height)

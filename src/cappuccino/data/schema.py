@@ -73,6 +73,11 @@ class Timeframe:
         return self.label
 
 
+def ms_to_timestamp(epoch_ms: pl.Expr) -> pl.Expr:
+    """Integer epoch milliseconds to the canonical UTC timestamp dtype."""
+    return epoch_ms.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TIME_DTYPE)
+
+
 def empty_bars() -> pl.DataFrame:
     """An empty frame with the canonical schema."""
     return pl.DataFrame(schema=CANONICAL_SCHEMA)

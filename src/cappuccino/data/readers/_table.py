@@ -14,6 +14,7 @@ from typing import Literal
 import polars as pl
 
 from cappuccino.data.errors import DataError
+from cappuccino.data.schema import ms_to_timestamp
 
 OnMalformed = Literal["error", "skip"]
 NULL_TOKENS = ("", "NULL", "null", "None", "NA", "N/A", "nan", "NaN", "NAN")
@@ -156,6 +157,27 @@ def parse_date_ms(raw: pl.Expr) -> pl.Expr:
         text.str.strptime(pl.Datetime("ms"), f, strict=False, exact=True) for f in DATE_FORMATS
     ]
     return pl.coalesce(tries).dt.epoch("ms")
+
+
+def canonical_columns(
+    *, symbol: pl.Expr, has_quote_volume: bool, has_trades: bool, volume_decimals: pl.Expr
+) -> list[pl.Expr]:
+    """Select parsed columns (``_ts_ms``, prices, ``volume``, optional ``quote_volume`` and
+    ``trades``, ``_line``) as the canonical bar columns plus ``_line`` and ``_volume_decimals``."""
+    return [
+        ms_to_timestamp(pl.col("_ts_ms")).alias("timestamp"),
+        symbol.alias("symbol"),
+        *(pl.col(c) for c in ("open", "high", "low", "close", "volume")),
+        (pl.col("quote_volume") if has_quote_volume else pl.lit(None, dtype=pl.Float64)).alias(
+            "quote_volume"
+        ),
+        (
+            pl.col("trades").round(0).cast(pl.Int64) if has_trades else pl.lit(None, dtype=pl.Int64)
+        ).alias("trades"),
+        pl.lit(False).alias("filled"),
+        pl.col(LINE),
+        volume_decimals.cast(pl.Int32).alias(VOLUME_DECIMALS),
+    ]
 
 
 def unix_to_ms(x: pl.Expr) -> pl.Expr:

@@ -24,8 +24,8 @@ import polars as pl
 from cappuccino.data.errors import DataError
 from cappuccino.data.readers._table import (
     LINE,
-    VOLUME_DECIMALS,
     OnMalformed,
+    canonical_columns,
     check_bad,
     decimals,
     parse_date_ms,
@@ -34,7 +34,7 @@ from cappuccino.data.readers._table import (
     unix_to_ms,
 )
 from cappuccino.data.readers.base import RawBars
-from cappuccino.data.schema import TIME_DTYPE, normalize_symbol
+from cappuccino.data.schema import normalize_symbol
 
 _PRICES = ("open", "high", "low", "close")
 
@@ -170,25 +170,12 @@ def read_cryptodatadownload(
     if unix_col and date_col:
         mismatch = int(frame.select((pl.col("_date_ms") != pl.col("_ts_ms")).sum()).item())
     out = frame.select(
-        pl.col("_ts_ms")
-        .cast(pl.Datetime("ms"))
-        .dt.replace_time_zone("UTC")
-        .cast(TIME_DTYPE)
-        .alias("timestamp"),
-        pl.lit(canon).alias("symbol"),
-        *(pl.col(c) for c in _PRICES),
-        pl.col("volume"),
-        (pl.col("quote_volume") if qvol_col else pl.lit(None, dtype=pl.Float64)).alias(
-            "quote_volume"
-        ),
-        (
-            pl.col("trades").round(0).cast(pl.Int64)
-            if "trades" in raw
-            else pl.lit(None, dtype=pl.Int64)
-        ).alias("trades"),
-        pl.lit(False).alias("filled"),
-        pl.col(LINE),
-        decimals(pl.col("_raw_volume")).alias(VOLUME_DECIMALS),
+        canonical_columns(
+            symbol=pl.lit(canon),
+            has_quote_volume=qvol_col is not None,
+            has_trades="trades" in raw,
+            volume_decimals=decimals(pl.col("_raw_volume")),
+        )
     )
     return RawBars(
         frame=out,

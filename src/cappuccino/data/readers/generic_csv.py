@@ -10,15 +10,15 @@ import polars as pl
 from cappuccino.data.errors import DataError
 from cappuccino.data.readers._table import (
     LINE,
-    VOLUME_DECIMALS,
     OnMalformed,
+    canonical_columns,
     check_bad,
     decimals,
     parse_number,
     split_lines,
 )
 from cappuccino.data.readers.base import RawBars
-from cappuccino.data.schema import TIME_DTYPE, normalize_symbol
+from cappuccino.data.schema import normalize_symbol
 
 TimestampUnit = Literal["s", "ms", "us", "ns", "iso"]
 _UNIT_TO_MS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
@@ -108,28 +108,12 @@ def read_generic_csv(
         else pl.lit(normalize_symbol(symbol or ""))
     )
     out = frame.select(
-        pl.col("_ts_ms")
-        .cast(pl.Datetime("ms"))
-        .dt.replace_time_zone("UTC")
-        .cast(TIME_DTYPE)
-        .alias("timestamp"),
-        sym.alias("symbol"),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        (
-            pl.col("quote_volume") if "quote_volume" in resolved else pl.lit(None, dtype=pl.Float64)
-        ).alias("quote_volume"),
-        (
-            pl.col("trades").round(0).cast(pl.Int64)
-            if "trades" in resolved
-            else pl.lit(None, dtype=pl.Int64)
-        ).alias("trades"),
-        pl.lit(False).alias("filled"),
-        pl.col(LINE),
-        decimals(pl.col("_raw_volume")).alias(VOLUME_DECIMALS),
+        canonical_columns(
+            symbol=sym,
+            has_quote_volume="quote_volume" in resolved,
+            has_trades="trades" in resolved,
+            volume_decimals=decimals(pl.col("_raw_volume")),
+        )
     )
     return RawBars(
         frame=out,

@@ -9,7 +9,13 @@ import polars as pl
 from cappuccino.data.errors import DataError
 from cappuccino.data.readers._table import LINE, VOLUME_DECIMALS
 from cappuccino.data.readers.base import RawBars
-from cappuccino.data.schema import CANONICAL_SCHEMA, TIME_DTYPE, conform, normalize_symbol
+from cappuccino.data.schema import (
+    CANONICAL_SCHEMA,
+    TIME_DTYPE,
+    conform,
+    ms_to_timestamp,
+    normalize_symbol,
+)
 
 # A float read from Parquet carries its full binary precision.
 _FULL_PRECISION_DECIMALS = 15
@@ -38,9 +44,7 @@ def read_parquet_bars(
     if ts is None:
         raise DataError(source, value=frame.columns, expected="a 'timestamp' column")
     if ts.is_integer():
-        frame = frame.with_columns(
-            pl.col("timestamp").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
-        )
+        frame = frame.with_columns(ms_to_timestamp(pl.col("timestamp")))
     elif isinstance(ts, pl.Datetime):
         if ts.time_zone is None:
             frame = frame.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
