@@ -110,8 +110,8 @@ def test_sample_features_build_audit_and_list(tmp_path: Path) -> None:
         str(out),
     )
     frame = pl.read_parquet(out)
-    assert frame.columns[:3] == ["timestamp", "symbol", "filled"]
-    assert frame.columns[3:17] == [
+    assert frame.columns[:2] == ["timestamp", "symbol"]
+    assert frame.columns[2:16] == [
         "open",
         "high",
         "low",
@@ -127,7 +127,7 @@ def test_sample_features_build_audit_and_list(tmp_path: Path) -> None:
         "bb_width",
         "bb_percent",
     ]
-    assert frame.columns[17:] == [
+    assert frame.columns[16:] == [
         "label_fwd_return_12",
         "label_buy_12",
         "label_tb_6",

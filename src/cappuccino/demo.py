@@ -74,6 +74,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         list(cfg.features.labels),
         timeframe=cfg.data.tf,
         drop_warmup=cfg.features.drop_warmup,
+        align=cfg.features.align,
     )
     atomic_write_parquet(out / "features.parquet", table)
     log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
 from cappuccino.data.schema import Timeframe
@@ -90,3 +91,20 @@ def test_parse_label() -> None:
         parse_label("sideways:h=1")
     with pytest.raises(ValueError, match="horizon"):
         parse_label("forward:h=0")
+
+
+def test_aligned_table_shares_one_calendar() -> None:
+    from datetime import UTC, datetime
+
+    a = make_bars("A/USDT", 300)
+    b = make_bars("B/USDT", 300, start=datetime(2021, 1, 2, tzinfo=UTC), seed=3)
+    b = b.filter(pl.int_range(pl.len()) != 100)  # one missing bar
+    spec = ForwardReturnLabel(horizon=6)
+    table, report = build_feature_table(
+        pl.concat([a, b]), "nn23", [spec], timeframe=Timeframe.parse("1h"), align=True
+    )
+    assert report.alignment is not None
+    assert report.alignment.bars_per_symbol == 300 - 24  # A starts 24 bars earlier
+    assert report.filled_bars == {"A/USDT": 0, "B/USDT": 1}
+    ta = table.filter(pl.col("symbol") == "A/USDT")["timestamp"]
+    assert ta.equals(table.filter(pl.col("symbol") == "B/USDT")["timestamp"])

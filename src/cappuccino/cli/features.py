@@ -63,6 +63,9 @@ def build(
         help="forward:h=24,threshold=0.01,fee=0.001 or triple:tp=0.02,sl=0.02,h=24 (repeat)",
     ),
     timeframe: str = typer.Option("1h", "--timeframe"),
+    align: bool = typer.Option(
+        False, "--align", help="put all symbols on one calendar (latest first bar to earliest last)"
+    ),
     keep_warmup: bool = typer.Option(
         False, "--keep-warmup", help="keep warm-up rows (null features)"
     ),
@@ -77,7 +80,7 @@ def build(
     with progress("building features", not as_json):
         bars, tf = _load_bars(store, timeframe, symbols)
         frame, report = build_feature_table(
-            bars, feature_set, specs, timeframe=tf, drop_warmup=not keep_warmup
+            bars, feature_set, specs, timeframe=tf, drop_warmup=not keep_warmup, align=align
         )
         atomic_write_parquet(out, frame)
     doc = {"out": str(out), "rows": frame.height, "columns": frame.columns, **report.to_dict()}

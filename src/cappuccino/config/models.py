@@ -51,6 +51,7 @@ class FeatureSettings(_Model):
     feature_set: str = Field("cappuccino14", description="registered feature set name")
     labels: list[LabelSpec] = Field(default_factory=_default_labels, description="label specs")
     drop_warmup: bool = Field(True, description="drop rows whose features are still warming up")
+    align: bool = Field(False, description="put all symbols on one common calendar first")
     audit_cuts: int = Field(6, ge=1, description="cut points for the lookahead audit")
 
     @field_validator("feature_set")

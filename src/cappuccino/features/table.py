@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from cappuccino.data.align import AlignReport, align_universe
 from cappuccino.data.schema import Timeframe
 from cappuccino.data.validate import fill_gaps
 from cappuccino.features.labels import ForwardReturnLabel, TripleBarrierLabel, compute_labels
@@ -26,6 +27,7 @@ class TableReport:
     label_rows_dropped: dict[str, int] = field(default_factory=dict)
     rows_out: dict[str, int] = field(default_factory=dict)
     positive_rate: dict[str, dict[str, float]] = field(default_factory=dict)
+    alignment: AlignReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +39,7 @@ class TableReport:
             "label_rows_dropped": self.label_rows_dropped,
             "rows_out": self.rows_out,
             "positive_rate": self.positive_rate,
+            "alignment": self.alignment.to_dict() if self.alignment else None,
         }
 
 
@@ -52,22 +55,33 @@ def build_feature_table(
     *,
     timeframe: Timeframe,
     drop_warmup: bool = True,
+    align: bool = False,
 ) -> tuple[pl.DataFrame, TableReport]:
-    """Columns ``timestamp, symbol, filled``, the set's features, then label columns.
+    """Columns ``timestamp, symbol``, the set's features, then the label columns.
 
-    Gaps are filled first (counted per symbol). With ``drop_warmup``, rows where any
-    feature is null are dropped (counted); rows whose labels lack a full horizon are
-    always dropped (counted).
+    Gaps are filled first (counted per symbol); with ``align`` every symbol is first put
+    on the common calendar of :func:`~cappuccino.data.align.align_universe` (counted).
+    With ``drop_warmup``, rows where any feature is null are dropped (counted); rows whose
+    labels lack a full horizon are always dropped (counted).
     """
     fs = get_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
     bars = bars.sort(["symbol", "timestamp"])
-    bars, filled = fill_gaps(bars, timeframe)
+    alignment = None
+    if align:
+        bars, alignment = align_universe(bars, timeframe)
+        filled = alignment.filled_bars
+    else:
+        bars, filled = fill_gaps(bars, timeframe)
     feats, freport = compute_features(bars, fs, timeframe=timeframe)
     lab = compute_labels(bars, labels)
-    table = pl.concat([feats.insert_column(2, bars["filled"]), lab], how="horizontal")
+    table = pl.concat([feats, lab], how="horizontal")
     label_cols = list(lab.columns)
     report = TableReport(
-        feature_set=fs.name, label_columns=label_cols, features=freport, filled_bars=filled
+        feature_set=fs.name,
+        label_columns=label_cols,
+        features=freport,
+        filled_bars=filled,
+        alignment=alignment,
     )
     if drop_warmup:
         incomplete = pl.any_horizontal(pl.col(c).is_null() for c in fs.columns)
