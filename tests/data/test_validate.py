@@ -152,6 +152,26 @@ def test_interval_inferred_and_off_grid_rejected(tmp_path: Path) -> None:
         clean_bars([read_bars(csv(tmp_path, [row(0), bad, row(1), row(2), row(3), row(4)]))])
 
 
+def test_errors_name_the_file_and_line_of_the_offending_row(tmp_path: Path) -> None:
+    first = csv(tmp_path, [row(0), row(1), row(2)])
+    second = tmp_path / "y.csv"
+    second.write_text(
+        HEADER
+        + "\n"
+        + row(3)
+        + "\n"
+        + row(4)
+        + "\n"
+        + "1609477200000,2021-01-01 05:00:00,BTC/USDT,1,1.2,0.5,1.5,10,15,3\n"
+    )
+    with pytest.raises(DataError, match=r"y.csv:4: .*expected low <= open"):
+        clean_bars([read_bars(first), read_bars(second)], on_bad_ohlc="error")
+    off = "1609475400000,2021-01-01 04:30:00,BTC/USDT,1,2,0.5,1.5,10,15,3"
+    second.write_text(HEADER + "\n" + row(3) + "\n" + off + "\n")
+    with pytest.raises(DataError, match=r"y.csv:3: column 'timestamp'.*1h grid"):
+        clean_bars([read_bars(first), read_bars(second)])
+
+
 def test_fill_gaps_multi_symbol_counts() -> None:
     a = make_bars("A/USDT", 10).filter(~pl.int_range(10).is_in([3, 4]))
     b = make_bars("B/USDT", 6)

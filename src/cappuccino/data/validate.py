@@ -37,6 +37,7 @@ from cappuccino.data.schema import CANONICAL_COLUMNS, VALUE_COLUMNS, Timeframe
 GapPolicy = Literal["fill", "keep", "error"]
 OhlcPolicy = Literal["keep", "drop", "error"]
 GROUP = ("symbol", "timestamp")
+ORDER = "_order"  # global input order across sources: (source index, line)
 
 
 @dataclass
@@ -150,7 +151,9 @@ def _dedupe(frame: pl.DataFrame, reports: dict[str, SymbolReport]) -> pl.DataFra
         pl.struct(VALUE_COLUMNS).n_unique().over(GROUP).alias("_variants"),
         pl.col("trades").is_not_null().alias("_has_trades"),
     )
-    dup_groups = frame.filter((pl.col("_n") > 1) & (pl.col(LINE) == pl.col(LINE).min().over(GROUP)))
+    dup_groups = frame.filter(
+        (pl.col("_n") > 1) & (pl.col(ORDER) == pl.col(ORDER).min().over(GROUP))
+    )
     counts = _per_symbol(
         dup_groups,
         identical=(pl.col("_variants") == 1).sum(),
@@ -165,14 +168,14 @@ def _dedupe(frame: pl.DataFrame, reports: dict[str, SymbolReport]) -> pl.DataFra
         r.duplicates_incomplete_candle += int(c["by_volume"])
         r.duplicates_removed += int(c["removed"])
     ranked = frame.sort(
-        ["symbol", "timestamp", "_complete", VOLUME_DECIMALS, "_has_trades", LINE],
+        ["symbol", "timestamp", "_complete", VOLUME_DECIMALS, "_has_trades", ORDER],
         descending=[False, False, True, True, True, False],
     )
     kept = ranked.unique(subset=list(GROUP), keep="first", maintain_order=True)
     return kept.drop("_n", "_complete", "_by_volume", "_variants", "_has_trades")
 
 
-def _check_interval(frame: pl.DataFrame, timeframe: Timeframe, sources: dict[str, str]) -> None:
+def _check_interval(frame: pl.DataFrame, timeframe: Timeframe, sources: list[str]) -> None:
     step = pl.col("timestamp").diff().over("symbol").dt.total_milliseconds()
     off = frame.with_columns(step.alias("_step")).filter(
         pl.col("_step").is_not_null() & (pl.col("_step") % timeframe.ms != 0)
@@ -180,7 +183,7 @@ def _check_interval(frame: pl.DataFrame, timeframe: Timeframe, sources: dict[str
     if off.height:
         row = off.row(0, named=True)
         raise DataError(
-            sources.get(row["symbol"], row["symbol"]),
+            sources[row["_src"]],
             line=row[LINE],
             column="timestamp",
             value=str(row["timestamp"]),
@@ -204,7 +207,7 @@ def clean_bars(
     if not raws:
         raise ValueError("clean_bars: no sources given")
     reports: dict[str, SymbolReport] = {}
-    sources: dict[str, str] = {}
+    sources = [raw.source for raw in raws]
     frames = []
     for i, raw in enumerate(raws):
         f = raw.frame.with_columns(pl.lit(i, dtype=pl.Int32).alias("_src"))
@@ -212,7 +215,6 @@ def clean_bars(
         for s in syms:
             r = reports.setdefault(s, SymbolReport(symbol=s))
             r.sources.append(raw.source)
-            sources.setdefault(s, raw.source)
         if len(syms) == 1:  # file-level counters belong to that symbol
             r = reports[syms[0]]
             r.rows_read += raw.rows_read
@@ -224,12 +226,9 @@ def clean_bars(
                 reports[s].rows_read += int(c["n"])
         frames.append(f)
     frame = pl.concat(frames, how="vertical")
-    # Global line order across sources: source index first, then line.
-    frame = frame.with_columns(
-        (pl.col("_src").cast(pl.Int64) * 10**12 + pl.col(LINE)).alias(LINE)
-    ).drop("_src")
+    frame = frame.with_columns((pl.col("_src").cast(pl.Int64) * 10**12 + pl.col(LINE)).alias(ORDER))
 
-    in_order = frame.sort(["symbol", LINE])
+    in_order = frame.sort(["symbol", ORDER])
     d = pl.col("timestamp").diff().over("symbol").dt.total_milliseconds()
     for sym, c in _per_symbol(in_order, down=(d < 0).sum(), up=(d > 0).sum()).items():
         down, up = int(c["down"]), int(c["up"])
@@ -255,8 +254,8 @@ def clean_bars(
     if on_gap == "error" and gaps.height:
         row = gaps.row(0, named=True)
         raise DataError(
-            sources[row["symbol"]],
-            line=row[LINE] % 10**12,
+            sources[row["_src"]],
+            line=row[LINE],
             column="timestamp",
             value=str(row["timestamp"]),
             expected="no gaps (on_gap='error')",
@@ -280,8 +279,8 @@ def clean_bars(
     if bad_rows.height and on_bad_ohlc == "error":
         row = bad_rows.row(0, named=True)
         raise DataError(
-            sources[row["symbol"]],
-            line=row[LINE] % 10**12,
+            sources[row["_src"]],
+            line=row[LINE],
             value={k: row[k] for k in ("open", "high", "low", "close")},
             expected="low <= open, close <= high and positive prices",
             detail=f"{bad_rows.height} such bars",
