@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import typer
 
 from cappuccino.cli.render import emit_json, fail_cleanly, progress, table
+from cappuccino.data.schema import Timeframe
 
 app = typer.Typer(no_args_is_help=True, help="Causal features, labels and the lookahead audit.")
 
 
-def _load_bars(store: Path, timeframe: str, symbols: list[str] | None):  # type: ignore[no-untyped-def]
-    from cappuccino.data.schema import Timeframe, resolve_symbols
+def _load_bars(
+    store: Path, timeframe: str, symbols: list[str] | None
+) -> tuple[pl.DataFrame, Timeframe]:
+    from cappuccino.data.schema import resolve_symbols
     from cappuccino.data.store import ParquetStore
 
     st = ParquetStore(store)

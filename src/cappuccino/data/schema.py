@@ -89,6 +89,11 @@ def normalize_symbol(symbol: str) -> str:
     return s
 
 
+def normalize_symbol_expr(symbol: pl.Expr) -> pl.Expr:
+    """Vectorised :func:`normalize_symbol` for a String column."""
+    return symbol.str.strip_chars().str.to_uppercase().str.replace_all(r"[-_]", "/")
+
+
 def symbol_key(symbol: str) -> str:
     """Separator-free key for matching user input: ``BTC/USDT`` and ``BTCUSDT`` -> ``BTCUSDT``."""
     return re.sub(r"[^A-Z0-9]", "", symbol.upper())

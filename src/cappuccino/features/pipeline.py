@@ -42,16 +42,10 @@ def segments(bars: pl.DataFrame) -> list[Segment]:
     return [Segment(s, int(a), int(b)) for s, a, b in zip(values, starts, stops, strict=True)]
 
 
-def check_gap_free(bars: pl.DataFrame, timeframe: Timeframe | None = None) -> Timeframe:
-    """Check each symbol's bars are sorted and exactly one interval apart; return the interval."""
-    return _check_steps(
-        bars, bars["timestamp"].dt.epoch("ms").to_numpy(), segments(bars), timeframe
-    )
-
-
 def _check_steps(
     bars: pl.DataFrame, t: np.ndarray, segs: list[Segment], timeframe: Timeframe | None
 ) -> Timeframe:
+    """Check each symbol's bars are sorted and exactly one interval apart; return the interval."""
     steps = np.diff(t)
     inner = np.ones(len(steps), dtype=bool)
     inner[[s.start - 1 for s in segs if s.start > 0]] = False

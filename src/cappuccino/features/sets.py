@@ -63,15 +63,16 @@ def get_feature_set(name: str) -> FeatureSet:
         ) from None
 
 
+def _ohlcv(b: SeriesBars) -> dict[str, F64]:
+    """The bar itself, passed through (the same arrays, not copies)."""
+    return {"open": b.open, "high": b.high, "low": b.low, "close": b.close, "volume": b.volume}
+
+
 def _cappuccino14(b: SeriesBars) -> dict[str, F64]:
     m, s, h = ind.macd(b.close, 12, 26, 9)
     adx = ind.adx(b.high, b.low, b.close, 14)
     return {
-        "open": b.open,
-        "high": b.high,
-        "low": b.low,
-        "close": b.close,
-        "volume": b.volume,
+        **_ohlcv(b),
         "macd": m,
         "macd_signal": s,
         "macd_hist": h,
@@ -90,11 +91,7 @@ def _price_action14(b: SeriesBars) -> dict[str, F64]:
         width = (up - lo) / mid
         pct = np.where(up > lo, (b.close - lo) / (up - lo), np.nan)
     return {
-        "open": b.open,
-        "high": b.high,
-        "low": b.low,
-        "close": b.close,
-        "volume": b.volume,
+        **_ohlcv(b),
         "rsi_14": ind.rsi(b.close, 14),
         "atr_14": ind.atr(b.high, b.low, b.close, 14),
         "ema_50": ind.ema(b.close, 50),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 
@@ -19,8 +20,6 @@ def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code draws from the global RNG
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(seed)

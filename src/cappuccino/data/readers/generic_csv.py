@@ -18,7 +18,7 @@ from cappuccino.data.readers._table import (
     split_lines,
 )
 from cappuccino.data.readers.base import RawBars
-from cappuccino.data.schema import normalize_symbol
+from cappuccino.data.schema import normalize_symbol, normalize_symbol_expr
 
 TimestampUnit = Literal["s", "ms", "us", "ns", "iso"]
 _UNIT_TO_MS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
@@ -103,7 +103,7 @@ def read_generic_csv(
         on_malformed=on_malformed,
     )
     sym = (
-        pl.col("_raw_symbol").map_elements(normalize_symbol, return_dtype=pl.String)
+        normalize_symbol_expr(pl.col("_raw_symbol"))
         if "symbol" in resolved and symbol is None
         else pl.lit(normalize_symbol(symbol or ""))
     )

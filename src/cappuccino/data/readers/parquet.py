@@ -14,7 +14,7 @@ from cappuccino.data.schema import (
     TIME_DTYPE,
     conform,
     ms_to_timestamp,
-    normalize_symbol,
+    normalize_symbol_expr,
 )
 
 # A float read from Parquet carries its full binary precision.
@@ -53,9 +53,7 @@ def read_parquet_bars(
         raise DataError(
             source, column="timestamp", value=str(ts), expected="datetime or integer epoch ms"
         )
-    frame = frame.with_columns(
-        pl.col("symbol").map_elements(normalize_symbol, return_dtype=pl.String)
-    )
+    frame = frame.with_columns(normalize_symbol_expr(pl.col("symbol")).alias("symbol"))
     frame = conform(
         frame.with_columns(
             pl.col(c).cast(pl.Float64)
