@@ -1,0 +1,161 @@
+"""Typed configs for trading: market rules, the RL environment, PPO and the train/backtest runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cappuccino.config.models import DataSettings
+from cappuccino.features.sets import FEATURE_SETS
+from cappuccino.market.rules import MarketRules
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MarketSettings(_Model):
+    """Trading rules (all fractions; notionals in the quote currency). See ``MarketRules``."""
+
+    initial_cash: float = Field(1_000_000.0, gt=0, description="starting cash, quote currency")
+    buy_fee_pct: float = Field(0.001, ge=0, le=0.5, description="fee on buy notional, fraction")
+    sell_fee_pct: float = Field(0.001, ge=0, le=0.5, description="fee on sell proceeds, fraction")
+    slippage_pct: float = Field(0.0, ge=0, le=0.5, description="adverse fill price move, fraction")
+    min_order_notional: float | list[float] = Field(
+        10.0, description="smallest order, quote currency (one value or one per symbol)"
+    )
+    max_weight: float = Field(1.0, ge=0, le=1, description="cap on one asset's share of equity")
+    max_gross_exposure: float = Field(1.0, ge=0, le=1, description="cap on the invested share")
+    stop_loss_pct: float | None = Field(
+        None, gt=0, le=1, description="sell a position this far below its entry price"
+    )
+
+    def rules(self) -> MarketRules:
+        m = self.min_order_notional
+        return MarketRules(
+            initial_cash=self.initial_cash,
+            buy_fee_pct=self.buy_fee_pct,
+            sell_fee_pct=self.sell_fee_pct,
+            slippage_pct=self.slippage_pct,
+            min_order_notional=tuple(m) if isinstance(m, list) else m,
+            max_weight=self.max_weight,
+            max_gross_exposure=self.max_gross_exposure,
+            stop_loss_pct=self.stop_loss_pct,
+        )
+
+
+class EnvSettings(_Model):
+    """The batched trading environment (see ``cappuccino.training.rl.env``)."""
+
+    feature_set: str = Field("cappuccino14", description="registered feature set name")
+    lookback: int = Field(10, ge=1, description="bars of features in each observation")
+    episode_bars: int | None = Field(
+        720, ge=1, description="steps per episode (None: run to the segment end)"
+    )
+    action_mode: Literal["target_weights", "trade"] = Field(
+        "target_weights",
+        description="target_weights: actions map to a simplex over assets + cash; "
+        "trade: action i buys/sells action_i * trade_fraction of equity in asset i",
+    )
+    trade_fraction: float | None = Field(
+        None, gt=0, le=1, description="trade mode order size at |action| = 1 (None: 1/n_assets)"
+    )
+    reward: Literal["log_return", "excess_log_return", "differential_sharpe"] = Field(
+        "log_return", description="reward function name (cappuccino.training.rl.rewards)"
+    )
+    reward_scale: float = Field(100.0, gt=0, description="reward multiplier (100: percent units)")
+    dsr_eta: float = Field(0.01, gt=0, lt=1, description="differential Sharpe adaptation rate")
+    scaler: Literal["zscore", "robust", "minmax"] = Field(
+        "zscore", description="feature scaler, fitted on the training segment only"
+    )
+    obs_clip: float = Field(10.0, gt=0, description="scaled features are clipped to +-obs_clip")
+
+    @field_validator("feature_set")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in FEATURE_SETS:
+            raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SETS)}")
+        return v
+
+
+class PPOSettings(_Model):
+    """In-house PPO (CleanRL-style). Every field is read by ``cappuccino.training.rl.ppo``."""
+
+    total_timesteps: int = Field(100_000, ge=1, description="env steps summed over all envs")
+    n_envs: int = Field(16, ge=1, description="environments stepped as one batch")
+    n_steps: int = Field(128, ge=1, description="rollout length per env and update")
+    n_epochs: int = Field(10, ge=1, description="passes over each rollout")
+    minibatch_size: int = Field(512, ge=1, description="samples per gradient step")
+    learning_rate: float = Field(3e-4, gt=0, description="Adam learning rate")
+    lr_schedule: Literal["constant", "linear"] = Field(
+        "linear", description="linear: anneal to 0 over total_timesteps"
+    )
+    adam_eps: float = Field(1e-5, gt=0, description="Adam epsilon")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount per bar")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    clip_coef: float = Field(0.2, gt=0, description="policy ratio clip")
+    clip_value: float | None = Field(
+        None, gt=0, description="value-loss clip around old values (None: unclipped)"
+    )
+    vf_coef: float = Field(0.5, ge=0, description="value loss weight")
+    ent_coef: float = Field(0.0, ge=0, description="entropy bonus weight")
+    max_grad_norm: float = Field(0.5, gt=0, description="global gradient norm clip")
+    norm_adv: bool = Field(True, description="normalise advantages per minibatch")
+    target_kl: float | None = Field(
+        None, gt=0, description="stop an update's epochs once approx KL exceeds this"
+    )
+    hidden_sizes: list[int] = Field([64, 64], min_length=1, description="MLP widths (actor, critic)")
+    activation: Literal["tanh", "relu"] = Field("tanh", description="MLP activation")
+    log_std_init: float = Field(-0.5, description="initial log std of the Gaussian")
+    action_dist: Literal["tanh_gaussian", "clipped_gaussian"] = Field(
+        "tanh_gaussian",
+        description="tanh_gaussian: a = tanh(u), log-prob with the tanh correction; "
+        "clipped_gaussian: a = clip(u, -1, 1), exact Gaussian log-prob and entropy (SB3's choice)",
+    )
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N")
+
+    @model_validator(mode="after")
+    def _batch(self) -> PPOSettings:
+        batch = self.n_envs * self.n_steps
+        if self.minibatch_size > batch:
+            raise ValueError(
+                f"minibatch_size: got {self.minibatch_size}, expected <= n_envs * n_steps = {batch}"
+            )
+        return self
+
+    @property
+    def batch_size(self) -> int:
+        return self.n_envs * self.n_steps
+
+    @property
+    def n_updates(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size)
+
+
+class SplitSettings(_Model):
+    """Chronological periods; bounds are inclusive UTC times (ISO 8601)."""
+
+    train_start: datetime | None = Field(None, description="first training bar (None: data start)")
+    train_end: datetime = Field(
+        datetime.fromisoformat("2021-03-31T23:00:00+00:00"), description="last training bar"
+    )
+    test_start: datetime | None = Field(
+        None, description="first out-of-sample bar (None: the bar after train_end + embargo)"
+    )
+    test_end: datetime | None = Field(None, description="last out-of-sample bar (None: data end)")
+    embargo_bars: int = Field(24, ge=0, description="bars skipped between train and test")
+
+
+class RLTrainConfig(_Model):
+    """``cappuccino rl train``: PPO on the training period of a store's symbols."""
+
+    seed: int = Field(0, ge=0, description="the one seed for every random choice in the run")
+    output_dir: Path = Field(Path("runs/rl"), description="the bundle is written here")
+    data: DataSettings = Field(default_factory=DataSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    market: MarketSettings = Field(default_factory=MarketSettings)
+    env: EnvSettings = Field(default_factory=EnvSettings)
+    ppo: PPOSettings = Field(default_factory=PPOSettings)

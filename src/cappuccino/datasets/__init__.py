@@ -1,0 +1,1 @@
+"""Arrays for training: aligned market arrays, index-based windows, chronological splits."""

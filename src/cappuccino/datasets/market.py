@@ -1,0 +1,171 @@
+"""Aligned market arrays for trading: prices and causal features on one calendar.
+
+``MarketArrays`` holds ``T`` bars of ``A`` assets (symbol order fixed) on one common
+calendar: ``open``/``close`` ``(T, A)`` and ``features`` ``(T, A, F)`` where the feature
+value at bar ``t`` uses data up to bar ``t``'s close only. Bars filled by the gap
+policy are flagged in ``filled`` ``(T, A)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from cappuccino.data.align import align_universe
+from cappuccino.data.schema import Timeframe
+from cappuccino.features.pipeline import compute_features
+from cappuccino.features.sets import get_feature_set
+
+
+@dataclass(frozen=True)
+class MarketArrays:
+    """Aligned arrays; see the module docstring. ``timestamps`` are epoch milliseconds (UTC)."""
+
+    timestamps: npt.NDArray[np.int64]
+    symbols: tuple[str, ...]
+    feature_set: str
+    feature_names: tuple[str, ...]
+    timeframe: Timeframe
+    open: npt.NDArray[np.float64]
+    close: npt.NDArray[np.float64]
+    features: npt.NDArray[np.float64]
+    filled: npt.NDArray[np.bool_]
+    warmup_bars_dropped: int = 0
+    features_carried: int = 0
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.timestamps.size)
+
+    @property
+    def n_assets(self) -> int:
+        return len(self.symbols)
+
+    def index_of(self, when: datetime | str | None, *, default: int, side: str = "left") -> int:
+        """Index of the first bar at or after ``when`` (``side='left'``) or the bar after the
+        last bar at or before it (``side='right'``); ``default`` when ``when`` is None."""
+        if when is None:
+            return default
+        ts = datetime.fromisoformat(when) if isinstance(when, str) else when
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        ms = int(ts.timestamp() * 1000)
+        return int(np.searchsorted(self.timestamps, ms, side=side))  # type: ignore[call-overload]
+
+    def slice(self, start: int, end: int) -> MarketArrays:
+        """Bars ``[start, end)`` as a new ``MarketArrays`` (views, no copy)."""
+        if not 0 <= start < end <= self.n_bars:
+            raise ValueError(
+                f"MarketArrays.slice: got [{start}, {end}), expected 0 <= start < end <= {self.n_bars}"
+            )
+        return MarketArrays(
+            timestamps=self.timestamps[start:end],
+            symbols=self.symbols,
+            feature_set=self.feature_set,
+            feature_names=self.feature_names,
+            timeframe=self.timeframe,
+            open=self.open[start:end],
+            close=self.close[start:end],
+            features=self.features[start:end],
+            filled=self.filled[start:end],
+            warmup_bars_dropped=self.warmup_bars_dropped,
+            features_carried=self.features_carried,
+        )
+
+    def between(self, start: datetime | str | None, end: datetime | str | None) -> MarketArrays:
+        """Bars with ``start <= timestamp <= end`` (either bound optional)."""
+        i = self.index_of(start, default=0)
+        j = self.index_of(end, default=self.n_bars, side="right")
+        if j - i < 2:
+            raise ValueError(
+                f"no bars between {start} and {end}: the data covers "
+                f"{self.describe()['start']} to {self.describe()['end']}"
+            )
+        return self.slice(i, j)
+
+    def datetime_at(self, i: int) -> datetime:
+        """UTC time of bar ``i``'s open."""
+        return datetime.fromtimestamp(int(self.timestamps[i]) / 1000, tz=UTC)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "symbols": list(self.symbols),
+            "feature_set": self.feature_set,
+            "n_bars": self.n_bars,
+            "start": self.datetime_at(0).isoformat(),
+            "end": self.datetime_at(self.n_bars - 1).isoformat(),
+            "filled_bars": int(self.filled.sum()),
+            "warmup_bars_dropped": self.warmup_bars_dropped,
+            "features_carried_forward": self.features_carried,
+        }
+
+
+def build_market_arrays(
+    bars: pl.DataFrame, feature_set: str, timeframe: Timeframe
+) -> MarketArrays:
+    """Align ``bars`` (canonical schema, several symbols), compute ``feature_set`` per symbol
+    and keep the bars where every symbol's features are warm. Symbol order is sorted.
+    A feature undefined after its warm-up (e.g. on a zero-volume bar) carries its previous
+    value forward; those values are counted in ``features_carried``.
+
+    Raises ``ValueError`` if a price is not finite and positive.
+    """
+    fs = get_feature_set(feature_set)
+    aligned, _ = align_universe(bars, timeframe)
+    aligned = aligned.sort(["symbol", "timestamp"])
+    feats, _ = compute_features(aligned, fs, timeframe=timeframe)
+    feats = feats.sort(["symbol", "timestamp"])
+    symbols = tuple(sorted(aligned["symbol"].unique().to_list()))
+    n_assets = len(symbols)
+    n_bars = aligned.height // n_assets
+    cols = list(fs.columns)
+
+    def block(frame: pl.DataFrame, names: list[str]) -> npt.NDArray[np.float64]:
+        # (A * T, k) -> (T, A, k)
+        arr = frame.select(names).cast(pl.Float64).to_numpy()
+        return arr.reshape(n_assets, n_bars, len(names)).transpose(1, 0, 2)
+
+    prices = block(aligned, ["open", "close"])
+    features = block(feats.with_columns(pl.col(cols).fill_null(np.nan)), cols)
+    filled = aligned["filled"].to_numpy().reshape(n_assets, n_bars).T
+    ts = aligned["timestamp"].dt.epoch("ms").to_numpy()[:n_bars]
+    bad = ~(np.isfinite(prices) & (prices > 0))
+    if bad.any():
+        t, a, k = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(
+            f"{symbols[a]} {('open', 'close')[k]} at bar {t}: got {prices[t, a, k]!r}, "
+            "expected a finite price > 0"
+        )
+    finite = np.isfinite(features)
+    if not finite.any(axis=0).all():
+        raise ValueError(f"{feature_set}: a feature column has no finite value at all")
+    first = int(finite.argmax(axis=0).max())  # the last column to finish warming up
+    if first >= n_bars - 1:
+        raise ValueError(f"{feature_set}: warm-up takes {first} of {n_bars} bars")
+    features = features[first:]
+    holes = ~np.isfinite(features)
+    carried = int(holes.sum())
+    if carried:
+        # undefined values after warm-up (e.g. a zero-volume bar): carry the previous value
+        # forward, causal and counted
+        idx = np.where(~holes, np.arange(features.shape[0])[:, None, None], 0)
+        np.maximum.accumulate(idx, axis=0, out=idx)
+        features = np.take_along_axis(features, idx, axis=0)
+    return MarketArrays(
+        timestamps=ts[first:].astype(np.int64),
+        symbols=symbols,
+        feature_set=feature_set,
+        feature_names=tuple(cols),
+        timeframe=timeframe,
+        open=np.ascontiguousarray(prices[first:, :, 0]),
+        close=np.ascontiguousarray(prices[first:, :, 1]),
+        features=np.ascontiguousarray(features),
+        filled=np.ascontiguousarray(filled[first:]),
+        warmup_bars_dropped=first,
+        features_carried=carried,
+    )

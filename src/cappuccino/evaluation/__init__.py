@@ -1,0 +1,1 @@
+"""Evaluation: metrics (leaf), backtests through the market core, reports."""

@@ -1,0 +1,214 @@
+"""Backtests through the same env and market core that training uses.
+
+A policy maps the env's state to target units; the env fills them at the next
+bar's open (:func:`cappuccino.market.rebalance`) and values the portfolio at the
+close. Benchmarks are policies too:
+
+- ``cash``: never trades.
+- ``buy_and_hold``: equal weights bought at the first fill, then held.
+- ``equal_weight:k``: equal weights, rebalanced every ``k`` bars (``equal_weight`` = every bar).
+- ``single:SYMBOL``: all in one asset at the first fill, then held.
+- an RL bundle: the trained policy's deterministic action (mode of its distribution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import torch
+from torch import Tensor
+
+from cappuccino.config.rl import EnvSettings
+from cappuccino.datasets.market import MarketArrays
+from cappuccino.evaluation.metrics import summarize
+from cappuccino.features.scaling import Scaler
+from cappuccino.market import MarketRules
+from cappuccino.training.rl.bundle import RLBundle
+from cappuccino.training.rl.env import BatchedTradingEnv
+
+
+class Policy(Protocol):
+    name: str
+
+    def targets(self, env: BatchedTradingEnv, obs: Tensor, step: int) -> Tensor:
+        """Target units ``(1, A)`` for the next fill."""
+        ...
+
+
+@dataclass
+class CashPolicy:
+    name: str = "cash"
+
+    def targets(self, env: BatchedTradingEnv, obs: Tensor, step: int) -> Tensor:
+        return torch.zeros_like(env.portfolio.units)
+
+
+@dataclass
+class RebalancePolicy:
+    """Hold ``weights``; rebalance to them on step 0 and every ``every`` steps (0: never again)."""
+
+    name: str
+    weights: list[float]
+    every: int = 0
+
+    def targets(self, env: BatchedTradingEnv, obs: Tensor, step: int) -> Tensor:
+        if step == 0 or (self.every > 0 and step % self.every == 0):
+            w = torch.tensor([self.weights], dtype=torch.float64, device=env.device)
+            return env.weights_to_target_units(w)
+        return env.portfolio.units
+
+
+@dataclass
+class BundlePolicy:
+    bundle: RLBundle
+    name: str = "policy"
+
+    def targets(self, env: BatchedTradingEnv, obs: Tensor, step: int) -> Tensor:
+        action = self.bundle.policy.act(obs.to("cpu")).to(env.device)
+        return env.action_to_target_units(action)
+
+
+def benchmark_policy(spec: str, symbols: tuple[str, ...]) -> Policy:
+    """Parse ``cash``, ``buy_and_hold``, ``equal_weight[:k]`` or ``single:SYMBOL``."""
+    n = len(symbols)
+    kind, _, arg = spec.partition(":")
+    if kind == "cash" and not arg:
+        return CashPolicy()
+    if kind == "buy_and_hold" and not arg:
+        return RebalancePolicy("buy_and_hold", [1.0 / n] * n, 0)
+    if kind == "equal_weight":
+        try:
+            k = int(arg) if arg else 1
+        except ValueError:
+            k = 0
+        if k < 1:
+            raise ValueError(f"policy {spec!r}: expected equal_weight:K with an integer K >= 1")
+        return RebalancePolicy(f"equal_weight:{k}", [1.0 / n] * n, k)
+    if kind == "single":
+        from cappuccino.data.schema import normalize_symbol
+
+        sym = normalize_symbol(arg) if arg else ""
+        if sym not in symbols:
+            raise ValueError(f"policy {spec!r}: symbol {arg!r} not in {list(symbols)}")
+        w = [0.0] * n
+        w[symbols.index(sym)] = 1.0
+        return RebalancePolicy(f"single:{sym}", w, 0)
+    raise ValueError(
+        f"policy: got {spec!r}, expected a bundle directory, cash, buy_and_hold, "
+        "equal_weight[:k] or single:SYMBOL"
+    )
+
+
+@dataclass
+class BacktestResult:
+    """One policy over one period. ``equity`` has ``n_bars + 1`` values (start first)."""
+
+    name: str
+    timestamps: npt.NDArray[np.int64]  # (n_bars + 1,) close time of each equity point, ms
+    equity: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64]  # (n_bars + 1, A) at each close
+    traded_notional: npt.NDArray[np.float64]  # (n_bars,)
+    fees: npt.NDArray[np.float64]  # (n_bars,)
+    bought: npt.NDArray[np.float64]  # (n_bars, A) units
+    sold: npt.NDArray[np.float64]  # (n_bars, A) units
+    fill_price: npt.NDArray[np.float64]  # (n_bars, A) reference open
+    symbols: tuple[str, ...]
+    metrics: dict[str, Any]
+
+    @property
+    def returns(self) -> npt.NDArray[np.float64]:
+        """Per-bar simple returns."""
+        return self.equity[1:] / self.equity[:-1] - 1.0
+
+    def equity_frame(self) -> pl.DataFrame:
+        frame = pl.DataFrame(
+            {"timestamp": self.timestamps, "equity": self.equity}
+        ).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+        return frame.with_columns(
+            pl.Series(f"w_{s}", self.weights[:, i]) for i, s in enumerate(self.symbols)
+        )
+
+    def trades_frame(self) -> pl.DataFrame:
+        rows: dict[str, list[Any]] = {"timestamp": [], "symbol": [], "side": [], "units": [], "price": []}
+        for side, arr in (("buy", self.bought), ("sell", self.sold)):
+            t, a = np.nonzero(arr > 0)
+            rows["timestamp"] += self.timestamps[t].tolist()  # fill at bar t+1's open = close time t
+            rows["symbol"] += [self.symbols[i] for i in a]
+            rows["side"] += [side] * t.size
+            rows["units"] += arr[t, a].tolist()
+            rows["price"] += self.fill_price[t, a].tolist()
+        return (
+            pl.DataFrame(rows, schema={"timestamp": pl.Int64, "symbol": pl.String, "side": pl.String,
+                                       "units": pl.Float64, "price": pl.Float64})
+            .with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+            .sort(["timestamp", "symbol"])
+        )
+
+
+def run_backtest(
+    data: MarketArrays,
+    policy: Policy,
+    *,
+    env_settings: EnvSettings,
+    rules: MarketRules,
+    scaler: Scaler,
+    first: int,
+    device: torch.device | str = "cpu",
+) -> BacktestResult:
+    """Run ``policy`` from bar ``first`` (the first decision, at its close) to the last bar.
+
+    Bars before ``first`` serve only as the observation window's history.
+    """
+    settings = env_settings.model_copy(update={"episode_bars": None})
+    env = BatchedTradingEnv(
+        data, settings=settings, rules=rules, n_envs=1, scaler=scaler, device=device, autoreset=False
+    )
+    obs = env.reset(starts=torch.tensor([first]))
+    n = data.n_bars - 1 - first
+    a = data.n_assets
+    equity = torch.empty(n + 1, dtype=torch.float64)
+    weights = torch.empty((n + 1, a), dtype=torch.float64)
+    traded = torch.empty(n, dtype=torch.float64)
+    fees = torch.empty(n, dtype=torch.float64)
+    bought = torch.empty((n, a), dtype=torch.float64)
+    sold = torch.empty((n, a), dtype=torch.float64)
+    price = torch.empty((n, a), dtype=torch.float64)
+    equity[0] = env.equity[0]
+    weights[0] = 0.0
+    for step in range(n):
+        target = policy.targets(env, obs, step)
+        price[step] = env.fill_price[0]
+        obs, _, _, _, info = env.step_targets(target)
+        equity[step + 1] = info.equity[0]
+        weights[step + 1] = env.portfolio.weights(env.close[env.t])[0]
+        traded[step] = info.fill.traded_notional[0]
+        fees[step] = info.fill.fees[0]
+        bought[step] = info.fill.bought[0]
+        sold[step] = info.fill.sold[0]
+    eq = equity.numpy()
+    w = weights.numpy()
+    metrics = summarize(
+        eq,
+        periods_per_year=data.timeframe.periods_per_year,
+        traded_notional=traded.numpy(),
+        fees=fees.numpy(),
+        weights=w[1:],
+    )
+    close_ms = data.timestamps[first:] + data.timeframe.ms
+    return BacktestResult(
+        name=policy.name,
+        timestamps=close_ms.astype(np.int64),
+        equity=eq,
+        weights=w,
+        traded_notional=traded.numpy(),
+        fees=fees.numpy(),
+        bought=bought.numpy(),
+        sold=sold.numpy(),
+        fill_price=price.numpy(),
+        symbols=data.symbols,
+        metrics=metrics,
+    )

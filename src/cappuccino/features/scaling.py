@@ -1,0 +1,85 @@
+"""Feature scalers fitted on an explicit training window only, stored as JSON.
+
+A scaler is fitted on an array shaped ``(time, ...)`` and keeps one centre and one
+scale per trailing position (e.g. per asset and feature for ``(T, A, F)``), so
+statistics never mix the past and the future of different columns. ``fit`` takes the
+training rows only; the caller states the bounds, nothing else is seen.
+
+Kinds:
+- ``zscore``: centre = mean, scale = std (ddof 0).
+- ``robust``: centre = median, scale = interquartile range (q75 - q25).
+- ``minmax``: centre = min, scale = max - min (maps the training range to [0, 1]).
+A scale below ``1e-12`` (a constant column) is replaced by 1 so the column maps to 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+ScalerKind = Literal["zscore", "robust", "minmax"]
+SCALER_KINDS: tuple[ScalerKind, ...] = ("zscore", "robust", "minmax")
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-column affine scaling ``(x - center) / scale``; build with :meth:`fit`."""
+
+    kind: ScalerKind
+    center: npt.NDArray[np.float64]
+    scale: npt.NDArray[np.float64]
+
+    @classmethod
+    def fit(cls, x: npt.ArrayLike, kind: ScalerKind = "zscore") -> Scaler:
+        """Fit on training rows ``x`` shaped ``(time, ...)``; NaN rows are ignored per column."""
+        if kind not in SCALER_KINDS:
+            raise ValueError(f"Scaler.kind: got {kind!r}, expected one of {SCALER_KINDS}")
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim < 1 or a.shape[0] < 2:
+            raise ValueError(f"Scaler.fit: need at least 2 training rows, got shape {a.shape}")
+        if np.isinf(a).any():
+            raise ValueError("Scaler.fit: training data holds infinite values")
+        if kind == "zscore":
+            center, scale = np.nanmean(a, axis=0), np.nanstd(a, axis=0)
+        elif kind == "robust":
+            q25, center, q75 = np.nanpercentile(a, [25, 50, 75], axis=0)
+            scale = q75 - q25
+        else:
+            center = np.nanmin(a, axis=0)
+            scale = np.nanmax(a, axis=0) - center
+        if np.isnan(center).any():
+            raise ValueError("Scaler.fit: a column has no finite training value")
+        scale = np.where(scale < 1e-12, 1.0, scale)
+        return cls(kind=kind, center=np.asarray(center), scale=np.asarray(scale))
+
+    def transform(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Scaled float32 copy of ``x`` (same trailing shape as the training data)."""
+        a = np.asarray(x, dtype=np.float64)
+        if a.shape[1:] != self.center.shape:
+            raise ValueError(
+                f"Scaler.transform: got trailing shape {a.shape[1:]}, fitted on {self.center.shape}"
+            )
+        return ((a - self.center) / self.scale).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "shape": list(self.center.shape),
+            "center": self.center.ravel().tolist(),
+            "scale": self.scale.ravel().tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scaler:
+        kind = data["kind"]
+        if kind not in SCALER_KINDS:
+            raise ValueError(f"Scaler.kind: got {kind!r}, expected one of {SCALER_KINDS}")
+        shape = tuple(int(s) for s in data["shape"])
+        return cls(
+            kind=kind,
+            center=np.asarray(data["center"], dtype=np.float64).reshape(shape),
+            scale=np.asarray(data["scale"], dtype=np.float64).reshape(shape),
+        )

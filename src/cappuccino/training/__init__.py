@@ -1,0 +1,1 @@
+"""Training: the supervised trainer and, in ``rl``, the trading environment and PPO."""

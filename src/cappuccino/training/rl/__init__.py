@@ -1,0 +1,1 @@
+"""Reinforcement learning: batched trading env, rewards, policies, PPO, bundles, SB3 bridge."""

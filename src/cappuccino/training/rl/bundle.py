@@ -1,0 +1,130 @@
+"""Self-describing RL policy bundles: a directory anyone can load without the training run.
+
+Layout::
+
+    BUNDLE/
+      policy.pt      state dict (torch.save; loaded with weights_only=True)
+      bundle.json    format, policy constructor args, env settings, market rules,
+                     feature set + names, symbol order, timeframe, scaler, training
+                     period, resolved config, library versions, git commit
+      history.json   one row per PPO update
+
+Loading checks the data it will run on: same symbols in the same order, same
+feature set and feature names, same timeframe; any mismatch is a ``ValueError``
+naming the field and both values.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cappuccino.config.rl import EnvSettings
+from cappuccino.datasets.market import MarketArrays
+from cappuccino.features.scaling import Scaler
+from cappuccino.market import MarketRules
+from cappuccino.training.rl.policy import ActorCritic
+from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+from cappuccino.utils.provenance import git_commit, library_versions
+
+FORMAT = "cappuccino.rl-bundle/1"
+
+
+@dataclass(frozen=True)
+class RLBundle:
+    """A loaded bundle: the policy (eval mode, CPU) and everything needed to run it."""
+
+    path: Path
+    policy: ActorCritic
+    env_settings: EnvSettings
+    rules: MarketRules
+    scaler: Scaler
+    symbols: tuple[str, ...]
+    feature_set: str
+    feature_names: tuple[str, ...]
+    timeframe: str
+    meta: dict[str, Any]
+
+    def check_data(self, data: MarketArrays) -> None:
+        """Raise ``ValueError`` naming the first field where ``data`` differs from training."""
+        pairs = [
+            ("symbols (in order)", list(self.symbols), list(data.symbols)),
+            ("feature_set", self.feature_set, data.feature_set),
+            ("feature_names", list(self.feature_names), list(data.feature_names)),
+            ("timeframe", self.timeframe, data.timeframe.label),
+        ]
+        for name, want, got in pairs:
+            if want != got:
+                raise ValueError(
+                    f"bundle {self.path}: {name} is {want!r} in the bundle, {got!r} in the data"
+                )
+
+
+def save_bundle(
+    path: Path,
+    policy: ActorCritic,
+    *,
+    data: MarketArrays,
+    env_settings: EnvSettings,
+    rules: MarketRules,
+    scaler: Scaler,
+    config: dict[str, Any],
+    history: list[dict[str, float]],
+    train_period: dict[str, Any],
+) -> Path:
+    """Write a bundle directory atomically file by file; returns ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buf)
+    atomic_write_bytes(path / "policy.pt", buf.getvalue())
+    meta = {
+        "format": FORMAT,
+        "created": datetime.now(UTC).isoformat(),
+        "policy": policy.config(),
+        "env": env_settings.model_dump(mode="json"),
+        "market": rules.to_dict(),
+        "symbols": list(data.symbols),
+        "feature_set": data.feature_set,
+        "feature_names": list(data.feature_names),
+        "timeframe": data.timeframe.label,
+        "scaler": scaler.to_dict(),
+        "train_period": train_period,
+        "config": config,
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+    }
+    atomic_write_json(path / "bundle.json", meta)
+    atomic_write_json(path / "history.json", history)
+    return path
+
+
+def load_bundle(path: Path) -> RLBundle:
+    """Load and validate a bundle directory (see the module docstring)."""
+    meta_path = Path(path) / "bundle.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{path}: not a policy bundle (no bundle.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    policy = ActorCritic(**meta["policy"])
+    state = torch.load(Path(path) / "policy.pt", map_location="cpu", weights_only=True)
+    policy.load_state_dict(state)
+    policy.eval()
+    return RLBundle(
+        path=Path(path),
+        policy=policy,
+        env_settings=EnvSettings.model_validate(meta["env"]),
+        rules=MarketRules.from_dict(meta["market"]),
+        scaler=Scaler.from_dict(meta["scaler"]),
+        symbols=tuple(meta["symbols"]),
+        feature_set=meta["feature_set"],
+        feature_names=tuple(meta["feature_names"]),
+        timeframe=meta["timeframe"],
+        meta=meta,
+    )

@@ -1,0 +1,275 @@
+"""The batched trading environment: ``n_envs`` independent portfolios stepped as one tensor batch.
+
+Time alignment (the contract every test checks):
+
+- The observation at bar ``t`` uses data up to bar ``t``'s close only: features of bars
+  ``t - lookback + 1 .. t`` and the portfolio valued at ``close[t]``.
+- The action chosen at bar ``t`` is filled at bar ``t + 1``'s **open** through
+  :func:`cappuccino.market.rebalance` (fees, slippage, minimum order, risk limits).
+- The step's return is ``ln(equity at close[t+1] / equity at close[t])``.
+
+Observation layout (the seed system's flat vector, ``1 + n + F * n * lookback`` floats,
+988 for 7 assets, 14 features, lookback 10)::
+
+    [cash weight, position weights (n), window]   window = features[t], features[t-1], ...
+
+each window bar is ``(n_assets, n_features)`` row-major, scaled by a scaler fitted on
+the training segment only and clipped to ``+-obs_clip``. :func:`split_observation`
+recovers the parts for structured encoders.
+
+Actions ``(E, n)`` in ``[-1, 1]``:
+
+- ``target_weights``: ``x = (a + 1) / 2``; if ``sum(x) <= 1`` the asset weights are ``x``
+  and cash gets the rest, else ``x / sum(x)`` (fully invested). ``a = -1`` everywhere
+  is all cash; ``a_i = 2 / n - 1`` is equal weight.
+- ``trade`` (seed-compatible amounts): asset ``i`` is bought (``a_i > 0``) or sold
+  (``a_i < 0``) for ``|a_i| * trade_fraction * equity`` of notional; sells are capped
+  at the position (long-only).
+
+Episodes start at random bars inside one contiguous segment (several segments may be
+given; one is drawn per episode in proportion to its possible starts) and end after
+``episode_bars`` steps or at the segment's last bar, never crossing it. Ends are
+time limits, reported as ``truncated``; ``terminated`` is always false (long-only
+spot cannot go bankrupt). Finished envs reset in the same step (their last
+observation is in ``info["final_obs"]``). ``step`` runs no Python loop over envs, no
+host sync and no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cappuccino.config.rl import EnvSettings
+from cappuccino.datasets.market import MarketArrays
+from cappuccino.features.scaling import Scaler
+from cappuccino.market import Fill, MarketRules, Portfolio, rebalance
+from cappuccino.training.rl.rewards import get_reward
+
+
+def observation_dim(n_assets: int, n_features: int, lookback: int) -> int:
+    """Length of the flat observation: ``1 + n_assets + n_features * n_assets * lookback``."""
+    return 1 + n_assets + n_features * n_assets * lookback
+
+
+def split_observation(obs: Tensor, n_assets: int, n_features: int, lookback: int) -> tuple[Tensor, Tensor]:
+    """``(E, D)`` -> portfolio ``(E, 1 + n)`` [cash, weights] and window ``(E, L, n, F)``
+    (index 0 is the latest bar)."""
+    k = 1 + n_assets
+    return obs[:, :k], obs[:, k:].reshape(obs.shape[0], lookback, n_assets, n_features)
+
+
+def fit_scaler(data: MarketArrays, kind: str = "zscore") -> Scaler:
+    """Per (asset, feature) scaler fitted on every bar of ``data`` (pass the training segment)."""
+    return Scaler.fit(data.features, kind)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Per-step tensors (``(E,)`` unless stated) for logging and backtests."""
+
+    final_obs: Tensor  # (E, D): observation before any reset
+    log_return: Tensor  # portfolio log return of the bar
+    equity: Tensor  # equity at close[t+1], before any reset
+    fill: Fill
+
+
+class BatchedTradingEnv:
+    """``n_envs`` long-only portfolios on shared market arrays; see the module docstring.
+
+    Args:
+        data: aligned bars and raw features (any period; ``segments`` index into it).
+        settings: lookback, episode length, action mode, reward, scaling.
+        rules: market rules (fees, minimum order, risk limits).
+        n_envs: number of independent portfolios.
+        scaler: feature scaler fitted on the training segment; shape ``(n_assets, F)``.
+        segments: ``[(start, stop), ...]`` contiguous bar ranges (stop exclusive);
+            default the whole of ``data``.
+        seed: seeds the env's own generator (starts of episodes).
+        device: where every tensor lives.
+        autoreset: reset finished envs inside ``step`` (off for the single-env wrapper).
+    """
+
+    def __init__(
+        self,
+        data: MarketArrays,
+        *,
+        settings: EnvSettings,
+        rules: MarketRules,
+        n_envs: int,
+        scaler: Scaler,
+        segments: list[tuple[int, int]] | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        autoreset: bool = True,
+    ) -> None:
+        if n_envs < 1:
+            raise ValueError(f"n_envs: got {n_envs}, expected >= 1")
+        if settings.feature_set != data.feature_set:
+            raise ValueError(
+                f"feature_set: env settings say {settings.feature_set!r}, data has "
+                f"{data.feature_set!r}"
+            )
+        self.data = data
+        self.settings = settings
+        self.rules = rules
+        self.n_envs = n_envs
+        self.n_assets = data.n_assets
+        self.n_features = len(data.feature_names)
+        self.lookback = settings.lookback
+        self.scaler = scaler
+        self.device = torch.device(device)
+        self.autoreset = autoreset
+        self.obs_dim = observation_dim(self.n_assets, self.n_features, self.lookback)
+        self.reward_fn = get_reward(settings.reward)
+        dev, f64 = self.device, torch.float64
+        self.open = torch.as_tensor(data.open, dtype=f64, device=dev)
+        self.close = torch.as_tensor(data.close, dtype=f64, device=dev)
+        scaled = np.clip(scaler.transform(data.features), -settings.obs_clip, settings.obs_clip)
+        self.features = torch.as_tensor(scaled, dtype=torch.float32, device=dev)
+        growth = (self.close[1:] / self.close[:-1]).mean(dim=1)
+        self.bench_log_return = torch.cat([torch.log(growth), growth.new_zeros(1)])
+        self.min_notional = torch.tensor(
+            rules.min_notional_per_asset(self.n_assets), dtype=f64, device=dev
+        )
+        self.trade_fraction = settings.trade_fraction or 1.0 / self.n_assets
+        self.horizon = settings.episode_bars if settings.episode_bars is not None else 2**62
+        self._set_segments(segments or [(0, data.n_bars)])
+        self.generator = torch.Generator(device=dev)
+        self.generator.manual_seed(seed)
+        self._lag = torch.arange(self.lookback, device=dev)
+        self.reset()
+
+    # ----------------------------------------------------------------- segments
+    def _set_segments(self, segments: list[tuple[int, int]]) -> None:
+        lo, hi, stop = [], [], []
+        need = self.lookback + (1 if self.settings.episode_bars is None else self.horizon)
+        for s, e in segments:
+            if not 0 <= s < e <= self.data.n_bars:
+                raise ValueError(f"segment ({s}, {e}): expected 0 <= start < stop <= {self.data.n_bars}")
+            if e - s < need:
+                raise ValueError(
+                    f"segment ({s}, {e}) has {e - s} bars, expected >= lookback + episode_bars "
+                    f"= {need}"
+                )
+            first = s + self.lookback - 1
+            last = e - 2 if self.settings.episode_bars is None else e - 1 - self.horizon
+            lo.append(first)
+            hi.append(last)
+            stop.append(e)
+        dev = self.device
+        self.seg_lo = torch.tensor(lo, dtype=torch.long, device=dev)
+        self.seg_n = torch.tensor(hi, dtype=torch.long, device=dev) - self.seg_lo + 1
+        self.seg_stop = torch.tensor(stop, dtype=torch.long, device=dev)
+        self.seg_weight = self.seg_n.to(torch.float64)
+        self.segments = list(segments)
+
+    def _sample_starts(self) -> tuple[Tensor, Tensor]:
+        g = self.generator
+        seg = torch.multinomial(self.seg_weight, self.n_envs, replacement=True, generator=g)
+        u = torch.rand(self.n_envs, generator=g, device=self.device, dtype=torch.float64)
+        start = self.seg_lo[seg] + (u * self.seg_n[seg]).long()
+        return start, self.seg_stop[seg] - 1
+
+    # ----------------------------------------------------------------- API
+    def reset(self, *, seed: int | None = None, starts: Tensor | None = None) -> Tensor:
+        """Start every env afresh (all cash); returns observations ``(E, D)``.
+
+        ``starts`` fixes each env's first bar (episode then runs ``episode_bars`` or to the
+        end of the data); otherwise starts are drawn from the segments.
+        """
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        if starts is None:
+            self.t, self.last = self._sample_starts()
+        else:
+            self.t = torch.as_tensor(starts, dtype=torch.long, device=self.device).expand(
+                self.n_envs
+            ).clone()
+            if bool(((self.t < self.lookback - 1) | (self.t > self.data.n_bars - 2)).any()):
+                raise ValueError(
+                    f"starts: expected bars in [{self.lookback - 1}, {self.data.n_bars - 2}]"
+                )
+            self.last = torch.full_like(self.t, self.data.n_bars - 1)
+        self.steps = torch.zeros_like(self.t)
+        self.portfolio = Portfolio.new(self.n_envs, self.n_assets, self.rules, device=self.device)
+        self.equity = self.portfolio.equity(self.close[self.t])
+        self.reward_state = torch.zeros((self.n_envs, 2), dtype=torch.float64, device=self.device)
+        return self.observation()
+
+    def observation(self) -> Tensor:
+        """``(E, D)`` float32 observation at the current bar (see the module docstring)."""
+        idx = self.t.unsqueeze(1) - self._lag  # (E, L), latest first
+        window = self.features[idx].reshape(self.n_envs, -1)
+        price = self.close[self.t]
+        value = self.portfolio.units * price
+        eq = self.equity.unsqueeze(1)
+        head = torch.cat([self.portfolio.cash.unsqueeze(1), value], dim=1) / eq
+        return torch.cat([head.to(torch.float32), window], dim=1)
+
+    @property
+    def fill_price(self) -> Tensor:
+        """``(E, A)`` price the next orders fill at: the open of bar ``t + 1``."""
+        return self.open[self.t + 1]
+
+    def action_to_target_units(self, action: Tensor) -> Tensor:
+        """Target units ``(E, A)`` for actions ``(E, A)`` in [-1, 1] (see the module docstring)."""
+        a = action.to(device=self.device, dtype=torch.float64).clamp(-1.0, 1.0)
+        price = self.fill_price
+        eq = self.portfolio.equity(price).unsqueeze(1)
+        if self.settings.action_mode == "target_weights":
+            x = (a + 1.0) * 0.5
+            s = x.sum(dim=1, keepdim=True)
+            w = torch.where(s > 1.0, x / s.clamp_min(1e-12), x)
+            return w * eq / price
+        return self.portfolio.units + a * self.trade_fraction * eq / price
+
+    def weights_to_target_units(self, weights: Tensor) -> Tensor:
+        """Target units for target weights ``(E, A)`` (sum <= 1) at the next fill price."""
+        price = self.fill_price
+        return weights.to(torch.float64) * self.portfolio.equity(price).unsqueeze(1) / price
+
+    def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
+        """Fill ``action`` ``(E, A)`` at the next open; see :meth:`step_targets`."""
+        return self.step_targets(self.action_to_target_units(action))
+
+    def step_targets(self, target_units: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
+        """Trade towards ``target_units`` at bar ``t + 1``'s open and advance one bar.
+
+        Returns ``(obs (E, D) float32, reward (E,) float32, terminated (E,) bool,
+        truncated (E,) bool, info)``.
+        """
+        fill = rebalance(self.portfolio, target_units, self.fill_price, self.rules, self.min_notional)
+        t1 = self.t + 1
+        equity = fill.portfolio.equity(self.close[t1])
+        log_ret = torch.log(equity / self.equity)
+        reward, self.reward_state = self.reward_fn(
+            log_ret, self.bench_log_return[self.t], self.reward_state, self.settings.dsr_eta
+        )
+        reward = (reward * self.settings.reward_scale).to(torch.float32)
+        self.t, self.portfolio, self.equity = t1, fill.portfolio, equity
+        self.steps = self.steps + 1
+        truncated = (self.steps >= self.horizon) | (self.t >= self.last)
+        terminated = torch.zeros_like(truncated)
+        final_obs = self.observation()
+        obs = final_obs
+        if self.autoreset:
+            obs = self._reset_where(truncated)
+        info = StepInfo(final_obs=final_obs, log_return=log_ret, equity=equity, fill=fill)
+        return obs, reward, terminated, truncated, info
+
+    def _reset_where(self, done: Tensor) -> Tensor:
+        start, last = self._sample_starts()
+        self.t = torch.where(done, start, self.t)
+        self.last = torch.where(done, last, self.last)
+        self.steps = torch.where(done, torch.zeros_like(self.steps), self.steps)
+        fresh = Portfolio.new(self.n_envs, self.n_assets, self.rules, device=self.device)
+        self.portfolio = self.portfolio.where(done, fresh)
+        self.equity = torch.where(done, fresh.equity(self.close[self.t]), self.equity)
+        self.reward_state = torch.where(
+            done.unsqueeze(1), torch.zeros_like(self.reward_state), self.reward_state
+        )
+        return self.observation()

@@ -1,0 +1,192 @@
+"""In-house PPO on the batched env, device-resident (CleanRL's ``ppo_continuous_action``, batched).
+
+Per update: collect ``n_steps`` from ``n_envs`` envs into storage allocated once on
+the env's device; add ``gamma * V(final obs)`` to the reward of time-limit endings
+(episodes here end by truncation, never by termination, so their value is
+bootstrapped, not cut to 0); compute GAE; then ``n_epochs`` passes of shuffled
+minibatches with the clipped surrogate, the (optionally clipped) value loss, the
+entropy bonus, global gradient-norm clipping and an optional KL early stop. Statistics
+are accumulated as tensors and copied to the host once per update.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from cappuccino.config.rl import PPOSettings
+from cappuccino.training.rl.env import BatchedTradingEnv
+from cappuccino.training.rl.gae import compute_gae
+from cappuccino.training.rl.policy import ActorCritic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PPOResult:
+    """The trained policy and one history row per update."""
+
+    policy: ActorCritic
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.history[-1]["timesteps"]) if self.history else 0
+
+
+def build_policy(env: BatchedTradingEnv, settings: PPOSettings) -> ActorCritic:
+    return ActorCritic(
+        obs_dim=env.obs_dim,
+        action_dim=env.n_assets,
+        hidden_sizes=settings.hidden_sizes,
+        activation=settings.activation,
+        log_std_init=settings.log_std_init,
+        action_dist=settings.action_dist,
+    ).to(env.device)
+
+
+def train_ppo(
+    env: BatchedTradingEnv,
+    settings: PPOSettings,
+    *,
+    seed: int,
+    policy: ActorCritic | None = None,
+    on_update: Callable[[dict[str, float]], None] | None = None,
+) -> PPOResult:
+    """Train a policy on ``env`` (``env.n_envs`` must equal ``settings.n_envs``).
+
+    Deterministic for a seed on CPU. ``on_update`` receives each history row.
+    """
+    if env.n_envs != settings.n_envs:
+        raise ValueError(f"n_envs: PPO settings say {settings.n_envs}, env has {env.n_envs}")
+    t0 = time.perf_counter()
+    dev = env.device
+    torch.manual_seed(seed)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+    policy = policy if policy is not None else build_policy(env, settings)
+    opt = torch.optim.Adam(policy.parameters(), lr=settings.learning_rate, eps=settings.adam_eps)
+    n_steps, n_envs, n_act = settings.n_steps, settings.n_envs, env.n_assets
+    obs_buf = torch.zeros((n_steps, n_envs, env.obs_dim), device=dev)
+    u_buf = torch.zeros((n_steps, n_envs, n_act), device=dev)
+    logp_buf = torch.zeros((n_steps, n_envs), device=dev)
+    rew_buf = torch.zeros((n_steps, n_envs), device=dev)
+    done_buf = torch.zeros((n_steps, n_envs), device=dev)
+    val_buf = torch.zeros((n_steps, n_envs), device=dev)
+    batch = settings.batch_size
+    mb = settings.minibatch_size
+    n_mb = batch // mb
+    result = PPOResult(policy=policy)
+    obs = env.reset(seed=seed)
+    ep_growth = torch.zeros(n_envs, dtype=torch.float64, device=dev)
+    for update in range(settings.n_updates):
+        frac = 1.0 - update / settings.n_updates
+        lr = settings.learning_rate * (frac if settings.lr_schedule == "linear" else 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        done_growth = torch.zeros((), dtype=torch.float64, device=dev)
+        done_count = torch.zeros((), dtype=torch.float64, device=dev)
+        with torch.no_grad():
+            for s in range(n_steps):
+                obs_buf[s] = obs
+                step = policy.sample(obs, gen)
+                u_buf[s], logp_buf[s], val_buf[s] = step.u, step.log_prob, step.value
+                obs, reward, terminated, truncated, info = env.step(step.action)
+                cut = truncated & ~terminated
+                bootstrap = settings.gamma * policy.value(info.final_obs) * cut
+                rew_buf[s] = reward + bootstrap
+                done = terminated | truncated
+                done_buf[s] = done
+                ep_growth += info.log_return
+                done_growth += (ep_growth * done).sum()
+                done_count += done.sum()
+                ep_growth = torch.where(done, torch.zeros_like(ep_growth), ep_growth)
+            next_value = policy.value(obs)
+            adv, ret = compute_gae(
+                rew_buf,
+                val_buf,
+                done_buf,
+                next_value,
+                gamma=settings.gamma,
+                gae_lambda=settings.gae_lambda,
+            )
+        b_obs = obs_buf.reshape(batch, -1)
+        b_u = u_buf.reshape(batch, n_act)
+        b_logp, b_adv = logp_buf.reshape(batch), adv.reshape(batch)
+        b_ret, b_val = ret.reshape(batch), val_buf.reshape(batch)
+        stats = torch.zeros(6, device=dev)  # pg, v, ent, kl, clipfrac, n
+        for _epoch in range(settings.n_epochs):
+            perm = torch.randperm(batch, generator=gen, device=dev)
+            epoch_kl = torch.zeros((), device=dev)
+            for k in range(n_mb):
+                idx = perm[k * mb : (k + 1) * mb]
+                new_logp, entropy, new_v = policy.evaluate(b_obs[idx], b_u[idx], gen)
+                logratio = new_logp - b_logp[idx]
+                ratio = logratio.exp()
+                a = b_adv[idx]
+                if settings.norm_adv:
+                    a = (a - a.mean()) / (a.std() + 1e-8)
+                pg = torch.maximum(
+                    -a * ratio, -a * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)
+                ).mean()
+                if settings.clip_value is not None:
+                    v_clip = b_val[idx] + (new_v - b_val[idx]).clamp(
+                        -settings.clip_value, settings.clip_value
+                    )
+                    v_loss = 0.5 * torch.maximum(
+                        (new_v - b_ret[idx]) ** 2, (v_clip - b_ret[idx]) ** 2
+                    ).mean()
+                else:
+                    v_loss = 0.5 * ((new_v - b_ret[idx]) ** 2).mean()
+                ent = entropy.mean()
+                loss = pg - settings.ent_coef * ent + settings.vf_coef * v_loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)
+                opt.step()
+                with torch.no_grad():
+                    kl = ((ratio - 1) - logratio).mean()
+                    clipfrac = ((ratio - 1).abs() > settings.clip_coef).float().mean()
+                    stats += torch.stack(
+                        [pg.detach(), v_loss.detach(), ent.detach(), kl, clipfrac, torch.ones_like(kl)]
+                    )
+                    epoch_kl = kl
+            if settings.target_kl is not None and float(epoch_kl) > settings.target_kl:
+                break
+        with torch.no_grad():
+            var_y = b_ret.var()
+            explained = 1 - (b_ret - b_val).var() / var_y if float(var_y) > 0 else torch.zeros(())
+        s_host = (stats[:5] / stats[5]).tolist()
+        n_done = float(done_count)
+        row: dict[str, float] = {
+            "update": float(update + 1),
+            "timesteps": float((update + 1) * batch),
+            "learning_rate": lr,
+            "policy_loss": s_host[0],
+            "value_loss": s_host[1],
+            "entropy": s_host[2],
+            "approx_kl": s_host[3],
+            "clip_fraction": s_host[4],
+            "explained_variance": float(explained),
+            "mean_reward": float(rew_buf.mean()),
+            "episodes": n_done,
+            "mean_episode_log_return": float(done_growth) / n_done if n_done else float("nan"),
+            "seconds": time.perf_counter() - t0,
+        }
+        result.history.append(row)
+        if on_update is not None:
+            on_update(row)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def summarize_history(history: list[dict[str, float]]) -> dict[str, Any]:
+    """Last row plus the number of updates, for logs and JSON outputs."""
+    return {"updates": len(history), **(history[-1] if history else {})}

@@ -1,0 +1,112 @@
+"""``cappuccino rl train``: read the store, build arrays, fit the scaler on the training
+period only, train PPO, write the bundle."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cappuccino.config.rl import RLTrainConfig, SplitSettings
+from cappuccino.data.schema import resolve_symbols
+from cappuccino.data.store import ParquetStore
+from cappuccino.datasets.market import MarketArrays, build_market_arrays
+from cappuccino.training.rl.bundle import save_bundle
+from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
+from cappuccino.training.rl.ppo import train_ppo
+from cappuccino.utils.devices import default_device
+from cappuccino.utils.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    bundle: Path
+    data: MarketArrays
+    train: MarketArrays
+    summary: dict[str, Any]
+
+
+def load_market(store_path: Path, timeframe: str, symbols: list[str] | None, feature_set: str) -> MarketArrays:
+    """Aligned arrays for ``symbols`` (None: all) of a store."""
+    from cappuccino.data.schema import Timeframe
+
+    tf = Timeframe.parse(timeframe)
+    store = ParquetStore(store_path)
+    chosen = resolve_symbols(symbols, store.symbols(tf))
+    return build_market_arrays(store.read(tf, chosen), feature_set, tf)
+
+
+def train_period(data: MarketArrays, split: SplitSettings) -> MarketArrays:
+    return data.between(split.train_start, split.train_end)
+
+
+def holdout_period(data: MarketArrays, split: SplitSettings, lookback: int) -> tuple[MarketArrays, int]:
+    """Out-of-sample bars plus ``lookback - 1`` bars of history before them (the first
+    observation's window); returns the arrays and the index of the first test bar."""
+    if split.test_start is not None:
+        first = data.index_of(split.test_start, default=0)
+    else:
+        first = data.index_of(split.train_end, default=0, side="right") + split.embargo_bars
+    last = data.index_of(split.test_end, default=data.n_bars, side="right")
+    if last - first < 2:
+        raise ValueError(f"test period: no bars after {split.train_end} (+{split.embargo_bars} embargo)")
+    lo = first - (lookback - 1)
+    if lo < 0:
+        raise ValueError(f"test period starts at bar {first}, needs {lookback - 1} bars of history")
+    return data.slice(lo, last), lookback - 1
+
+
+def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResult:
+    """Train PPO per ``cfg``; the bundle goes to ``cfg.output_dir / 'bundle'``."""
+    seed_everything(cfg.seed)
+    if data is None:
+        data = load_market(cfg.data.store, cfg.data.timeframe, cfg.data.symbols, cfg.env.feature_set)
+    train = train_period(data, cfg.split)
+    scaler = fit_scaler(train, cfg.env.scaler)
+    device = default_device(None if cfg.ppo.device == "auto" else cfg.ppo.device)
+    env = BatchedTradingEnv(
+        train,
+        settings=cfg.env,
+        rules=cfg.market.rules(),
+        n_envs=cfg.ppo.n_envs,
+        scaler=scaler,
+        seed=cfg.seed,
+        device=device,
+    )
+    log.info(
+        "PPO on %d bars x %d assets (%s .. %s), %d timesteps on %s",
+        train.n_bars,
+        train.n_assets,
+        train.describe()["start"],
+        train.describe()["end"],
+        cfg.ppo.total_timesteps,
+        device,
+    )
+    result = train_ppo(env, cfg.ppo, seed=cfg.seed)
+    period = {k: train.describe()[k] for k in ("start", "end", "n_bars")}
+    path = save_bundle(
+        cfg.output_dir / "bundle",
+        result.policy,
+        data=train,
+        env_settings=cfg.env,
+        rules=cfg.market.rules(),
+        scaler=scaler,
+        config=cfg.model_dump(mode="json"),
+        history=result.history,
+        train_period=period,
+    )
+    last = result.history[-1]
+    summary = {
+        "bundle": str(path),
+        "train_period": period,
+        "timesteps": result.timesteps,
+        "updates": len(result.history),
+        "seconds": round(result.seconds, 2),
+        "device": str(device),
+        "final_mean_episode_log_return": last["mean_episode_log_return"],
+        "final_entropy": last["entropy"],
+    }
+    return TrainResult(bundle=path, data=data, train=train, summary=summary)
