@@ -139,7 +139,10 @@ def range_breakout_volume(high: F64, low: F64, close: F64, volume: F64, n: int =
     res = np.zeros(len(c))
     res[up] = rel[up]
     res[down] = -rel[down]
-    res[(up | down) & ~(prev_vol > 0)] = np.nan
+    # an all-zero window is detected exactly by its maximum: TA-Lib's running-sum SMA can
+    # leave a residue of ~1e-13 after a run of zeros, which would give ratios near 1e14
+    prev_vol_max = rolling_max(volume, n)[n - 1 : -1]
+    res[(up | down) & ~(prev_vol_max > 0)] = np.nan
     out[n:] = res
     return out
 

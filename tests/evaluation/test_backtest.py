@@ -1,0 +1,100 @@
+"""Backtests, benchmarks, the degenerate flag and the report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cappuccino.evaluation.backtest import benchmark_policy, run_backtest
+from cappuccino.evaluation.degenerate import degenerate_verdict
+from cappuccino.evaluation.evaluate import evaluate, write_evaluation
+from cappuccino.config.rl import EnvSettings
+from cappuccino.features.scaling import Scaler
+from cappuccino.market import MarketRules
+
+from ..training.rl.helpers import market
+
+
+def _flat_then_up() -> object:
+    # two assets; open = previous close. Asset 0 doubles over the test, asset 1 is flat.
+    t = 12
+    c0 = np.array([100.0] * 2 + [100.0 * 2 ** (i / 9) for i in range(10)])
+    c1 = np.full(t, 50.0)
+    close = np.stack([c0, c1], axis=1)
+    open_ = np.vstack([close[:1], close[:-1]])
+    return market(open_, close)
+
+
+def _bt(policy: str, fee: float = 0.0, first: int = 1):  # type: ignore[no-untyped-def]
+    data = _flat_then_up()
+    rules = MarketRules(buy_fee_pct=fee, sell_fee_pct=fee, min_order_notional=0.0, initial_cash=1000.0)
+    return run_backtest(
+        data,
+        benchmark_policy(policy, data.symbols),
+        env_settings=EnvSettings(lookback=1),
+        rules=rules,
+        scaler=Scaler.fit(data.features),
+        first=first,
+    )
+
+
+def test_benchmarks_by_hand() -> None:
+    cash = _bt("cash")
+    assert cash.equity.tolist() == [1000.0] * 11 and cash.metrics["fees_paid"] == 0.0
+    single = _bt("single:A0/USDT")
+    # all in at bar 2's open (= bar 1's close, 100); closes at 200 on the last bar
+    assert single.equity[-1] == pytest.approx(2000.0)
+    assert single.metrics["total_return"] == pytest.approx(1.0)
+    bh = _bt("buy_and_hold", fee=0.001)
+    # 500 into each; pro rata for the fee: each buy scaled by 1/1.001
+    assert bh.equity[-1] == pytest.approx(1000 / 1.001 * 0.5 * (2 + 1))
+    assert bh.metrics["fees_paid"] == pytest.approx(1000 / 1.001 * 0.001)
+    assert len(bh.trades_frame()) == 2  # bought once, held
+
+
+def test_rebalanced_equal_weight_trades_every_k_bars() -> None:
+    every1 = _bt("equal_weight", fee=0.001)
+    every5 = _bt("equal_weight:5", fee=0.001)
+    trades1 = every1.trades_frame()
+    trades5 = every5.trades_frame()
+    assert trades5["timestamp"].n_unique() == 2  # steps 0 and 5
+    # every step but the second, where prices had not moved since the first fill
+    assert trades1["timestamp"].n_unique() == 9
+    assert every1.metrics["fees_paid"] > every5.metrics["fees_paid"] > 0
+    with pytest.raises(ValueError, match="equal_weight:K"):
+        benchmark_policy("equal_weight:x", ("A/USDT",))
+    with pytest.raises(ValueError, match="not in"):
+        benchmark_policy("single:DOGE/USDT", ("A/USDT",))
+
+
+def test_degenerate_flag() -> None:
+    rng = np.random.default_rng(0)
+    bench = rng.normal(0, 0.01, 500)
+    w_const = np.full((500, 2), 0.5)
+    v = degenerate_verdict(bench * 0.99 + 1e-5, w_const, {"buy_and_hold": bench})
+    assert v["degenerate"] and v["matches"] == "buy_and_hold"
+    w_moving = rng.uniform(0, 0.5, (500, 2))
+    v = degenerate_verdict(rng.normal(0, 0.01, 500), w_moving, {"buy_and_hold": bench})
+    assert not v["degenerate"] and v["reason"] == "distinct from every benchmark"
+    v = degenerate_verdict(np.zeros(500), np.zeros((500, 2)), {"buy_and_hold": bench})
+    assert v["degenerate"] and v["matches"] == "cash"
+    # correlated but actively re-weighted is reported as similar, not degenerate
+    v = degenerate_verdict(bench, w_moving, {"buy_and_hold": bench})
+    assert not v["degenerate"] and "similar" in v["reason"]
+
+
+def test_evaluate_writes_metrics_frames_and_report(tmp_path: Path) -> None:
+    data = _flat_then_up()
+    ev = evaluate(data, "buy_and_hold", rules=MarketRules(min_order_notional=0.0))
+    paths = write_evaluation(ev, tmp_path / "out", tmp_path / "r.html")
+    doc = json.loads(Path(paths["metrics"]).read_text())
+    for key in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar",
+                "volatility", "turnover", "fees_paid", "periods_per_year", "n_bars"):
+        assert key in doc and isinstance(doc[key], float | int) and math.isfinite(doc[key])
+    assert set(doc["benchmarks"]) == {"cash", "equal_weight:24", "single:A0/USDT"}
+    html = Path(paths["report"]).read_text()
+    assert "Equity (start = 1)" in html and "buy_and_hold" in html and "plotly" in html
