@@ -192,7 +192,8 @@ def test_unknown_symbol_and_feature_set_are_clear(tmp_path: Path) -> None:
 
 def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    doc = run_json("demo", "--set", f"output_dir={out}", "--set", "features.audit_cuts=2")
+    quick = ["--set", "features.audit_cuts=2", "--set", "rl.ppo.total_timesteps=4096"]
+    doc = run_json("demo", "--set", f"output_dir={out}", *quick)
     assert doc["audit"]["passed"] is True
     assert {r["symbol"] for r in doc["summary"]} == {
         "BTC/USDT",
@@ -208,7 +209,98 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert btc["rows"] == 8_004 + 12 - 63 - 24
     assert (out / "features.parquet").is_file() and (out / "summary.json").is_file()
     assert json.loads((out / "config.json").read_text())["seed"] == 0
-    table = runner.invoke(
-        app, ["demo", "--set", f"output_dir={out}", "--set", "features.audit_cuts=2"]
-    )
+    rl = doc["rl"]
+    assert rl["train"]["timesteps"] == 4096
+    assert rl["train"]["train_period"]["end"] == "2021-03-31T23:00:00+00:00"
+    assert rl["test_period"] == {
+        "start": "2021-04-02T00:00:00+00:00",  # a 24-bar embargo after training
+        "end": "2021-06-30T23:00:00+00:00",
+    }
+    names = [r["policy"] for r in rl["metrics"]]
+    assert names == ["policy", "cash", "buy_and_hold", "equal_weight:24", "single:BTC/USDT"]
+    assert isinstance(rl["degenerate"]["degenerate"], bool)
+    html = Path(rl["outputs"]["report"]).read_text()
+    assert "Degenerate-policy check" in html and "equal_weight:24" in html
+    table = runner.invoke(app, ["demo", "--set", f"output_dir={out}", *quick])
     assert table.exit_code == 0 and "lookahead audit: PASS" in table.stdout
+    assert "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30" in table.stdout
+
+
+def test_rl_train_then_backtest_the_bundle(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    run_json("data", "sample", "--store", store)
+    out = tmp_path / "rl"
+    train = run_json(
+        "rl",
+        "train",
+        "--set",
+        f"data.store={store}",
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "data.symbols=[BTC/USDT, ETH/USDT]",
+        "--set",
+        "ppo.total_timesteps=1024",
+        "--set",
+        "ppo.n_envs=4",
+        "--set",
+        "ppo.n_steps=64",
+        "--set",
+        "ppo.minibatch_size=64",
+    )
+    bundle = train["bundle"]
+    assert train["timesteps"] == 1024 and (Path(bundle) / "policy.pt").is_file()
+    doc = run_json(
+        "backtest",
+        "--store",
+        store,
+        "--policy",
+        bundle,
+        "--start",
+        "2021-05-01",
+        "--end",
+        "2021-05-31T23:00",
+        "--out",
+        str(tmp_path / "bt"),
+        "--report",
+        str(tmp_path / "r.html"),
+    )
+    assert doc["n_bars"] == 31 * 24 - 1 and doc["periods_per_year"] == 8760
+    for key in (
+        "total_return",
+        "cagr",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "calmar",
+        "volatility",
+        "turnover",
+        "fees_paid",
+    ):
+        assert isinstance(doc[key], float)
+    assert set(doc["benchmarks"]) == {"cash", "buy_and_hold", "equal_weight:24", "single:BTC/USDT"}
+    assert doc["benchmarks"]["cash"]["total_return"] == 0.0
+    assert (tmp_path / "r.html").is_file() and (tmp_path / "bt" / "trades.parquet").is_file()
+    # the bundle refuses data it was not trained on
+    bad = runner.invoke(
+        app, ["backtest", "--store", store, "--policy", bundle, "--symbols", "ETH/USDT", "--json"]
+    )
+    assert bad.exit_code == 2 and "differ from the bundle's symbols" in bad.output
+    fee = run_json(
+        "backtest",
+        "--store",
+        store,
+        "--policy",
+        "equal_weight:12",
+        "--fee-pct",
+        "0",
+        "--start",
+        "2021-05-01",
+        "--end",
+        "2021-05-31T23:00",
+        "--out",
+        str(tmp_path / "b2"),
+    )
+    assert fee["fees_paid"] == 0.0 and fee["policy"] == "equal_weight:12"
+    nope = runner.invoke(app, ["backtest", "--store", store, "--policy", "momentum", "--json"])
+    assert nope.exit_code == 2 and "expected a bundle directory" in nope.output

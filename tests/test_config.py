@@ -51,3 +51,23 @@ def test_credentials_only_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_shipped_demo_config_equals_the_embedded_defaults() -> None:
     shipped = load_config(DemoConfig, Path(__file__).parents[1] / "configs" / "demo.yaml")
     assert shipped == DemoConfig()
+
+
+def test_shipped_rl_config_equals_the_embedded_defaults_but_the_store() -> None:
+    from cappuccino.config.rl import RLTrainConfig
+
+    shipped = load_config(RLTrainConfig, Path(__file__).parents[1] / "configs" / "rl.yaml")
+    assert shipped == RLTrainConfig.model_validate({"data": {"store": "runs/demo/store"}})
+
+
+def test_rl_config_rejects_bad_values_naming_the_field() -> None:
+    from pydantic import ValidationError
+
+    from cappuccino.config.rl import RLTrainConfig
+
+    with pytest.raises(ValidationError, match="minibatch_size"):
+        load_config(RLTrainConfig, None, ["ppo.minibatch_size=100000"])
+    with pytest.raises(ValidationError, match="reward"):
+        load_config(RLTrainConfig, None, ["env.reward=sharpe"])
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        load_config(RLTrainConfig, None, ["ppo.learning_rat=0.1"])

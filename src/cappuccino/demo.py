@@ -1,8 +1,10 @@
 """The main job on the bundled sample (``make demo``): every capability joins it.
 
 sample -> import/validate into a Parquet store -> gap fill -> features -> labels
--> lookahead audit -> summary table. Writes under ``output_dir``: the store, the
-feature table, the resolved config and a JSON summary.
+-> lookahead audit -> PPO on the training period -> out-of-sample backtest against
+the benchmarks (degenerate-policy verdict) -> HTML report. Writes under
+``output_dir``: the store, the feature table, the resolved config, a JSON summary and
+``rl/`` (bundle, backtest metrics and frames, ``report.html``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from cappuccino.config.models import DemoConfig
+from cappuccino.config.demo import DemoConfig
 from cappuccino.data.importing import ImportReport, import_files
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import resolve_symbols
@@ -35,6 +37,7 @@ class DemoResult:
     audit: AuditReport
     summary_rows: list[dict[str, Any]]
     seconds: float
+    rl: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class DemoResult:
             "features": self.table.to_dict(),
             "audit": self.audit.to_dict(),
             "summary": self.summary_rows,
+            "rl": self.rl,
             "seconds": round(self.seconds, 3),
         }
 
@@ -107,12 +111,59 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                 **{f"P({k.removeprefix('label_')}>0)": round(v, 4) for k, v in rates.items()},
             }
         )
+    rl = _run_rl(cfg, bars) if cfg.rl.enabled else None
     result = DemoResult(
         imported=imported,
         table=treport,
         audit=audit,
         summary_rows=rows,
         seconds=time.perf_counter() - t0,
+        rl=rl,
     )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
+
+
+def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
+    """Train PPO on the training period, backtest it out of sample, write the report."""
+    from cappuccino.config.rl import RLTrainConfig
+    from cappuccino.datasets.market import build_market_arrays
+    from cappuccino.evaluation.evaluate import evaluate, write_evaluation
+    from cappuccino.training.rl.bundle import load_bundle
+    from cappuccino.training.rl.train import holdout_period, train_rl
+
+    r = cfg.rl
+    out = cfg.output_dir / "rl"
+    train_cfg = RLTrainConfig(
+        seed=cfg.seed,
+        output_dir=out,
+        data=cfg.data,
+        split=r.split,
+        market=r.market,
+        env=r.env,
+        ppo=r.ppo,
+    )
+    data = build_market_arrays(bars, r.env.feature_set, cfg.data.tf)
+    log.info("training PPO for %d timesteps", r.ppo.total_timesteps)
+    trained = train_rl(train_cfg, data=data)
+    bundle = load_bundle(trained.bundle)
+    window, first = holdout_period(data, r.split, bundle.env_settings.lookback)
+    log.info("backtesting out of sample from %s", window.describe()["start"])
+    ev = evaluate(
+        window,
+        bundle,
+        start=window.datetime_at(first),
+        benchmarks=r.benchmarks,
+    )
+    paths = write_evaluation(ev, out / "backtest", out / "report.html")
+    keys = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "exposure")
+    rows = [
+        {"policy": x.name, **{k: x.metrics[k] for k in keys}} for x in [ev.policy, *ev.benchmarks]
+    ]
+    return {
+        "train": trained.summary,
+        "test_period": ev.context["period"],
+        "metrics": rows,
+        "degenerate": ev.verdict,
+        "outputs": paths,
+    }

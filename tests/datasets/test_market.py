@@ -8,8 +8,8 @@ import pytest
 
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
-from cappuccino.datasets.market import build_market_arrays
 from cappuccino.data.validate import fill_gaps
+from cappuccino.datasets.market import build_market_arrays
 from cappuccino.features.pipeline import compute_features
 
 TF = Timeframe.parse("1h")

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cappuccino.config.rl import EnvSettings
 from cappuccino.evaluation.backtest import benchmark_policy, run_backtest
 from cappuccino.evaluation.degenerate import degenerate_verdict
 from cappuccino.evaluation.evaluate import evaluate, write_evaluation
-from cappuccino.config.rl import EnvSettings
 from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules
 
@@ -31,7 +31,9 @@ def _flat_then_up() -> object:
 
 def _bt(policy: str, fee: float = 0.0, first: int = 1):  # type: ignore[no-untyped-def]
     data = _flat_then_up()
-    rules = MarketRules(buy_fee_pct=fee, sell_fee_pct=fee, min_order_notional=0.0, initial_cash=1000.0)
+    rules = MarketRules(
+        buy_fee_pct=fee, sell_fee_pct=fee, min_order_notional=0.0, initial_cash=1000.0
+    )
     return run_backtest(
         data,
         benchmark_policy(policy, data.symbols),
@@ -92,8 +94,19 @@ def test_evaluate_writes_metrics_frames_and_report(tmp_path: Path) -> None:
     ev = evaluate(data, "buy_and_hold", rules=MarketRules(min_order_notional=0.0))
     paths = write_evaluation(ev, tmp_path / "out", tmp_path / "r.html")
     doc = json.loads(Path(paths["metrics"]).read_text())
-    for key in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar",
-                "volatility", "turnover", "fees_paid", "periods_per_year", "n_bars"):
+    for key in (
+        "total_return",
+        "cagr",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "calmar",
+        "volatility",
+        "turnover",
+        "fees_paid",
+        "periods_per_year",
+        "n_bars",
+    ):
         assert key in doc and isinstance(doc[key], float | int) and math.isfinite(doc[key])
     assert set(doc["benchmarks"]) == {"cash", "equal_weight:24", "single:A0/USDT"}
     html = Path(paths["report"]).read_text()

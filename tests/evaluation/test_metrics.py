@@ -51,7 +51,9 @@ def test_drawdown_and_calmar() -> None:
 
 
 def test_volatility_turnover_exposure_hit_rate() -> None:
-    assert m.annualised_volatility([0.1, -0.1], 100) == pytest.approx(np.std([0.1, -0.1], ddof=1) * 10)
+    assert m.annualised_volatility([0.1, -0.1], 100) == pytest.approx(
+        np.std([0.1, -0.1], ddof=1) * 10
+    )
     # bars trade 50 and 0 on equity 100 and 200 at their starts: mean 0.25 per bar, 8 bars/yr
     assert m.annualised_turnover([50.0, 0.0], [100.0, 200.0, 200.0], 8) == pytest.approx(2.0)
     assert m.exposure([[0.5, 0.25], [0.0, 0.0]]) == pytest.approx(0.375)

@@ -12,7 +12,9 @@ from cappuccino.market import MarketRules, Portfolio, rebalance
 D = torch.float64
 
 
-def _pf(cash: list[float], units: list[list[float]], entry: list[list[float]] | None = None) -> Portfolio:
+def _pf(
+    cash: list[float], units: list[list[float]], entry: list[list[float]] | None = None
+) -> Portfolio:
     u = torch.tensor(units, dtype=D)
     return Portfolio(
         cash=torch.tensor(cash, dtype=D),

@@ -8,24 +8,43 @@ import typer
 
 from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
 
-_COLUMNS = ["policy", "total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar",
-            "volatility", "turnover", "fees_paid", "exposure"]
+_COLUMNS = [
+    "policy",
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "volatility",
+    "turnover",
+    "fees_paid",
+    "exposure",
+]
 
 
 @fail_cleanly
 def backtest(
     store: Path = typer.Option(..., "--store", help="Parquet store folder"),
     policy: str = typer.Option(
-        ..., "--policy", help="bundle directory, cash, buy_and_hold, equal_weight[:k] or single:SYMBOL"
+        ...,
+        "--policy",
+        help="bundle directory, cash, buy_and_hold, equal_weight[:k] or single:SYMBOL",
     ),
-    symbols: list[str] | None = typer.Option(None, "--symbols", help="universe (default: all / the bundle's)"),
+    symbols: list[str] | None = typer.Option(
+        None, "--symbols", help="universe (default: all / the bundle's)"
+    ),
     timeframe: str = typer.Option("1h", "--timeframe"),
     feature_set: str = typer.Option("cappuccino14", "--feature-set", help="ignored with a bundle"),
     start: str | None = typer.Option(None, "--start", help="first decision bar, ISO 8601 UTC"),
     end: str | None = typer.Option(None, "--end", help="last bar, ISO 8601 UTC"),
     fee_pct: float | None = typer.Option(None, "--fee-pct", help="buy and sell fee, fraction"),
-    benchmarks: list[str] | None = typer.Option(None, "--benchmark", help="default: cash, buy_and_hold, equal_weight:24, single:BTC/USDT"),
-    out: Path = typer.Option(Path("runs/backtest"), "--out", help="metrics.json, equity/trades Parquet"),
+    benchmarks: list[str] | None = typer.Option(
+        None, "--benchmark", help="default: cash, buy_and_hold, equal_weight:24, single:BTC/USDT"
+    ),
+    out: Path = typer.Option(
+        Path("runs/backtest"), "--out", help="metrics.json, equity/trades Parquet"
+    ),
     report: Path | None = typer.Option(None, "--report", help="write an HTML report here"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -58,8 +77,13 @@ def backtest(
         return
     rows = [{"policy": r.name, **r.metrics} for r in [ev.policy, *ev.benchmarks]]
     p = ev.context["period"]
-    table(rows, f"Backtest {p['start'][:16]} .. {p['end'][:16]} (Sharpe: simple returns, "
-          f"{ev.policy.metrics['periods_per_year']:.0f} bars/yr)", _COLUMNS)
+    table(
+        rows,
+        f"Backtest {p['start'][:16]} .. {p['end'][:16]} (Sharpe: simple returns, "
+        f"{ev.policy.metrics['periods_per_year']:.0f} bars/yr)",
+        _COLUMNS,
+    )
     if ev.verdict is not None:
-        console.print(f"degenerate-policy check: {'DEGENERATE' if ev.verdict['degenerate'] else 'ok'}: {ev.verdict['reason']}")
+        flag = "DEGENERATE" if ev.verdict["degenerate"] else "ok"
+        console.print(f"degenerate-policy check: {flag}: {ev.verdict['reason']}")
     console.print(f"outputs: {', '.join(paths.values())}")

@@ -36,6 +36,19 @@ def demo(
         f"({a.cut_points} cut points, {len(a.columns)} columns)"
         + ("" if a.passed else f" violations: {a.violations}")
     )
+    if result.rl is not None:
+        rl = result.rl
+        period = f"{rl['test_period']['start'][:10]} .. {rl['test_period']['end'][:10]}"
+        table(
+            rl["metrics"],
+            f"PPO vs benchmarks, out of sample {period} (Sharpe of hourly simple returns, "
+            "annualised x sqrt(8760); fees 0.1 %)",
+        )
+        v = rl["degenerate"]
+        console.print(
+            f"degenerate-policy check: {'DEGENERATE' if v['degenerate'] else 'ok'}: {v['reason']}"
+        )
+        console.print(f"report: {rl['outputs']['report']}")
     console.print(f"outputs in {cfg.output_dir} ({result.seconds:.1f} s)")
     if not a.passed:
         raise typer.Exit(1)

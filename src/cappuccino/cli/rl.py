@@ -15,7 +15,9 @@ app = typer.Typer(no_args_is_help=True, help="Reinforcement learning: PPO on the
 @fail_cleanly
 def train(
     config: Path | None = typer.Argument(None, help="YAML run config (defaults embedded)"),
-    overrides: list[str] = typer.Option([], "--set", help="override, e.g. ppo.total_timesteps=20000"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="override, e.g. ppo.total_timesteps=20000"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train PPO on the training period; prints the bundle directory."""
@@ -32,5 +34,9 @@ def train(
     if as_json:
         emit_json(result.summary)
         return
-    table([result.summary], "PPO training", ["timesteps", "updates", "seconds", "device", "final_entropy"])
+    table(
+        [result.summary],
+        "PPO training",
+        ["timesteps", "updates", "seconds", "device", "final_entropy"],
+    )
     console.print(f"bundle: {result.bundle}")

@@ -60,18 +60,3 @@ class FeatureSettings(_Model):
         if v not in FEATURE_SETS:
             raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SETS)}")
         return v
-
-
-class DemoConfig(_Model):
-    """The main job on the bundled sample: import -> validate -> features -> labels -> audit -> summary."""
-
-    seed: int = Field(0, ge=0, description="the one seed for every random choice in the run")
-    output_dir: Path = Field(Path("runs/demo"), description="everything the run writes goes here")
-    data: DataSettings = Field(default_factory=DataSettings)
-    features: FeatureSettings = Field(default_factory=FeatureSettings)
-
-    @property
-    def store_path(self) -> Path:
-        return (
-            self.data.store if self.data.store.is_absolute() else self.output_dir / self.data.store
-        )

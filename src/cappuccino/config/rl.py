@@ -6,15 +6,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from cappuccino.config.models import DataSettings
+from cappuccino.config.models import DataSettings, _Model
 from cappuccino.features.sets import FEATURE_SETS
 from cappuccino.market.rules import MarketRules
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MarketSettings(_Model):
@@ -107,7 +103,9 @@ class PPOSettings(_Model):
     target_kl: float | None = Field(
         None, gt=0, description="stop an update's epochs once approx KL exceeds this"
     )
-    hidden_sizes: list[int] = Field([64, 64], min_length=1, description="MLP widths (actor, critic)")
+    hidden_sizes: list[int] = Field(
+        [64, 64], min_length=1, description="MLP widths (actor, critic)"
+    )
     activation: Literal["tanh", "relu"] = Field("tanh", description="MLP activation")
     log_std_init: float = Field(-0.5, description="initial log std of the Gaussian")
     action_dist: Literal["tanh_gaussian", "clipped_gaussian"] = Field(

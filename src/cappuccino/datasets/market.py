@@ -105,9 +105,7 @@ class MarketArrays:
         }
 
 
-def build_market_arrays(
-    bars: pl.DataFrame, feature_set: str, timeframe: Timeframe
-) -> MarketArrays:
+def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timeframe) -> MarketArrays:
     """Align ``bars`` (canonical schema, several symbols), compute ``feature_set`` per symbol
     and keep the bars where every symbol's features are warm. Symbol order is sorted.
     A feature undefined after its warm-up (e.g. on a zero-volume bar) carries its previous

@@ -125,25 +125,41 @@ class BacktestResult:
         return self.equity[1:] / self.equity[:-1] - 1.0
 
     def equity_frame(self) -> pl.DataFrame:
-        frame = pl.DataFrame(
-            {"timestamp": self.timestamps, "equity": self.equity}
-        ).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+        frame = pl.DataFrame({"timestamp": self.timestamps, "equity": self.equity}).with_columns(
+            pl.col("timestamp").cast(pl.Datetime("ms", "UTC"))
+        )
         return frame.with_columns(
             pl.Series(f"w_{s}", self.weights[:, i]) for i, s in enumerate(self.symbols)
         )
 
     def trades_frame(self) -> pl.DataFrame:
-        rows: dict[str, list[Any]] = {"timestamp": [], "symbol": [], "side": [], "units": [], "price": []}
+        rows: dict[str, list[Any]] = {
+            "timestamp": [],
+            "symbol": [],
+            "side": [],
+            "units": [],
+            "price": [],
+        }
         for side, arr in (("buy", self.bought), ("sell", self.sold)):
             t, a = np.nonzero(arr > 0)
-            rows["timestamp"] += self.timestamps[t].tolist()  # fill at bar t+1's open = close time t
+            rows["timestamp"] += self.timestamps[
+                t
+            ].tolist()  # fill at bar t+1's open = close time t
             rows["symbol"] += [self.symbols[i] for i in a]
             rows["side"] += [side] * t.size
             rows["units"] += arr[t, a].tolist()
             rows["price"] += self.fill_price[t, a].tolist()
         return (
-            pl.DataFrame(rows, schema={"timestamp": pl.Int64, "symbol": pl.String, "side": pl.String,
-                                       "units": pl.Float64, "price": pl.Float64})
+            pl.DataFrame(
+                rows,
+                schema={
+                    "timestamp": pl.Int64,
+                    "symbol": pl.String,
+                    "side": pl.String,
+                    "units": pl.Float64,
+                    "price": pl.Float64,
+                },
+            )
             .with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
             .sort(["timestamp", "symbol"])
         )
@@ -165,7 +181,13 @@ def run_backtest(
     """
     settings = env_settings.model_copy(update={"episode_bars": None})
     env = BatchedTradingEnv(
-        data, settings=settings, rules=rules, n_envs=1, scaler=scaler, device=device, autoreset=False
+        data,
+        settings=settings,
+        rules=rules,
+        n_envs=1,
+        scaler=scaler,
+        device=device,
+        autoreset=False,
     )
     obs = env.reset(starts=torch.tensor([first]))
     n = data.n_bars - 1 - first

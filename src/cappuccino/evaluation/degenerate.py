@@ -55,7 +55,11 @@ def degenerate_verdict(
         },
     }
     if exposure < min_exposure and returns.std() < 1e-6:
-        out.update(degenerate=True, matches="cash", reason=f"invested {exposure:.2%} on average: a cash policy")
+        out.update(
+            degenerate=True,
+            matches="cash",
+            reason=f"invested {exposure:.2%} on average: a cash policy",
+        )
         return out
     near_constant = weight_std < max_weight_std
     best = max(

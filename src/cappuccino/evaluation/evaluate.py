@@ -113,7 +113,7 @@ def evaluate(
             main_result.returns, main_result.weights[1:], {b.name: b.returns for b in bench}
         )
     desc = window.slice(first, window.n_bars).describe()
-    context = {
+    context: dict[str, Any] = {
         "period": {"start": desc["start"], "end": desc["end"]},
         "symbols": list(data.symbols),
         "market": rules.to_dict(),
@@ -127,12 +127,18 @@ def evaluate(
 def write_evaluation(ev: Evaluation, out_dir: Path, report: Path | None = None) -> dict[str, str]:
     """metrics.json, equity.parquet (every policy), trades.parquet (the policy) and the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": out_dir / "metrics.json", "equity": out_dir / "equity.parquet",
-             "trades": out_dir / "trades.parquet"}
+    paths = {
+        "metrics": out_dir / "metrics.json",
+        "equity": out_dir / "equity.parquet",
+        "trades": out_dir / "trades.parquet",
+    }
     atomic_write_json(paths["metrics"], ev.to_dict())
     import polars as pl
 
-    frames = [r.equity_frame().with_columns(pl.lit(r.name).alias("policy")) for r in [ev.policy, *ev.benchmarks]]
+    frames = [
+        r.equity_frame().with_columns(pl.lit(r.name).alias("policy"))
+        for r in [ev.policy, *ev.benchmarks]
+    ]
     atomic_write_parquet(paths["equity"], pl.concat(frames))
     atomic_write_parquet(paths["trades"], ev.policy.trades_frame())
     if report is not None:
@@ -144,7 +150,10 @@ def write_evaluation(ev: Evaluation, out_dir: Path, report: Path | None = None) 
             context={
                 "period": f"{ev.context['period']['start']} to {ev.context['period']['end']}",
                 "symbols": ", ".join(ev.context["symbols"]),
-                "fees": f"buy {ev.context['market']['buy_fee_pct']:.3%}, sell {ev.context['market']['sell_fee_pct']:.3%}",
+                "fees": (
+                    f"buy {ev.context['market']['buy_fee_pct']:.3%}, "
+                    f"sell {ev.context['market']['sell_fee_pct']:.3%}"
+                ),
                 "training period": str(ev.context.get("train_period", "n/a")),
             },
         )

@@ -60,7 +60,9 @@ def render_report(
     wf = go.Figure()
     for i, s in enumerate(policy.symbols):
         wf.add_trace(go.Scatter(x=x, y=policy.weights[:, i], name=s, stackgroup="w", mode="none"))
-    wf.update_layout(title=f"{policy.name}: weights at each close", yaxis_tickformat=".0%", height=320)
+    wf.update_layout(
+        title=f"{policy.name}: weights at each close", yaxis_tickformat=".0%", height=320
+    )
     figures = [
         eq.to_html(full_html=False, include_plotlyjs=True),
         dd.to_html(full_html=False, include_plotlyjs=False),

@@ -116,7 +116,9 @@ def stop_loss_mask(portfolio: Portfolio, price: Tensor, rules: MarketRules) -> T
     return held & (price <= portfolio.entry_price * (1.0 - rules.stop_loss_pct))
 
 
-def apply_risk_limits(target_units: Tensor, price: Tensor, equity: Tensor, rules: MarketRules) -> Tensor:
+def apply_risk_limits(
+    target_units: Tensor, price: Tensor, equity: Tensor, rules: MarketRules
+) -> Tensor:
     """Cap each target at ``max_weight`` of equity and the sum at ``max_gross_exposure``.
 
     ``target_units`` ``(E, A)`` must already be ``>= 0``. The gross cap scales every

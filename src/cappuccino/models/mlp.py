@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
@@ -16,7 +15,9 @@ def activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"activation: got {name!r}, expected one of {sorted(ACTIVATIONS)}") from None
+        raise ValueError(
+            f"activation: got {name!r}, expected one of {sorted(ACTIVATIONS)}"
+        ) from None
 
 
 class MLP(nn.Module):

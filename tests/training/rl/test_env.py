@@ -24,7 +24,9 @@ from .helpers import make_env, market, random_market
 
 @pytest.fixture(scope="module")
 def sample_arrays():  # type: ignore[no-untyped-def]
-    return build_market_arrays(pl.read_parquet(sample_path()), "cappuccino14", Timeframe.parse("1h"))
+    return build_market_arrays(
+        pl.read_parquet(sample_path()), "cappuccino14", Timeframe.parse("1h")
+    )
 
 
 def test_seed_layout_has_988_floats_for_7_assets_14_features_lookback_10(sample_arrays) -> None:  # type: ignore[no-untyped-def]
@@ -134,7 +136,7 @@ def test_episodes_never_cross_segment_boundaries_and_envs_differ() -> None:
         seg_of[s:e] = k
     for _ in range(100):
         t_before = env.t.clone()
-        _, _, _, trunc, info = env.step(torch.zeros(16, 2))
+        _, _, _, trunc, _info = env.step(torch.zeros(16, 2))
         stepped = t_before + 1
         # the bar traded into is in the same segment as the bar the decision was made at
         assert (seg_of[stepped.numpy()] == seg_of[t_before.numpy()]).all()
@@ -176,7 +178,7 @@ def test_vector_env_reports_final_observations_of_finished_envs() -> None:
     env = TradingVectorEnv(make_env(random_market(t=100, a=3), n_envs=3, episode_bars=4))
     obs, _ = env.reset(seed=2)
     assert obs.shape == (3, env.single_observation_space.shape[0])
-    for i in range(4):
+    for _i in range(4):
         obs, reward, term, trunc, info = env.step(env.action_space.sample())
         assert reward.shape == (3,) and not term.any()
     assert trunc.all() and info["_final_obs"].all()

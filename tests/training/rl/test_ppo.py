@@ -119,7 +119,11 @@ def test_ppo_reaches_near_optimal_return_on_a_trending_market() -> None:
     data = _trend_market()
     env = make_env(data, n_envs=16, episode_bars=50, reward_scale=100.0)
     settings = PPOSettings(
-        total_timesteps=40_000, n_envs=16, n_steps=64, minibatch_size=256, n_epochs=5,
+        total_timesteps=40_000,
+        n_envs=16,
+        n_steps=64,
+        minibatch_size=256,
+        n_epochs=5,
         learning_rate=1e-3,
     )
     res = train_ppo(env, settings, seed=0)
@@ -130,24 +134,28 @@ def test_ppo_reaches_near_optimal_return_on_a_trending_market() -> None:
 
 
 def test_ppo_beats_a_random_policy_on_the_sample() -> None:
-    data = build_market_arrays(pl.read_parquet(sample_path()), "cappuccino14", Timeframe.parse("1h"))
+    data = build_market_arrays(
+        pl.read_parquet(sample_path()), "cappuccino14", Timeframe.parse("1h")
+    )
     train = data.slice(0, 4000)
     settings = EnvSettings(lookback=4, episode_bars=240)
     rules = MarketSettings().rules()  # 0.1 % fees
     scaler = fit_scaler(train)
     env = BatchedTradingEnv(train, settings=settings, rules=rules, n_envs=16, scaler=scaler, seed=0)
-    ppo = PPOSettings(total_timesteps=16_384, n_envs=16, n_steps=128, minibatch_size=512, n_epochs=4)
+    ppo = PPOSettings(
+        total_timesteps=16_384, n_envs=16, n_steps=128, minibatch_size=512, n_epochs=4
+    )
     res = train_ppo(env, ppo, seed=0)
     ev = BatchedTradingEnv(
         train, settings=settings, rules=rules, n_envs=12, scaler=scaler, autoreset=False
     )
     starts = torch.arange(12) * 300 + 10
     trained = _policy_log_growth(ev, res, starts)
-    obs = ev.reset(starts=starts)
+    ev.reset(starts=starts)
     g = torch.Generator().manual_seed(0)
     rand = torch.zeros(12, dtype=torch.float64)
     for _ in range(ev.horizon):
-        obs, _, _, _, info = ev.step(torch.rand(12, 7, generator=g) * 2 - 1)
+        _obs, _, _, _, info = ev.step(torch.rand(12, 7, generator=g) * 2 - 1)
         rand += info.log_return
     assert trained > float(rand.mean()) + 0.05, (trained, float(rand.mean()))
 

@@ -73,7 +73,9 @@ def test_tanh_gaussian_log_prob_is_the_change_of_variables_density() -> None:
     ref = 0.0
     for i in range(2):
         s = math.exp(log_std[i].item())
-        n = math.exp(-0.5 * ((u[0, i].item() - mean[0, i].item()) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+        n = math.exp(-0.5 * ((u[0, i].item() - mean[0, i].item()) / s) ** 2) / (
+            s * math.sqrt(2 * math.pi)
+        )
         ref += math.log(n / (1 - a[0, i].item() ** 2))
     got = gaussian_log_prob(u, mean, log_std) - tanh_log_det(u)
     assert got.item() == pytest.approx(ref, rel=1e-10)
@@ -88,11 +90,13 @@ def test_policy_entropy_estimates_the_squashed_distribution() -> None:
     _, entropy, _ = pol.evaluate(obs, torch.zeros(200_000, 1, dtype=torch.float64))
     # reference: -E[log p(a)] by Monte Carlo over a = tanh(u), u ~ N(mean, 1)
     u = mean + torch.randn(400_000, dtype=torch.float64)
-    logp = -0.5 * (u - mean) ** 2 - 0.5 * math.log(2 * math.pi) - torch.log1p(-torch.tanh(u) ** 2)
+    logp = -0.5 * (u - mean) ** 2 - 0.5 * math.log(2 * math.pi) - torch.log1p(-(torch.tanh(u) ** 2))
     assert entropy.mean().item() == pytest.approx(-logp.mean().item(), abs=0.01)
     # and it is below the unsquashed Gaussian's entropy, as squashing into [-1, 1] must be
     assert entropy.mean().item() < 0.5 * math.log(2 * math.pi * math.e)
-    clipped = ActorCritic(obs_dim=3, action_dim=2, action_dist="clipped_gaussian", log_std_init=-1.0)
+    clipped = ActorCritic(
+        obs_dim=3, action_dim=2, action_dist="clipped_gaussian", log_std_init=-1.0
+    )
     _, ent, _ = clipped.evaluate(torch.zeros(4, 3), torch.zeros(4, 2))
     assert ent.tolist() == pytest.approx([2 * (0.5 * math.log(2 * math.pi * math.e) - 1.0)] * 4)
 

@@ -40,5 +40,7 @@ def test_sb3_algorithms_train(algo: type) -> None:
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(total_timesteps=96)
     after = list(model.policy.parameters())
-    assert any(not np.allclose(b.numpy(), a.detach().numpy()) for b, a in zip(before, after, strict=True))
+    assert any(
+        not np.allclose(b.numpy(), a.detach().numpy()) for b, a in zip(before, after, strict=True)
+    )
     assert model.num_timesteps >= 96

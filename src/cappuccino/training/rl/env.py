@@ -55,7 +55,9 @@ def observation_dim(n_assets: int, n_features: int, lookback: int) -> int:
     return 1 + n_assets + n_features * n_assets * lookback
 
 
-def split_observation(obs: Tensor, n_assets: int, n_features: int, lookback: int) -> tuple[Tensor, Tensor]:
+def split_observation(
+    obs: Tensor, n_assets: int, n_features: int, lookback: int
+) -> tuple[Tensor, Tensor]:
     """``(E, D)`` -> portfolio ``(E, 1 + n)`` [cash, weights] and window ``(E, L, n, F)``
     (index 0 is the latest bar)."""
     k = 1 + n_assets
@@ -149,7 +151,9 @@ class BatchedTradingEnv:
         need = self.lookback + (1 if self.settings.episode_bars is None else self.horizon)
         for s, e in segments:
             if not 0 <= s < e <= self.data.n_bars:
-                raise ValueError(f"segment ({s}, {e}): expected 0 <= start < stop <= {self.data.n_bars}")
+                raise ValueError(
+                    f"segment ({s}, {e}): expected 0 <= start < stop <= {self.data.n_bars}"
+                )
             if e - s < need:
                 raise ValueError(
                     f"segment ({s}, {e}) has {e - s} bars, expected >= lookback + episode_bars "
@@ -186,9 +190,11 @@ class BatchedTradingEnv:
         if starts is None:
             self.t, self.last = self._sample_starts()
         else:
-            self.t = torch.as_tensor(starts, dtype=torch.long, device=self.device).expand(
-                self.n_envs
-            ).clone()
+            self.t = (
+                torch.as_tensor(starts, dtype=torch.long, device=self.device)
+                .expand(self.n_envs)
+                .clone()
+            )
             if bool(((self.t < self.lookback - 1) | (self.t > self.data.n_bars - 2)).any()):
                 raise ValueError(
                     f"starts: expected bars in [{self.lookback - 1}, {self.data.n_bars - 2}]"
@@ -242,7 +248,9 @@ class BatchedTradingEnv:
         Returns ``(obs (E, D) float32, reward (E,) float32, terminated (E,) bool,
         truncated (E,) bool, info)``.
         """
-        fill = rebalance(self.portfolio, target_units, self.fill_price, self.rules, self.min_notional)
+        fill = rebalance(
+            self.portfolio, target_units, self.fill_price, self.rules, self.min_notional
+        )
         t1 = self.t + 1
         equity = fill.portfolio.equity(self.close[t1])
         log_ret = torch.log(equity / self.equity)

@@ -81,7 +81,9 @@ class TradingEnv(gym.Env[F32, F32]):
         if env.n_envs != 1 or env.autoreset:
             raise ValueError("TradingEnv: expected a batched env with n_envs=1, autoreset=False")
         self.env = env
-        self.observation_space, self.action_space = _spaces(env)
+        obs_space, act_space = _spaces(env)
+        self.observation_space: gym.spaces.Box = obs_space  # type: ignore[assignment]
+        self.action_space: gym.spaces.Box = act_space  # type: ignore[assignment]
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -80,7 +80,9 @@ class ActorCritic(nn.Module):
         self.actor = MLP(
             in_dim=obs_dim, hidden=hidden_sizes, out_dim=action_dim, activation_name=activation
         )
-        self.critic = MLP(in_dim=obs_dim, hidden=hidden_sizes, out_dim=1, activation_name=activation)
+        self.critic = MLP(
+            in_dim=obs_dim, hidden=hidden_sizes, out_dim=1, activation_name=activation
+        )
         self.actor.orthogonal_init(last_gain=0.01)
         self.critic.orthogonal_init(last_gain=1.0)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from cappuccino.config.rl import PPOSettings
 from cappuccino.training.rl.env import BatchedTradingEnv
@@ -140,9 +139,12 @@ def train_ppo(
                     v_clip = b_val[idx] + (new_v - b_val[idx]).clamp(
                         -settings.clip_value, settings.clip_value
                     )
-                    v_loss = 0.5 * torch.maximum(
-                        (new_v - b_ret[idx]) ** 2, (v_clip - b_ret[idx]) ** 2
-                    ).mean()
+                    v_loss = (
+                        0.5
+                        * torch.maximum(
+                            (new_v - b_ret[idx]) ** 2, (v_clip - b_ret[idx]) ** 2
+                        ).mean()
+                    )
                 else:
                     v_loss = 0.5 * ((new_v - b_ret[idx]) ** 2).mean()
                 ent = entropy.mean()
@@ -155,7 +157,14 @@ def train_ppo(
                     kl = ((ratio - 1) - logratio).mean()
                     clipfrac = ((ratio - 1).abs() > settings.clip_coef).float().mean()
                     stats += torch.stack(
-                        [pg.detach(), v_loss.detach(), ent.detach(), kl, clipfrac, torch.ones_like(kl)]
+                        [
+                            pg.detach(),
+                            v_loss.detach(),
+                            ent.detach(),
+                            kl,
+                            clipfrac,
+                            torch.ones_like(kl),
+                        ]
                     )
                     epoch_kl = kl
             if settings.target_kl is not None and float(epoch_kl) > settings.target_kl:

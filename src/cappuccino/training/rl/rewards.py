@@ -18,7 +18,9 @@ from torch import Tensor
 RewardFn = Callable[[Tensor, Tensor, Tensor, float], tuple[Tensor, Tensor]]
 
 
-def log_return(log_ret: Tensor, bench_log_ret: Tensor, state: Tensor, eta: float) -> tuple[Tensor, Tensor]:
+def log_return(
+    log_ret: Tensor, bench_log_ret: Tensor, state: Tensor, eta: float
+) -> tuple[Tensor, Tensor]:
     """Per-bar log return of equity: summed over an episode it is ln(final / initial equity)."""
     return log_ret, state
 

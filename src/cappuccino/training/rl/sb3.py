@@ -76,7 +76,11 @@ class SB3VecEnv(VecEnv):
         raise AttributeError("SB3VecEnv: the batched env's attributes are shared; set them on .env")
 
     def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
     ) -> list[Any]:
         raise AttributeError("SB3VecEnv: per-env methods do not exist on a batched env")
 

@@ -29,7 +29,9 @@ class TrainResult:
     summary: dict[str, Any]
 
 
-def load_market(store_path: Path, timeframe: str, symbols: list[str] | None, feature_set: str) -> MarketArrays:
+def load_market(
+    store_path: Path, timeframe: str, symbols: list[str] | None, feature_set: str
+) -> MarketArrays:
     """Aligned arrays for ``symbols`` (None: all) of a store."""
     from cappuccino.data.schema import Timeframe
 
@@ -43,7 +45,9 @@ def train_period(data: MarketArrays, split: SplitSettings) -> MarketArrays:
     return data.between(split.train_start, split.train_end)
 
 
-def holdout_period(data: MarketArrays, split: SplitSettings, lookback: int) -> tuple[MarketArrays, int]:
+def holdout_period(
+    data: MarketArrays, split: SplitSettings, lookback: int
+) -> tuple[MarketArrays, int]:
     """Out-of-sample bars plus ``lookback - 1`` bars of history before them (the first
     observation's window); returns the arrays and the index of the first test bar."""
     if split.test_start is not None:
@@ -52,7 +56,9 @@ def holdout_period(data: MarketArrays, split: SplitSettings, lookback: int) -> t
         first = data.index_of(split.train_end, default=0, side="right") + split.embargo_bars
     last = data.index_of(split.test_end, default=data.n_bars, side="right")
     if last - first < 2:
-        raise ValueError(f"test period: no bars after {split.train_end} (+{split.embargo_bars} embargo)")
+        raise ValueError(
+            f"test period: no bars after {split.train_end} (+{split.embargo_bars} embargo)"
+        )
     lo = first - (lookback - 1)
     if lo < 0:
         raise ValueError(f"test period starts at bar {first}, needs {lookback - 1} bars of history")
@@ -63,7 +69,9 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
     """Train PPO per ``cfg``; the bundle goes to ``cfg.output_dir / 'bundle'``."""
     seed_everything(cfg.seed)
     if data is None:
-        data = load_market(cfg.data.store, cfg.data.timeframe, cfg.data.symbols, cfg.env.feature_set)
+        data = load_market(
+            cfg.data.store, cfg.data.timeframe, cfg.data.symbols, cfg.env.feature_set
+        )
     train = train_period(data, cfg.split)
     scaler = fit_scaler(train, cfg.env.scaler)
     device = default_device(None if cfg.ppo.device == "auto" else cfg.ppo.device)
