@@ -37,7 +37,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/features.py
+	$(BIN)/python -m benchmarks.features
+	$(BIN)/python -m benchmarks.env_steps
+	$(BIN)/python -m benchmarks.ppo
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -157,3 +157,8 @@ class RLTrainConfig(_Model):
     market: MarketSettings = Field(default_factory=MarketSettings)
     env: EnvSettings = Field(default_factory=EnvSettings)
     ppo: PPOSettings = Field(default_factory=PPOSettings)
+    compile: bool = Field(
+        False,
+        description="torch.compile the env transition and the PPO loss (speed only: a one-off "
+        "compilation, same results up to floating-point rounding; needs a C++ compiler on CPU)",
+    )

@@ -124,6 +124,12 @@ def evaluate(
     return Evaluation(policy=main_result, benchmarks=bench, verdict=verdict, context=context)
 
 
+def _period_text(period: dict[str, Any] | None) -> str:
+    if not period:
+        return "n/a (benchmark policy)"
+    return f"{period['start']} to {period['end']} ({period['n_bars']:,} bars)"
+
+
 def write_evaluation(ev: Evaluation, out_dir: Path, report: Path | None = None) -> dict[str, str]:
     """metrics.json, equity.parquet (every policy), trades.parquet (the policy) and the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +160,7 @@ def write_evaluation(ev: Evaluation, out_dir: Path, report: Path | None = None) 
                     f"buy {ev.context['market']['buy_fee_pct']:.3%}, "
                     f"sell {ev.context['market']['sell_fee_pct']:.3%}"
                 ),
-                "training period": str(ev.context.get("train_period", "n/a")),
+                "training period": _period_text(ev.context.get("train_period")),
             },
         )
         paths["report"] = write_report(report, html)

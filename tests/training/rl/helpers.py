@@ -49,6 +49,7 @@ def make_env(
     autoreset: bool = True,
     segments: list[tuple[int, int]] | None = None,
     scaler: Scaler | None = None,
+    compile: bool = False,
     **settings: object,
 ) -> BatchedTradingEnv:
     base: dict[str, object] = {"lookback": 2, "episode_bars": 20, "reward_scale": 1.0}
@@ -62,4 +63,5 @@ def make_env(
         segments=segments,
         seed=seed,
         autoreset=autoreset,
+        compile=compile,
     )

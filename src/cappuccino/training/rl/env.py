@@ -37,7 +37,9 @@ host sync and no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -71,12 +73,24 @@ def fit_scaler(data: MarketArrays, kind: str = "zscore") -> Scaler:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """Per-step tensors (``(E,)`` unless stated) for logging and backtests."""
+    """Per-step tensors (``(E,)`` unless stated) for logging and backtests.
 
-    final_obs: Tensor  # (E, D): observation before any reset
+    ``final_obs`` (``(E, D)``, the observation before any reset) is built on first access
+    only, from the step's final state, so consumers that do not bootstrap pay nothing.
+    """
+
     log_return: Tensor  # portfolio log return of the bar
     equity: Tensor  # equity at close[t+1], before any reset
-    fill: Fill
+    fill: Fill  # fill.portfolio is the state at close[t+1], before any reset
+    t_end: Tensor  # (E,) bar index t+1 the step ended on
+    _final: Callable[[], Tensor] = field(repr=False)
+
+    @cached_property
+    def final_obs(self) -> Tensor:
+        return self._final()
+
+
+_BLOCK = 256  # steps of episode-start uniforms drawn at once
 
 
 class BatchedTradingEnv:
@@ -93,6 +107,9 @@ class BatchedTradingEnv:
         seed: seeds the env's own generator (starts of episodes).
         device: where every tensor lives.
         autoreset: reset finished envs inside ``step`` (off for the single-env wrapper).
+        compile: run the transition through ``torch.compile`` (fuses the elementwise
+            accounting into a few kernels; needs a C++ compiler on CPU, costs a one-off
+            compilation). Same rules and results up to floating-point rounding.
     """
 
     def __init__(
@@ -107,6 +124,7 @@ class BatchedTradingEnv:
         seed: int = 0,
         device: torch.device | str = "cpu",
         autoreset: bool = True,
+        compile: bool = False,
     ) -> None:
         if n_envs < 1:
             raise ValueError(f"n_envs: got {n_envs}, expected >= 1")
@@ -132,6 +150,8 @@ class BatchedTradingEnv:
         self.close = torch.as_tensor(data.close, dtype=f64, device=dev)
         scaled = np.clip(scaler.transform(data.features), -settings.obs_clip, settings.obs_clip)
         self.features = torch.as_tensor(scaled, dtype=torch.float32, device=dev)
+        # (T, A * F): one row per bar, so a window is a row gather (index_select)
+        self._feature_rows = self.features.reshape(data.n_bars, -1)
         growth = (self.close[1:] / self.close[:-1]).mean(dim=1)
         self.bench_log_return = torch.cat([torch.log(growth), growth.new_zeros(1)])
         self.min_notional = torch.tensor(
@@ -143,6 +163,12 @@ class BatchedTradingEnv:
         self.generator = torch.Generator(device=dev)
         self.generator.manual_seed(seed)
         self._lag = torch.arange(self.lookback, device=dev)
+        self._no_uniforms = torch.zeros((n_envs, 2), dtype=torch.float64, device=dev)
+        self._u = self._no_uniforms.unsqueeze(0)
+        self._k: int = _BLOCK
+        if compile:
+            self._action_core = torch.compile(self._action_core, dynamic=False)  # type: ignore[method-assign]
+            self._targets_core = torch.compile(self._targets_core, dynamic=False)  # type: ignore[method-assign]
         self.reset()
 
     # ----------------------------------------------------------------- segments
@@ -168,14 +194,28 @@ class BatchedTradingEnv:
         self.seg_lo = torch.tensor(lo, dtype=torch.long, device=dev)
         self.seg_n = torch.tensor(hi, dtype=torch.long, device=dev) - self.seg_lo + 1
         self.seg_stop = torch.tensor(stop, dtype=torch.long, device=dev)
-        self.seg_weight = self.seg_n.to(torch.float64)
+        self.seg_cum = torch.cumsum(self.seg_n.to(torch.float64), 0)
         self.segments = list(segments)
 
-    def _sample_starts(self) -> tuple[Tensor, Tensor]:
-        g = self.generator
-        seg = torch.multinomial(self.seg_weight, self.n_envs, replacement=True, generator=g)
-        u = torch.rand(self.n_envs, generator=g, device=self.device, dtype=torch.float64)
-        start = self.seg_lo[seg] + (u * self.seg_n[seg]).long()
+    def _uniforms(self) -> Tensor:
+        """``(E, 2)`` uniforms for the next episode starts, drawn from the env's generator
+        in blocks of ``_BLOCK`` steps (one draw per block instead of one per step)."""
+        if self._k >= _BLOCK:
+            self._u = torch.rand(
+                (_BLOCK, self.n_envs, 2), generator=self.generator, device=self.device,
+                dtype=torch.float64,
+            )  # fmt: skip
+            self._k = 0
+        u = self._u[self._k]
+        self._k += 1
+        return u
+
+    def _starts(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """Episode start bars and last bars ``(E,)`` from uniforms ``(E, 2)``: a segment in
+        proportion to its possible starts, then a start uniformly inside it."""
+        seg = torch.searchsorted(self.seg_cum, u[:, 0] * self.seg_cum[-1], right=True)
+        seg = seg.clamp_max(self.seg_cum.shape[0] - 1)
+        start = self.seg_lo[seg] + (u[:, 1] * self.seg_n[seg]).long()
         return start, self.seg_stop[seg] - 1
 
     # ----------------------------------------------------------------- API
@@ -187,8 +227,9 @@ class BatchedTradingEnv:
         """
         if seed is not None:
             self.generator.manual_seed(seed)
+        self._k = _BLOCK  # draw a fresh block of uniforms
         if starts is None:
-            self.t, self.last = self._sample_starts()
+            self.t, self.last = self._starts(self._uniforms())
         else:
             self.t = (
                 torch.as_tensor(starts, dtype=torch.long, device=self.device)
@@ -208,13 +249,29 @@ class BatchedTradingEnv:
 
     def observation(self) -> Tensor:
         """``(E, D)`` float32 observation at the current bar (see the module docstring)."""
-        idx = self.t.unsqueeze(1) - self._lag  # (E, L), latest first
-        window = self.features[idx].reshape(self.n_envs, -1)
-        price = self.close[self.t]
-        value = self.portfolio.units * price
-        eq = self.equity.unsqueeze(1)
-        head = torch.cat([self.portfolio.cash.unsqueeze(1), value], dim=1) / eq
-        return torch.cat([head.to(torch.float32), window], dim=1)
+        pf = self.portfolio
+        return self._observe(self.t, pf.cash, pf.units, self.equity)
+
+    def _observe(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
+        return self._observe_with(t, self._head(t, cash, units, equity))
+
+    def observe_state(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
+        """Observation ``(N, D)`` of arbitrary states: bars ``t`` ``(N,)``, cash ``(N,)``,
+        units ``(N, A)``, equity ``(N,)`` at ``close[t]`` (e.g. the final states of
+        finished episodes, to bootstrap their value after a rollout)."""
+        return self._observe(t, cash, units, equity)
+
+    def _head(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
+        """``(E, 1 + A)`` float32 cash and position weights at ``close[t]``."""
+        value = units * self.close[t]
+        return (torch.cat([cash.unsqueeze(1), value], dim=1) / equity.unsqueeze(1)).to(
+            torch.float32
+        )
+
+    def _observe_with(self, t: Tensor, head: Tensor) -> Tensor:
+        idx = (t.unsqueeze(1) - self._lag).reshape(-1)  # (E * L,), latest bar first
+        window = torch.index_select(self._feature_rows, 0, idx).reshape(t.shape[0], -1)
+        return torch.cat([head, window], dim=1)
 
     @property
     def fill_price(self) -> Tensor:
@@ -223,15 +280,18 @@ class BatchedTradingEnv:
 
     def action_to_target_units(self, action: Tensor) -> Tensor:
         """Target units ``(E, A)`` for actions ``(E, A)`` in [-1, 1] (see the module docstring)."""
-        a = action.to(device=self.device, dtype=torch.float64).clamp(-1.0, 1.0)
-        price = self.fill_price
-        eq = self.portfolio.equity(price).unsqueeze(1)
+        return self._targets(action, self.t, self.portfolio.cash, self.portfolio.units)
+
+    def _targets(self, action: Tensor, t: Tensor, cash: Tensor, units: Tensor) -> Tensor:
+        a = action.to(dtype=torch.float64).clamp(-1.0, 1.0)
+        price = self.open[t + 1]
+        eq = (cash + (units * price).sum(-1)).unsqueeze(1)
         if self.settings.action_mode == "target_weights":
             x = (a + 1.0) * 0.5
             s = x.sum(dim=1, keepdim=True)
             w = torch.where(s > 1.0, x / s.clamp_min(1e-12), x)
             return w * eq / price
-        return self.portfolio.units + a * self.trade_fraction * eq / price
+        return units + a * self.trade_fraction * eq / price
 
     def weights_to_target_units(self, weights: Tensor) -> Tensor:
         """Target units for target weights ``(E, A)`` (sum <= 1) at the next fill price."""
@@ -240,7 +300,7 @@ class BatchedTradingEnv:
 
     def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
         """Fill ``action`` ``(E, A)`` at the next open; see :meth:`step_targets`."""
-        return self.step_targets(self.action_to_target_units(action))
+        return self._advance(self._action_core, action.to(self.device))
 
     def step_targets(self, target_units: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
         """Trade towards ``target_units`` at bar ``t + 1``'s open and advance one bar.
@@ -248,36 +308,105 @@ class BatchedTradingEnv:
         Returns ``(obs (E, D) float32, reward (E,) float32, terminated (E,) bool,
         truncated (E,) bool, info)``.
         """
-        fill = rebalance(
-            self.portfolio, target_units, self.fill_price, self.rules, self.min_notional
+        return self._advance(self._targets_core, target_units.to(self.device))
+
+    # ----------------------------------------------------------------- the transition
+    def _advance(
+        self, core: Callable[..., tuple[Tensor, ...]], x: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
+        u = self._uniforms() if self.autoreset else self._no_uniforms
+        pf = self.portfolio
+        out = core(
+            x,
+            self.t,
+            self.last,
+            self.steps,
+            pf.cash,
+            pf.units,
+            pf.entry_price,
+            self.equity,
+            self.reward_state,
+            u,
         )
-        t1 = self.t + 1
-        equity = fill.portfolio.equity(self.close[t1])
-        log_ret = torch.log(equity / self.equity)
-        reward, self.reward_state = self.reward_fn(
-            log_ret, self.bench_log_return[self.t], self.reward_state, self.settings.dsr_eta
+        (self.t, self.last, self.steps, cash, units, entry, self.equity, self.reward_state,
+         head, reward, truncated, log_ret, equity_end, t_end, cash_end, units_end, entry_end,
+         bought, sold, traded, fees, stopped) = out  # fmt: skip
+        self.portfolio = Portfolio(cash=cash, units=units, entry_price=entry)
+        # the window gather stays in eager mode: ATen's row copy beats a compiled gather loop
+        obs = self._observe_with(self.t, head)
+        fill = Fill(
+            portfolio=Portfolio(cash=cash_end, units=units_end, entry_price=entry_end),
+            bought=bought,
+            sold=sold,
+            traded_notional=traded,
+            fees=fees,
+            stopped=stopped,
+        )
+        info = StepInfo(
+            log_return=log_ret,
+            equity=equity_end,
+            fill=fill,
+            t_end=t_end,
+            _final=lambda: self._observe(t_end, cash_end, units_end, equity_end),
+        )
+        return obs, reward, torch.zeros_like(truncated), truncated, info
+
+    def _action_core(self, action: Tensor, t: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        cash, units = rest[2], rest[3]
+        return self._transition(self._targets(action, t, cash, units), t, *rest)
+
+    def _targets_core(self, target_units: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        return self._transition(target_units, *state)
+
+    def _transition(
+        self,
+        target_units: Tensor,
+        t: Tensor,
+        last: Tensor,
+        steps: Tensor,
+        cash: Tensor,
+        units: Tensor,
+        entry: Tensor,
+        equity: Tensor,
+        reward_state: Tensor,
+        u: Tensor,
+    ) -> tuple[Tensor, ...]:
+        """One bar's accounting for every env as a pure function of tensors (compilable);
+        the observation is gathered afterwards by :meth:`_observe`."""
+        fill = rebalance(
+            Portfolio(cash=cash, units=units, entry_price=entry),
+            target_units,
+            self.open[t + 1],
+            self.rules,
+            self.min_notional,
+        )
+        pf = fill.portfolio
+        t1 = t + 1
+        equity1 = pf.equity(self.close[t1])
+        log_ret = torch.log(equity1 / equity)
+        reward, rstate = self.reward_fn(
+            log_ret, self.bench_log_return[t], reward_state, self.settings.dsr_eta
         )
         reward = (reward * self.settings.reward_scale).to(torch.float32)
-        self.t, self.portfolio, self.equity = t1, fill.portfolio, equity
-        self.steps = self.steps + 1
-        truncated = (self.steps >= self.horizon) | (self.t >= self.last)
-        terminated = torch.zeros_like(truncated)
-        final_obs = self.observation()
-        obs = final_obs
+        steps1 = steps + 1
+        truncated = (steps1 >= self.horizon) | (t1 >= last)
         if self.autoreset:
-            obs = self._reset_where(truncated)
-        info = StepInfo(final_obs=final_obs, log_return=log_ret, equity=equity, fill=fill)
-        return obs, reward, terminated, truncated, info
-
-    def _reset_where(self, done: Tensor) -> Tensor:
-        start, last = self._sample_starts()
-        self.t = torch.where(done, start, self.t)
-        self.last = torch.where(done, last, self.last)
-        self.steps = torch.where(done, torch.zeros_like(self.steps), self.steps)
-        fresh = Portfolio.new(self.n_envs, self.n_assets, self.rules, device=self.device)
-        self.portfolio = self.portfolio.where(done, fresh)
-        self.equity = torch.where(done, fresh.equity(self.close[self.t]), self.equity)
-        self.reward_state = torch.where(
-            done.unsqueeze(1), torch.zeros_like(self.reward_state), self.reward_state
-        )
-        return self.observation()
+            start, start_last = self._starts(u)
+            d, d2 = truncated, truncated.unsqueeze(1)
+            t2 = torch.where(d, start, t1)
+            last2 = torch.where(d, start_last, last)
+            steps2 = torch.where(d, torch.zeros_like(steps1), steps1)
+            cash2 = torch.where(d, torch.full_like(pf.cash, self.rules.initial_cash), pf.cash)
+            units2 = torch.where(d2, torch.zeros_like(pf.units), pf.units)
+            entry2 = torch.where(d2, torch.zeros_like(pf.entry_price), pf.entry_price)
+            equity2 = torch.where(d, torch.full_like(equity1, self.rules.initial_cash), equity1)
+            rstate = torch.where(d2, torch.zeros_like(rstate), rstate)
+        else:
+            t2, last2, steps2 = t1, last, steps1
+            cash2, units2, entry2, equity2 = pf.cash, pf.units, pf.entry_price, equity1
+        return (
+            t2, last2, steps2, cash2, units2, entry2, equity2, rstate,
+            self._head(t2, cash2, units2, equity2), reward, truncated, log_ret, equity1, t1,
+            pf.cash, pf.units, pf.entry_price,
+            fill.bought, fill.sold, fill.traded_notional, fill.fees, fill.stopped,
+        )  # fmt: skip

@@ -106,13 +106,17 @@ class ActorCritic(nn.Module):
         return PolicyStep(u, self.squash(u), self.log_prob(u, mean), self.value(obs))
 
     def evaluate(
-        self, obs: Tensor, u: Tensor, generator: torch.Generator | None = None
+        self, obs: Tensor, u: Tensor, noise: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """``(log pi(a(u) | s), entropy estimate, V(s))`` for stored pre-squash ``u``."""
+        """``(log pi(a(u) | s), entropy estimate, V(s))`` for stored pre-squash ``u``.
+
+        ``noise`` ``(B, action_dim)`` standard normal draws for the tanh entropy estimate
+        (drawn here when None); unused by ``clipped_gaussian``.
+        """
         mean = self.actor(obs)
         entropy = (self.log_std + _HALF_LOG_2PI_E).sum().expand(obs.shape[0])
         if self.action_dist == "tanh_gaussian":
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            eps = torch.randn_like(mean) if noise is None else noise
             entropy = entropy + tanh_log_det(mean + torch.exp(self.log_std) * eps)
         return self.log_prob(u, mean), entropy, self.value(obs)
 

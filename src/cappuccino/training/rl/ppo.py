@@ -3,9 +3,11 @@
 Per update: collect ``n_steps`` from ``n_envs`` envs into storage allocated once on
 the env's device; add ``gamma * V(final obs)`` to the reward of time-limit endings
 (episodes here end by truncation, never by termination, so their value is
-bootstrapped, not cut to 0); compute GAE; then ``n_epochs`` passes of shuffled
-minibatches with the clipped surrogate, the (optionally clipped) value loss, the
-entropy bonus, global gradient-norm clipping and an optional KL early stop. Statistics
+bootstrapped, not cut to 0). The final states are kept during the rollout (bar,
+cash, units, equity: a few floats per env) and the few that ended are observed and
+valued in one batch after it, so no step pays for a final observation; compute GAE;
+then ``n_epochs`` passes of shuffled minibatches with the clipped surrogate, the
+(optionally clipped) value loss, the entropy bonus, global gradient-norm clipping and an optional KL early stop. Statistics
 are accumulated as tensors and copied to the host once per update.
 """
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from cappuccino.config.rl import PPOSettings
 from cappuccino.training.rl.env import BatchedTradingEnv
@@ -58,10 +61,14 @@ def train_ppo(
     seed: int,
     policy: ActorCritic | None = None,
     on_update: Callable[[dict[str, float]], None] | None = None,
+    compile: bool = False,
 ) -> PPOResult:
     """Train a policy on ``env`` (``env.n_envs`` must equal ``settings.n_envs``).
 
     Deterministic for a seed on CPU. ``on_update`` receives each history row.
+    ``compile`` runs the minibatch loss (forward, and through AOTAutograd its backward)
+    through ``torch.compile``: fewer, fused kernels; a one-off compilation; results equal
+    up to floating-point rounding.
     """
     if env.n_envs != settings.n_envs:
         raise ValueError(f"n_envs: PPO settings say {settings.n_envs}, env has {env.n_envs}")
@@ -71,7 +78,17 @@ def train_ppo(
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     policy = policy if policy is not None else build_policy(env, settings)
-    opt = torch.optim.Adam(policy.parameters(), lr=settings.learning_rate, eps=settings.adam_eps)
+    opt = torch.optim.Adam(
+        policy.parameters(), lr=settings.learning_rate, eps=settings.adam_eps, fused=True
+    )  # fmt: skip
+
+    def minibatch_loss(
+        obs: Tensor, u: Tensor, old_logp: Tensor, adv: Tensor, ret: Tensor, old_v: Tensor,
+        noise: Tensor,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        return ppo_loss(policy, settings, obs, u, old_logp, adv, ret, old_v, noise)
+
+    loss_fn = torch.compile(minibatch_loss, dynamic=False) if compile else minibatch_loss
     n_steps, n_envs, n_act = settings.n_steps, settings.n_envs, env.n_assets
     obs_buf = torch.zeros((n_steps, n_envs, env.obs_dim), device=dev)
     u_buf = torch.zeros((n_steps, n_envs, n_act), device=dev)
@@ -79,6 +96,11 @@ def train_ppo(
     rew_buf = torch.zeros((n_steps, n_envs), device=dev)
     done_buf = torch.zeros((n_steps, n_envs), device=dev)
     val_buf = torch.zeros((n_steps, n_envs), device=dev)
+    cut_buf = torch.zeros((n_steps, n_envs), dtype=torch.bool, device=dev)
+    end_t = torch.zeros((n_steps, n_envs), dtype=torch.long, device=dev)
+    end_cash = torch.zeros((n_steps, n_envs), dtype=torch.float64, device=dev)
+    end_units = torch.zeros((n_steps, n_envs, n_act), dtype=torch.float64, device=dev)
+    end_equity = torch.zeros((n_steps, n_envs), dtype=torch.float64, device=dev)
     batch = settings.batch_size
     mb = settings.minibatch_size
     n_mb = batch // mb
@@ -98,15 +120,26 @@ def train_ppo(
                 step = policy.sample(obs, gen)
                 u_buf[s], logp_buf[s], val_buf[s] = step.u, step.log_prob, step.value
                 obs, reward, terminated, truncated, info = env.step(step.action)
-                cut = truncated & ~terminated
-                bootstrap = settings.gamma * policy.value(info.final_obs) * cut
-                rew_buf[s] = reward + bootstrap
+                rew_buf[s] = reward
+                cut_buf[s] = truncated & ~terminated
+                end_t[s] = info.t_end
+                end_cash[s] = info.fill.portfolio.cash
+                end_units[s] = info.fill.portfolio.units
+                end_equity[s] = info.equity
                 done = terminated | truncated
                 done_buf[s] = done
                 ep_growth += info.log_return
                 done_growth += (ep_growth * done).sum()
                 done_count += done.sum()
                 ep_growth = torch.where(done, torch.zeros_like(ep_growth), ep_growth)
+            # time-limit bootstrap: r += gamma * V(final obs), for the endings only (one
+            # host sync per rollout to find them)
+            ends = cut_buf.nonzero(as_tuple=True)
+            if ends[0].numel():
+                final_obs = env.observe_state(
+                    end_t[ends], end_cash[ends], end_units[ends], end_equity[ends]
+                )
+                rew_buf[ends] += settings.gamma * policy.value(final_obs)
             next_value = policy.value(obs)
             adv, ret = compute_gae(
                 rew_buf,
@@ -126,47 +159,16 @@ def train_ppo(
             epoch_kl = torch.zeros((), device=dev)
             for k in range(n_mb):
                 idx = perm[k * mb : (k + 1) * mb]
-                new_logp, entropy, new_v = policy.evaluate(b_obs[idx], b_u[idx], gen)
-                logratio = new_logp - b_logp[idx]
-                ratio = logratio.exp()
-                a = b_adv[idx]
-                if settings.norm_adv:
-                    a = (a - a.mean()) / (a.std() + 1e-8)
-                pg = torch.maximum(
-                    -a * ratio, -a * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)
-                ).mean()
-                if settings.clip_value is not None:
-                    v_clip = b_val[idx] + (new_v - b_val[idx]).clamp(
-                        -settings.clip_value, settings.clip_value
-                    )
-                    v_loss = (
-                        0.5
-                        * torch.maximum(
-                            (new_v - b_ret[idx]) ** 2, (v_clip - b_ret[idx]) ** 2
-                        ).mean()
-                    )
-                else:
-                    v_loss = 0.5 * ((new_v - b_ret[idx]) ** 2).mean()
-                ent = entropy.mean()
-                loss = pg - settings.ent_coef * ent + settings.vf_coef * v_loss
+                noise = torch.randn((mb, n_act), generator=gen, device=dev)
+                loss, mb_stats = loss_fn(
+                    b_obs[idx], b_u[idx], b_logp[idx], b_adv[idx], b_ret[idx], b_val[idx], noise
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)
                 opt.step()
-                with torch.no_grad():
-                    kl = ((ratio - 1) - logratio).mean()
-                    clipfrac = ((ratio - 1).abs() > settings.clip_coef).float().mean()
-                    stats += torch.stack(
-                        [
-                            pg.detach(),
-                            v_loss.detach(),
-                            ent.detach(),
-                            kl,
-                            clipfrac,
-                            torch.ones_like(kl),
-                        ]
-                    )
-                    epoch_kl = kl
+                stats += mb_stats
+                epoch_kl = mb_stats[3]
             if settings.target_kl is not None and float(epoch_kl) > settings.target_kl:
                 break
         with torch.no_grad():
@@ -194,6 +196,47 @@ def train_ppo(
             on_update(row)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def ppo_loss(
+    policy: ActorCritic,
+    settings: PPOSettings,
+    obs: Tensor,
+    u: Tensor,
+    old_logp: Tensor,
+    adv: Tensor,
+    ret: Tensor,
+    old_v: Tensor,
+    noise: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """The PPO minibatch loss and its statistics ``[pg, v, entropy, approx_kl, clipfrac, 1]``.
+
+    ``loss = pg_loss - ent_coef * entropy + vf_coef * v_loss`` with the clipped surrogate
+    ``pg_loss = mean(max(-A r, -A clip(r, 1 - c, 1 + c)))``, ``r = pi / pi_old``; advantages
+    normalised per minibatch when ``norm_adv``; ``v_loss = 0.5 mean((V - R)^2)``, or with
+    ``clip_value`` the max of that and the loss of ``V_old + clip(V - V_old, +-clip_value)``.
+    ``approx_kl = mean((r - 1) - log r)`` (Schulman's k3 estimator).
+    """
+    new_logp, entropy, new_v = policy.evaluate(obs, u, noise)
+    logratio = new_logp - old_logp
+    ratio = logratio.exp()
+    a = adv
+    if settings.norm_adv:
+        a = (a - a.mean()) / (a.std() + 1e-8)
+    c = settings.clip_coef
+    pg = torch.maximum(-a * ratio, -a * ratio.clamp(1 - c, 1 + c)).mean()
+    if settings.clip_value is not None:
+        v_clip = old_v + (new_v - old_v).clamp(-settings.clip_value, settings.clip_value)
+        v_loss = 0.5 * torch.maximum((new_v - ret) ** 2, (v_clip - ret) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((new_v - ret) ** 2).mean()
+    ent = entropy.mean()
+    loss = pg - settings.ent_coef * ent + settings.vf_coef * v_loss
+    with torch.no_grad():
+        kl = ((ratio - 1) - logratio).mean()
+        clipfrac = ((ratio - 1).abs() > c).float().mean()
+        stats = torch.stack([pg, v_loss, ent, kl, clipfrac, torch.ones_like(kl)]).detach()
+    return loss, stats
 
 
 def summarize_history(history: list[dict[str, float]]) -> dict[str, Any]:

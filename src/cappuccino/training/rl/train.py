@@ -83,6 +83,7 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
         scaler=scaler,
         seed=cfg.seed,
         device=device,
+        compile=cfg.compile,
     )
     log.info(
         "PPO on %d bars x %d assets (%s .. %s), %d timesteps on %s",
@@ -93,7 +94,7 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
         cfg.ppo.total_timesteps,
         device,
     )
-    result = train_ppo(env, cfg.ppo, seed=cfg.seed)
+    result = train_ppo(env, cfg.ppo, seed=cfg.seed, compile=cfg.compile)
     period = {k: train.describe()[k] for k in ("start", "end", "n_bars")}
     path = save_bundle(
         cfg.output_dir / "bundle",

@@ -1,0 +1,140 @@
+"""Trading-env throughput: env steps per second with random actions.
+
+Side by side in one process on the bundled 7-pair sample, ``cappuccino14`` (14 features):
+
+- ``finrl``: FinRL 0.3.7's published ``CryptoEnv`` (one env, numpy, Python loops over
+  assets), loaded from its wheel (see ``_finrl.py``); price array = closes, tech array =
+  the same 98 feature columns.
+- ``cappuccino``: :class:`~cappuccino.training.rl.env.BatchedTradingEnv` with ``n_envs``
+  portfolios stepped as one tensor batch (fills through the market core, fees, minimum
+  order, same-step autoreset, observation gather), on CPU (2 threads) or CUDA if present.
+
+Random actions are drawn inside the timed loop on both sides. Reported: steps/s (env
+steps summed over envs) and the ratio to FinRL's single env at the same lookback, in
+eager mode and with ``compile=True`` (``torch.compile`` of the accounting transition).
+Target: >= 60x FinRL at 256 envs, lookback 10.
+Usage: ``python benchmarks/env_steps.py [--seconds S] [--device cpu|cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import torch
+
+from benchmarks._finrl import load_crypto_env
+from cappuccino.config.rl import EnvSettings, MarketSettings
+from cappuccino.data.sample import sample_path
+from cappuccino.data.schema import Timeframe
+from cappuccino.datasets.market import build_market_arrays
+from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
+
+
+def finrl_stepper(
+    env_cls: type, price: np.ndarray, tech: np.ndarray, lookback: int
+) -> Callable[[int], int]:
+    env = env_cls(config={"price_array": price, "tech_array": tech}, lookback=lookback)
+    rng = np.random.default_rng(0)
+    env.reset()
+
+    def run(n: int) -> int:
+        for _ in range(n):
+            _, _, done, _ = env.step(rng.uniform(-1, 1, price.shape[1]))
+            if done:
+                env.reset()
+        return n
+
+    return run
+
+
+def ours_stepper(
+    data, lookback: int, n_envs: int, device: str, compile: bool
+) -> Callable[[int], int]:  # type: ignore[no-untyped-def]
+    env = BatchedTradingEnv(
+        data,
+        settings=EnvSettings(lookback=lookback, episode_bars=720),
+        rules=MarketSettings().rules(),
+        n_envs=n_envs,
+        scaler=fit_scaler(data),
+        device=device,
+        compile=compile,
+    )
+    g = torch.Generator(device=device).manual_seed(0)
+    env.reset(seed=0)
+
+    def run(n: int) -> int:
+        for _ in range(n):
+            env.step(torch.rand(n_envs, data.n_assets, generator=g, device=device) * 2 - 1)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        return n * n_envs
+
+    run(20)  # warm-up (and compilation)
+    return run
+
+
+def rates(
+    contenders: dict[str, tuple[Callable[[int], int], int]], rounds: int, seconds: float
+) -> dict[str, float]:
+    """Median env steps/s per contender; rounds interleave contenders so load drift hits all."""
+    runs: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(rounds):
+        for name, (fn, chunk) in contenders.items():
+            steps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                steps += fn(chunk)
+            runs[name].append(steps / (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=0.4, help="time per contender and round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = build_market_arrays(
+        pl.read_parquet(sample_path()), "cappuccino14", Timeframe.parse("1h")
+    )
+    price = data.close.astype(np.float32)
+    tech = data.features.reshape(data.n_bars, -1).astype(np.float32)
+    crypto_env = load_crypto_env()
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, device {args.device}, "
+        f"{args.threads} threads; {data.n_bars} bars x {data.n_assets} assets x "
+        f"{len(data.feature_names)} features; median of {args.rounds} interleaved rounds"
+    )
+    modes = [False] if args.no_compile else [False, True]
+    print(
+        f"{'lookback':>8} {'n_envs':>7} {'mode':>8} {'finrl steps/s':>14} {'ours steps/s':>14} {'ratio':>8}"
+    )
+    for lookback in (1, 10, 60):
+        contenders: dict[str, tuple[Callable[[int], int], int]] = {
+            "finrl": (finrl_stepper(crypto_env, price, tech, lookback), 100)
+        }
+        for n_envs in (1, 8, 256, 1024):
+            for comp in modes:
+                name = f"{n_envs}:{'compiled' if comp else 'eager'}"
+                chunk = max(5, 2000 // n_envs)
+                contenders[name] = (ours_stepper(data, lookback, n_envs, args.device, comp), chunk)
+        r = rates(contenders, args.rounds, args.seconds)
+        base = r.pop("finrl")
+        for name, rate in r.items():
+            n_envs, mode = name.split(":")
+            print(
+                f"{lookback:>8} {n_envs:>7} {mode:>8} {base:>14,.0f} {rate:>14,.0f} {rate / base:>7.1f}x"
+            )
+    print("target: >= 60x at lookback 10, 256 envs")
+
+
+if __name__ == "__main__":
+    main()

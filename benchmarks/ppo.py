@@ -1,0 +1,195 @@
+"""PPO end to end (rollout collection + updates): in-house PPO vs stable-baselines3 PPO.
+
+Side by side in one process, on the same batched env (sample data, 7 assets,
+``cappuccino14``, lookback 10), SB3 through :class:`~cappuccino.training.rl.sb3.SB3VecEnv`.
+Both sides use the same network (separate actor and critic MLPs, tanh, orthogonal init,
+state-independent log std), the same action distribution (Gaussian, actions clipped to
+[-1, 1]: SB3's; ours with ``action_dist=clipped_gaussian``), n_envs, rollout length,
+minibatch size and epochs.
+
+Ours runs eager and with ``compile=True`` (env transition and minibatch loss through
+``torch.compile``). Also measured: the **pure compute bound**, the same forward/backward passes on pre-built
+tensors with no env (rollout forwards of actor and critic per step, then the epochs of
+minibatch forward/backward/Adam steps).
+
+Targets: >= 3x SB3 with the 64x64 network at 64 envs; with a 1024-wide network
+>= 1.2x SB3 and >= 85 % of the compute bound.
+Usage: ``python -m benchmarks.ppo [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import dataclass
+
+import polars as pl
+import torch
+from torch import nn
+
+from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings
+from cappuccino.data.sample import sample_path
+from cappuccino.data.schema import Timeframe
+from cappuccino.datasets.market import MarketArrays, build_market_arrays
+from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
+from cappuccino.training.rl.policy import ActorCritic
+from cappuccino.training.rl.ppo import train_ppo
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    width: int
+    n_envs: int
+    n_steps: int
+    minibatch: int
+    epochs: int
+    updates: int
+
+    @property
+    def timesteps(self) -> int:
+        return self.n_envs * self.n_steps * self.updates
+
+
+def make_env(data: MarketArrays, n_envs: int, compile: bool = False) -> BatchedTradingEnv:
+    return BatchedTradingEnv(
+        data,
+        settings=EnvSettings(lookback=10, episode_bars=720),
+        rules=MarketSettings().rules(),
+        n_envs=n_envs,
+        scaler=fit_scaler(data),
+        seed=0,
+        compile=compile,
+    )
+
+
+def settings(c: Case) -> PPOSettings:
+    return PPOSettings(
+        total_timesteps=c.timesteps,
+        n_envs=c.n_envs,
+        n_steps=c.n_steps,
+        n_epochs=c.epochs,
+        minibatch_size=c.minibatch,
+        hidden_sizes=[c.width, c.width],
+        activation="tanh",
+        log_std_init=0.0,
+        action_dist="clipped_gaussian",
+        lr_schedule="constant",
+    )
+
+
+def time_ours(data: MarketArrays, c: Case, compile: bool) -> float:
+    env = make_env(data, c.n_envs, compile)
+    one = settings(Case(**{**c.__dict__, "updates": 1}))
+    train_ppo(env, one, seed=0, compile=compile)  # warm-up (and compilation)
+    t0 = time.perf_counter()
+    train_ppo(env, settings(c), seed=0, compile=compile)
+    return time.perf_counter() - t0
+
+
+def time_sb3(data: MarketArrays, c: Case) -> float:
+    from stable_baselines3 import PPO
+
+    from cappuccino.training.rl.sb3 import SB3VecEnv
+
+    venv = SB3VecEnv(make_env(data, c.n_envs))
+    kw = {
+        "n_steps": c.n_steps,
+        "batch_size": c.minibatch,
+        "n_epochs": c.epochs,
+        "seed": 0,
+        "device": "cpu",
+        "policy_kwargs": {
+            "net_arch": {"pi": [c.width, c.width], "vf": [c.width, c.width]},
+            "activation_fn": nn.Tanh,
+            "log_std_init": 0.0,
+        },
+    }
+    PPO("MlpPolicy", venv, **kw).learn(c.n_envs * c.n_steps)  # warm-up
+    model = PPO("MlpPolicy", venv, **kw)
+    t0 = time.perf_counter()
+    model.learn(c.timesteps)
+    return time.perf_counter() - t0
+
+
+def time_bound(obs_dim: int, n_assets: int, c: Case) -> float:
+    """Forward/backward passes alone: per update, n_steps rollout forwards of actor and
+    critic on (n_envs, obs_dim), then epochs x minibatches of loss forward/backward/step."""
+    pol = ActorCritic(
+        obs_dim=obs_dim, action_dim=n_assets, hidden_sizes=[c.width, c.width],
+        action_dist="clipped_gaussian",
+    )  # fmt: skip
+    opt = torch.optim.Adam(pol.parameters(), lr=3e-4, eps=1e-5, fused=True)  # as ours
+    batch = c.n_envs * c.n_steps
+    obs = torch.randn(c.n_steps, c.n_envs, obs_dim)
+    flat = obs.reshape(batch, obs_dim)
+    u = torch.randn(batch, n_assets)
+    target = torch.randn(batch)
+    gen = torch.Generator().manual_seed(0)
+
+    def update() -> None:
+        with torch.no_grad():
+            for s in range(c.n_steps):
+                pol.sample(obs[s], gen)
+        for _ in range(c.epochs):
+            perm = torch.randperm(batch, generator=gen)
+            for k in range(batch // c.minibatch):
+                idx = perm[k * c.minibatch : (k + 1) * c.minibatch]
+                logp, ent, v = pol.evaluate(flat[idx], u[idx])
+                loss = (
+                    -(logp.exp()).mean() - 0.0 * ent.mean() + 0.5 * ((v - target[idx]) ** 2).mean()
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                torch.nn.utils.clip_grad_norm_(pol.parameters(), 0.5)
+                opt.step()
+
+    update()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(c.updates):
+        update()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-compile", action="store_true", help="skip the compiled rows")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = build_market_arrays(
+        pl.read_parquet(sample_path()), "cappuccino14", Timeframe.parse("1h")
+    )
+    obs_dim = make_env(data, 1).obs_dim
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, CPU, {args.threads} "
+        f"threads; obs {obs_dim} floats, 7 assets"
+    )
+    cases = [
+        Case(
+            "64x64, SB3 defaults: minibatch 64, 10 epochs (overhead-bound)", 64, 64, 32, 64, 10, 2
+        ),
+        Case("1024x1024 (compute-bound)", 1024, 64, 64, 1024, 4, 2),
+    ]
+    for c in cases:
+        sb3 = time_sb3(data, c)
+        bound = time_bound(obs_dim, 7, c)
+        print(
+            f"{c.name}: {c.n_envs} envs x {c.n_steps} steps, minibatch {c.minibatch}, "
+            f"{c.epochs} epochs, {c.updates} updates ({c.timesteps:,} env steps)"
+        )
+        print(f"  sb3                   {c.timesteps / sb3:>10,.0f} env steps/s")
+        print(f"  compute bound         {c.timesteps / bound:>10,.0f} env steps/s")
+        for compile in [False] if args.no_compile else [False, True]:
+            ours = time_ours(data, c, compile)
+            label = "cappuccino (compiled)" if compile else "cappuccino (eager)   "
+            print(
+                f"  {label} {c.timesteps / ours:>10,.0f} env steps/s   {sb3 / ours:.2f}x sb3, "
+                f"{bound / ours:.0%} of the compute bound"
+            )
+    print("targets: 64x64 >= 3x sb3; 1024-wide >= 1.2x sb3 and >= 85 % of the compute bound")
+
+
+if __name__ == "__main__":
+    main()
