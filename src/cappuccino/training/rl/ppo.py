@@ -7,8 +7,9 @@ bootstrapped, not cut to 0). The final states are kept during the rollout (bar,
 cash, units, equity: a few floats per env) and the few that ended are observed and
 valued in one batch after it, so no step pays for a final observation; compute GAE;
 then ``n_epochs`` passes of shuffled minibatches with the clipped surrogate, the
-(optionally clipped) value loss, the entropy bonus, global gradient-norm clipping and an optional KL early stop. Statistics
-are accumulated as tensors and copied to the host once per update.
+(optionally clipped) value loss, the entropy bonus, global gradient-norm clipping, a
+fused Adam step and an optional KL early stop. Statistics are accumulated as tensors
+and copied to the host once per update.
 """
 
 from __future__ import annotations
