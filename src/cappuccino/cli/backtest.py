@@ -8,20 +8,6 @@ import typer
 
 from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
 
-_COLUMNS = [
-    "policy",
-    "total_return",
-    "cagr",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "volatility",
-    "turnover",
-    "fees_paid",
-    "exposure",
-]
-
 
 @fail_cleanly
 def backtest(
@@ -77,11 +63,13 @@ def backtest(
         return
     rows = [{"policy": r.name, **r.metrics} for r in [ev.policy, *ev.benchmarks]]
     p = ev.context["period"]
+    from cappuccino.evaluation.metrics import METRIC_KEYS
+
     table(
         rows,
         f"Backtest {p['start'][:16]} .. {p['end'][:16]} (Sharpe: simple returns, "
         f"{ev.policy.metrics['periods_per_year']:.0f} bars/yr)",
-        _COLUMNS,
+        ["policy", *METRIC_KEYS[:-1]],
     )
     if ev.verdict is not None:
         flag = "DEGENERATE" if ev.verdict["degenerate"] else "ok"

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cappuccino.data.schema import Timeframe
 from cappuccino.features.labels import ForwardReturnLabel, LabelSpec, TripleBarrierLabel
 from cappuccino.features.sets import FEATURE_SETS
+
+
+def _known_feature_set(v: str) -> str:
+    if v not in FEATURE_SETS:
+        raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SETS)}")
+    return v
+
+
+FeatureSetName = Annotated[str, AfterValidator(_known_feature_set)]
+"""A registered feature set's name (validated against the registry)."""
 
 
 class _Model(BaseModel):
@@ -48,15 +58,8 @@ def _default_labels() -> list[ForwardReturnLabel | TripleBarrierLabel]:
 class FeatureSettings(_Model):
     """Which feature set and labels to build."""
 
-    feature_set: str = Field("cappuccino14", description="registered feature set name")
+    feature_set: FeatureSetName = Field("cappuccino14", description="registered feature set name")
     labels: list[LabelSpec] = Field(default_factory=_default_labels, description="label specs")
     drop_warmup: bool = Field(True, description="drop rows whose features are still warming up")
     align: bool = Field(False, description="put all symbols on one common calendar first")
     audit_cuts: int = Field(6, ge=1, description="cut points for the lookahead audit")
-
-    @field_validator("feature_set")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in FEATURE_SETS:
-            raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SETS)}")
-        return v

@@ -6,10 +6,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from cappuccino.config.models import DataSettings, _Model
-from cappuccino.features.sets import FEATURE_SETS
+from cappuccino.config.models import DataSettings, FeatureSetName, _Model
 from cappuccino.market.rules import MarketRules
 
 
@@ -46,7 +45,7 @@ class MarketSettings(_Model):
 class EnvSettings(_Model):
     """The batched trading environment (see ``cappuccino.training.rl.env``)."""
 
-    feature_set: str = Field("cappuccino14", description="registered feature set name")
+    feature_set: FeatureSetName = Field("cappuccino14", description="registered feature set name")
     lookback: int = Field(10, ge=1, description="bars of features in each observation")
     episode_bars: int | None = Field(
         720, ge=1, description="steps per episode (None: run to the segment end)"
@@ -68,13 +67,6 @@ class EnvSettings(_Model):
         "zscore", description="feature scaler, fitted on the training segment only"
     )
     obs_clip: float = Field(10.0, gt=0, description="scaled features are clipped to +-obs_clip")
-
-    @field_validator("feature_set")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in FEATURE_SETS:
-            raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SETS)}")
-        return v
 
 
 class PPOSettings(_Model):

@@ -141,6 +141,22 @@ def hit_rate(returns: npt.ArrayLike) -> float:
     return float((nz > 0).mean()) if nz.size else 0.0
 
 
+METRIC_KEYS: tuple[str, ...] = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "volatility",
+    "turnover",
+    "fees_paid",
+    "exposure",
+    "hit_rate",
+)
+"""The headline metrics of :func:`summarize`, in display order."""
+
+
 def summarize(
     equity: npt.ArrayLike,
     *,
