@@ -172,9 +172,11 @@ def test_bundle_round_trip_and_mismatch_errors(tmp_path: Path) -> None:
         rules=env.rules,
         scaler=env.scaler,
         config={"seed": 0},
-        history=res.history,
+        history=[*res.history, {"update": 3.0, "mean_episode_log_return": float("nan")}],
         train_period={"n_bars": 120},
     )
+    history = json.loads((path / "history.json").read_text(), parse_constant=pytest.fail)
+    assert history[-1]["mean_episode_log_return"] is None  # strict JSON: null, not NaN
     meta = json.loads((path / "bundle.json").read_text())
     assert meta["symbols"] == list(data.symbols) and meta["versions"]["torch"] == torch.__version__
     b = load_bundle(path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,7 +101,12 @@ def save_bundle(
         "git_commit": git_commit(),
     }
     atomic_write_json(path / "bundle.json", meta)
-    atomic_write_json(path / "history.json", history)
+    # NaN (e.g. no episode ended during an update) is not JSON: write null
+    clean = [
+        {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()}
+        for row in history
+    ]
+    atomic_write_json(path / "history.json", clean)
     return path
 
 

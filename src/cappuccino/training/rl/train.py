@@ -4,6 +4,7 @@ period only, train PPO, write the bundle."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ def holdout_period(
     return data.slice(lo, last), lookback - 1
 
 
+def _last_finite(history: list[dict[str, float]], key: str) -> float | None:
+    """Most recent finite value of ``key`` (updates where no episode ended hold NaN)."""
+    return next((r[key] for r in reversed(history) if math.isfinite(r[key])), None)
+
+
 def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResult:
     """Train PPO per ``cfg``; the bundle goes to ``cfg.output_dir / 'bundle'``."""
     seed_everything(cfg.seed)
@@ -94,7 +100,17 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
         cfg.ppo.total_timesteps,
         device,
     )
-    result = train_ppo(env, cfg.ppo, seed=cfg.seed, compile=cfg.compile)
+    every = max(1, cfg.ppo.n_updates // 10)
+
+    def report(row: dict[str, float]) -> None:
+        if int(row["update"]) % every == 0 or int(row["update"]) == cfg.ppo.n_updates:
+            log.info(
+                "update %d/%d: %d steps, episode log return %.4f, entropy %.3f, %.1f s",
+                int(row["update"]), cfg.ppo.n_updates, int(row["timesteps"]),
+                row["mean_episode_log_return"], row["entropy"], row["seconds"],
+            )  # fmt: skip
+
+    result = train_ppo(env, cfg.ppo, seed=cfg.seed, compile=cfg.compile, on_update=report)
     period = {k: train.describe()[k] for k in ("start", "end", "n_bars")}
     path = save_bundle(
         cfg.output_dir / "bundle",
@@ -115,7 +131,7 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
         "updates": len(result.history),
         "seconds": round(result.seconds, 2),
         "device": str(device),
-        "final_mean_episode_log_return": last["mean_episode_log_return"],
+        "last_mean_episode_log_return": _last_finite(result.history, "mean_episode_log_return"),
         "final_entropy": last["entropy"],
     }
     return TrainResult(bundle=path, data=data, train=train, summary=summary)
