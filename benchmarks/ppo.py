@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -156,6 +157,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled rows")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = build_market_arrays(
@@ -173,17 +175,24 @@ def main() -> None:
         Case("1024x1024 (compute-bound)", 1024, 64, 64, 1024, 4, 2),
     ]
     for c in cases:
-        sb3 = time_sb3(data, c)
-        bound = time_bound(obs_dim, 7, c)
+        modes = [False] if args.no_compile else [False, True]
+        runs: dict[str, list[float]] = {"sb3": [], "bound": [], **{f"ours{m}": [] for m in modes}}
+        for _ in range(args.rounds):  # interleaved, so load drift hits every contender
+            runs["sb3"].append(time_sb3(data, c))
+            runs["bound"].append(time_bound(obs_dim, 7, c))
+            for m in modes:
+                runs[f"ours{m}"].append(time_ours(data, c, m))
+        sb3, bound = statistics.median(runs["sb3"]), statistics.median(runs["bound"])
         print(
             f"{c.name}: {c.n_envs} envs x {c.n_steps} steps, minibatch {c.minibatch}, "
-            f"{c.epochs} epochs, {c.updates} updates ({c.timesteps:,} env steps)"
+            f"{c.epochs} epochs, {c.updates} updates ({c.timesteps:,} env steps); "
+            f"median of {args.rounds} rounds"
         )
         print(f"  sb3                   {c.timesteps / sb3:>10,.0f} env steps/s")
         print(f"  compute bound         {c.timesteps / bound:>10,.0f} env steps/s")
-        for compile in [False] if args.no_compile else [False, True]:
-            ours = time_ours(data, c, compile)
-            label = "cappuccino (compiled)" if compile else "cappuccino (eager)   "
+        for m in modes:
+            ours = statistics.median(runs[f"ours{m}"])
+            label = "cappuccino (compiled)" if m else "cappuccino (eager)   "
             print(
                 f"  {label} {c.timesteps / ours:>10,.0f} env steps/s   {sb3 / ours:.2f}x sb3, "
                 f"{bound / ours:.0%} of the compute bound"

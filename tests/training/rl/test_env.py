@@ -183,3 +183,16 @@ def test_vector_env_reports_final_observations_of_finished_envs() -> None:
         assert reward.shape == (3,) and not term.any()
     assert trunc.all() and info["_final_obs"].all()
     assert info["final_obs"].shape == obs.shape and not np.array_equal(info["final_obs"], obs)
+
+
+def test_obs_out_writes_the_same_observation_in_place() -> None:
+    data = random_market(t=100, a=3)
+    a, b = make_env(data, n_envs=4, seed=1), make_env(data, n_envs=4, seed=1)
+    a.reset(seed=0)
+    b.reset(seed=0)
+    buf = torch.full((4, a.obs_dim), float("nan"))
+    for _ in range(25):  # across resets too (episode_bars=20)
+        act = torch.rand(4, 3) * 2 - 1
+        fresh, *_ = a.step(act)
+        into, *_ = b.step(act, obs_out=buf)
+        assert into.data_ptr() == buf.data_ptr() and torch.equal(fresh, buf)

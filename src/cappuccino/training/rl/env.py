@@ -268,10 +268,12 @@ class BatchedTradingEnv:
             torch.float32
         )
 
-    def _observe_with(self, t: Tensor, head: Tensor) -> Tensor:
+    def _observe_with(self, t: Tensor, head: Tensor, out: Tensor | None = None) -> Tensor:
         idx = (t.unsqueeze(1) - self._lag).reshape(-1)  # (E * L,), latest bar first
         window = torch.index_select(self._feature_rows, 0, idx).reshape(t.shape[0], -1)
-        return torch.cat([head, window], dim=1)
+        if out is None:
+            return torch.cat([head, window], dim=1)
+        return torch.cat([head, window], dim=1, out=out)
 
     @property
     def fill_price(self) -> Tensor:
@@ -298,21 +300,27 @@ class BatchedTradingEnv:
         price = self.fill_price
         return weights.to(torch.float64) * self.portfolio.equity(price).unsqueeze(1) / price
 
-    def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
+    def step(
+        self, action: Tensor, *, obs_out: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
         """Fill ``action`` ``(E, A)`` at the next open; see :meth:`step_targets`."""
-        return self._advance(self._action_core, action.to(self.device))
+        return self._advance(self._action_core, action.to(self.device), obs_out)
 
-    def step_targets(self, target_units: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
+    def step_targets(
+        self, target_units: Tensor, *, obs_out: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
         """Trade towards ``target_units`` at bar ``t + 1``'s open and advance one bar.
 
         Returns ``(obs (E, D) float32, reward (E,) float32, terminated (E,) bool,
-        truncated (E,) bool, info)``.
+        truncated (E,) bool, info)``. With ``obs_out`` (a contiguous ``(E, D)`` float32
+        tensor, e.g. the next slot of a rollout buffer) the observation is written there
+        and returned, saving an allocation and a copy.
         """
-        return self._advance(self._targets_core, target_units.to(self.device))
+        return self._advance(self._targets_core, target_units.to(self.device), obs_out)
 
     # ----------------------------------------------------------------- the transition
     def _advance(
-        self, core: Callable[..., tuple[Tensor, ...]], x: Tensor
+        self, core: Callable[..., tuple[Tensor, ...]], x: Tensor, obs_out: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
         u = self._uniforms() if self.autoreset else self._no_uniforms
         pf = self.portfolio
@@ -333,7 +341,7 @@ class BatchedTradingEnv:
          bought, sold, traded, fees, stopped) = out  # fmt: skip
         self.portfolio = Portfolio(cash=cash, units=units, entry_price=entry)
         # the window gather stays in eager mode: ATen's row copy beats a compiled gather loop
-        obs = self._observe_with(self.t, head)
+        obs = self._observe_with(self.t, head, obs_out)
         fill = Fill(
             portfolio=Portfolio(cash=cash_end, units=units_end, entry_price=entry_end),
             bought=bought,

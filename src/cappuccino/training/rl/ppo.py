@@ -91,7 +91,8 @@ def train_ppo(
 
     loss_fn = torch.compile(minibatch_loss, dynamic=False) if compile else minibatch_loss
     n_steps, n_envs, n_act = settings.n_steps, settings.n_envs, env.n_assets
-    obs_buf = torch.zeros((n_steps, n_envs, env.obs_dim), device=dev)
+    # slot s holds the observation step s starts from; slot n_steps the one after the rollout
+    obs_buf = torch.zeros((n_steps + 1, n_envs, env.obs_dim), device=dev)
     u_buf = torch.zeros((n_steps, n_envs, n_act), device=dev)
     logp_buf = torch.zeros((n_steps, n_envs), device=dev)
     rew_buf = torch.zeros((n_steps, n_envs), device=dev)
@@ -106,7 +107,7 @@ def train_ppo(
     mb = settings.minibatch_size
     n_mb = batch // mb
     result = PPOResult(policy=policy)
-    obs = env.reset(seed=seed)
+    obs_buf[0] = env.reset(seed=seed)
     ep_growth = torch.zeros(n_envs, dtype=torch.float64, device=dev)
     for update in range(settings.n_updates):
         frac = 1.0 - update / settings.n_updates
@@ -116,11 +117,14 @@ def train_ppo(
         done_growth = torch.zeros((), dtype=torch.float64, device=dev)
         done_count = torch.zeros((), dtype=torch.float64, device=dev)
         with torch.no_grad():
+            if update > 0:
+                obs_buf[0] = obs_buf[n_steps]  # the rollout goes on where the last one stopped
             for s in range(n_steps):
-                obs_buf[s] = obs
-                step = policy.sample(obs, gen)
+                step = policy.sample(obs_buf[s], gen)
                 u_buf[s], logp_buf[s], val_buf[s] = step.u, step.log_prob, step.value
-                obs, reward, terminated, truncated, info = env.step(step.action)
+                _, reward, terminated, truncated, info = env.step(
+                    step.action, obs_out=obs_buf[s + 1]
+                )
                 rew_buf[s] = reward
                 cut_buf[s] = truncated & ~terminated
                 end_t[s] = info.t_end
@@ -141,7 +145,7 @@ def train_ppo(
                     end_t[ends], end_cash[ends], end_units[ends], end_equity[ends]
                 )
                 rew_buf[ends] += settings.gamma * policy.value(final_obs)
-            next_value = policy.value(obs)
+            next_value = policy.value(obs_buf[n_steps])
             adv, ret = compute_gae(
                 rew_buf,
                 val_buf,
@@ -150,7 +154,7 @@ def train_ppo(
                 gamma=settings.gamma,
                 gae_lambda=settings.gae_lambda,
             )
-        b_obs = obs_buf.reshape(batch, -1)
+        b_obs = obs_buf[:n_steps].reshape(batch, -1)
         b_u = u_buf.reshape(batch, n_act)
         b_logp, b_adv = logp_buf.reshape(batch), adv.reshape(batch)
         b_ret, b_val = ret.reshape(batch), val_buf.reshape(batch)
