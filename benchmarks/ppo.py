@@ -35,7 +35,7 @@ from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import MarketArrays, build_market_arrays
 from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
 from cappuccino.training.rl.policy import ActorCritic
-from cappuccino.training.rl.ppo import train_ppo
+from cappuccino.training.rl.ppo import build_policy, train_ppo
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,10 @@ def settings(c: Case) -> PPOSettings:
 def time_ours(data: MarketArrays, c: Case, compile: bool) -> float:
     env = make_env(data, c.n_envs, compile)
     one = settings(Case(**{**c.__dict__, "updates": 1}))
-    train_ppo(env, one, seed=0, compile=compile)  # warm-up (and compilation)
+    policy = build_policy(env, settings(c))  # built outside the timer, as SB3's model is
+    train_ppo(env, one, seed=0, compile=compile, policy=policy)  # warm-up (and compilation)
     t0 = time.perf_counter()
-    train_ppo(env, settings(c), seed=0, compile=compile)
+    train_ppo(env, settings(c), seed=0, compile=compile, policy=policy)
     return time.perf_counter() - t0
 
 
