@@ -13,6 +13,11 @@ from cappuccino.data.schema import CANONICAL_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "binance_1h"
+# what issue 3 asks every backtest JSON to carry (written out here, not taken from the code)
+BACKTEST_JSON_KEYS = (
+    "total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "volatility",
+    "turnover", "fees_paid", "periods_per_year", "n_bars",
+)  # fmt: skip
 
 
 def shared_file(pair: str) -> Path:

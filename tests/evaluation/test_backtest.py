@@ -16,6 +16,7 @@ from cappuccino.evaluation.evaluate import evaluate, write_evaluation
 from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules
 
+from ..conftest import BACKTEST_JSON_KEYS
 from ..training.rl.helpers import market
 
 
@@ -94,19 +95,7 @@ def test_evaluate_writes_metrics_frames_and_report(tmp_path: Path) -> None:
     ev = evaluate(data, "buy_and_hold", rules=MarketRules(min_order_notional=0.0))
     paths = write_evaluation(ev, tmp_path / "out", tmp_path / "r.html")
     doc = json.loads(Path(paths["metrics"]).read_text())
-    for key in (
-        "total_return",
-        "cagr",
-        "sharpe",
-        "sortino",
-        "max_drawdown",
-        "calmar",
-        "volatility",
-        "turnover",
-        "fees_paid",
-        "periods_per_year",
-        "n_bars",
-    ):
+    for key in BACKTEST_JSON_KEYS:
         assert key in doc and isinstance(doc[key], float | int) and math.isfinite(doc[key])
     assert set(doc["benchmarks"]) == {"cash", "equal_weight:24", "single:A0/USDT"}
     html = Path(paths["report"]).read_text()
