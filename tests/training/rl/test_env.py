@@ -196,3 +196,18 @@ def test_obs_out_writes_the_same_observation_in_place() -> None:
         fresh, *_ = a.step(act)
         into, *_ = b.step(act, obs_out=buf)
         assert into.data_ptr() == buf.data_ptr() and torch.equal(fresh, buf)
+
+
+def test_open_ended_episodes_stop_on_the_last_bar_of_their_segment() -> None:
+    data = random_market(t=100, a=2)
+    env = make_env(data, episode_bars=None, autoreset=False)
+    env.reset(starts=torch.tensor([95]))
+    truncs = [bool(env.step(torch.zeros(1, 2))[3].item()) for _ in range(4)]
+    assert truncs == [False, False, False, True] and env.t.item() == 99
+    env = make_env(data, n_envs=8, episode_bars=None, segments=[(0, 40), (60, 100)], lookback=3)
+    env.reset(seed=0)
+    ends = []
+    for _ in range(200):
+        _, _, _, trunc, info = env.step(torch.zeros(8, 2))
+        ends += info.t_end[trunc].tolist()
+    assert ends and set(ends) <= {39, 99}

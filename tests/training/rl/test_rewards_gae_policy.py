@@ -79,6 +79,13 @@ def test_tanh_gaussian_log_prob_is_the_change_of_variables_density() -> None:
         ref += math.log(n / (1 - a[0, i].item() ** 2))
     got = gaussian_log_prob(u, mean, log_std) - tanh_log_det(u)
     assert got.item() == pytest.approx(ref, rel=1e-10)
+    # and the policy uses exactly this density for its actions
+    pol = ActorCritic(obs_dim=1, action_dim=2).double()
+    with torch.no_grad():
+        pol.log_std.copy_(log_std)
+    assert pol.log_prob(u, mean).item() == pytest.approx(ref, rel=1e-10)
+    pol.action_dist = "clipped_gaussian"
+    assert pol.log_prob(u, mean).item() == pytest.approx(gaussian_log_prob(u, mean, log_std).item())
     assert tanh_log_det(torch.tensor([[40.0]], dtype=torch.float64)).isfinite().all()
 
 
