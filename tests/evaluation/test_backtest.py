@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from cappuccino.config.rl import EnvSettings
@@ -100,3 +101,29 @@ def test_evaluate_writes_metrics_frames_and_report(tmp_path: Path) -> None:
     assert set(doc["benchmarks"]) == {"cash", "equal_weight:24", "single:A0/USDT"}
     html = Path(paths["report"]).read_text()
     assert "Equity (start = 1)" in html and "buy_and_hold" in html and "plotly" in html
+
+
+def test_trades_record_execution_price_notional_and_fee() -> None:
+    data = _flat_then_up()
+    rules = MarketRules(
+        buy_fee_pct=0.001, sell_fee_pct=0.002, slippage_pct=0.01, min_order_notional=0.0,
+        initial_cash=1000.0,
+    )  # fmt: skip
+    res = run_backtest(
+        data,
+        benchmark_policy("equal_weight:5", data.symbols),
+        env_settings=EnvSettings(lookback=1),
+        rules=rules,
+        scaler=Scaler.fit(data.features),
+        first=1,
+    )
+    trades = res.trades_frame()
+    first = trades.filter(pl.col("symbol") == "A0/USDT").row(0, named=True)
+    # all-cash start: 500 of targets per asset at open 100 cost 101 * 1.001 per unit; pro rata
+    units = 5 * 1000 / (1000 * 1.01 * 1.001)
+    assert first["side"] == "buy" and first["units"] == pytest.approx(units)
+    assert first["price"] == pytest.approx(101.0)
+    assert first["fee"] == pytest.approx(units * 101.0 * 0.001)
+    sells = trades.filter(pl.col("side") == "sell")
+    assert (sells["fee"] - sells["notional"] * 0.002).abs().max() < 1e-9
+    assert trades["fee"].sum() == pytest.approx(res.metrics["fees_paid"])

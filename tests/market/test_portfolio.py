@@ -64,6 +64,7 @@ def test_sells_fund_buys_in_the_same_fill() -> None:
     assert f.portfolio.units.tolist()[0] == pytest.approx([0.0, bought])
     assert f.portfolio.cash.tolist()[0] == pytest.approx(0.0, abs=1e-9)
     assert f.fees.tolist() == pytest.approx([0.1 + bought * 20 * 0.001])
+    assert f.asset_fees.tolist()[0] == pytest.approx([0.1, bought * 20 * 0.001])
 
 
 def test_short_cash_scales_every_buy_pro_rata() -> None:
@@ -91,8 +92,13 @@ def test_slippage_moves_both_fill_prices_against_the_trader() -> None:
     f = rebalance(_pf([1000], [[0]]), _t([[2]]), _t([100]), rules, _t([0]))
     assert f.portfolio.cash.tolist() == pytest.approx([1000 - 2 * 101])
     assert f.portfolio.entry_price.tolist()[0] == pytest.approx([101.0])
+    assert f.price.tolist() == [[101.0]]
     f = rebalance(_pf([0], [[2]]), _t([[0]]), _t([100]), rules, _t([0]))
     assert f.portfolio.cash.tolist() == pytest.approx([2 * 99])
+    assert f.price.tolist() == [[99.0]]
+    # no trade: the reference price
+    f = rebalance(_pf([0], [[2]]), _t([[2]]), _t([100]), rules, _t([0]))
+    assert f.price.tolist() == [[100.0]] and f.asset_fees.tolist() == [[0.0]]
 
 
 def test_max_weight_and_gross_exposure_caps() -> None:

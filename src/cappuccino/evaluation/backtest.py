@@ -115,7 +115,8 @@ class BacktestResult:
     fees: npt.NDArray[np.float64]  # (n_bars,)
     bought: npt.NDArray[np.float64]  # (n_bars, A) units
     sold: npt.NDArray[np.float64]  # (n_bars, A) units
-    fill_price: npt.NDArray[np.float64]  # (n_bars, A) reference open
+    fill_price: npt.NDArray[np.float64]  # (n_bars, A) execution price (open +- slippage)
+    asset_fees: npt.NDArray[np.float64]  # (n_bars, A) fees per asset, quote currency
     symbols: tuple[str, ...]
     metrics: dict[str, Any]
 
@@ -133,33 +134,36 @@ class BacktestResult:
         )
 
     def trades_frame(self) -> pl.DataFrame:
-        rows: dict[str, list[Any]] = {
-            "timestamp": [],
-            "symbol": [],
-            "side": [],
-            "units": [],
-            "price": [],
-        }
+        """One row per executed order: fill time (the open of the bar after the decision,
+        i.e. the decision bar's close time), symbol, side, units, execution price, notional
+        and fee (quote currency)."""
+        parts = []
         for side, arr in (("buy", self.bought), ("sell", self.sold)):
             t, a = np.nonzero(arr > 0)
-            rows["timestamp"] += self.timestamps[
-                t
-            ].tolist()  # fill at bar t+1's open = close time t
-            rows["symbol"] += [self.symbols[i] for i in a]
-            rows["side"] += [side] * t.size
-            rows["units"] += arr[t, a].tolist()
-            rows["price"] += self.fill_price[t, a].tolist()
-        return (
-            pl.DataFrame(
-                rows,
-                schema={
-                    "timestamp": pl.Int64,
-                    "symbol": pl.String,
-                    "side": pl.String,
-                    "units": pl.Float64,
-                    "price": pl.Float64,
-                },
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "timestamp": self.timestamps[t],
+                        "symbol": np.asarray(self.symbols, dtype=object)[a].astype(str),
+                        "side": np.full(t.size, side),
+                        "units": arr[t, a],
+                        "price": self.fill_price[t, a],
+                        "notional": arr[t, a] * self.fill_price[t, a],
+                        "fee": self.asset_fees[t, a],
+                    },
+                    schema={
+                        "timestamp": pl.Int64,
+                        "symbol": pl.String,
+                        "side": pl.String,
+                        "units": pl.Float64,
+                        "price": pl.Float64,
+                        "notional": pl.Float64,
+                        "fee": pl.Float64,
+                    },
+                )
             )
+        return (
+            pl.concat(parts)
             .with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
             .sort(["timestamp", "symbol"])
         )
@@ -199,12 +203,14 @@ def run_backtest(
     bought = torch.empty((n, a), dtype=torch.float64)
     sold = torch.empty((n, a), dtype=torch.float64)
     price = torch.empty((n, a), dtype=torch.float64)
+    asset_fees = torch.empty((n, a), dtype=torch.float64)
     equity[0] = env.equity[0]
     weights[0] = 0.0
     for step in range(n):
         target = policy.targets(env, obs, step)
-        price[step] = env.fill_price[0]
         obs, _, _, _, info = env.step_targets(target)
+        price[step] = info.fill.price[0]
+        asset_fees[step] = info.fill.asset_fees[0]
         equity[step + 1] = info.equity[0]
         weights[step + 1] = env.portfolio.weights(env.close[env.t])[0]
         traded[step] = info.fill.traded_notional[0]
@@ -231,6 +237,7 @@ def run_backtest(
         bought=bought.numpy(),
         sold=sold.numpy(),
         fill_price=price.numpy(),
+        asset_fees=asset_fees.numpy(),
         symbols=data.symbols,
         metrics=metrics,
     )

@@ -89,7 +89,10 @@ class Fill:
     Attributes:
         portfolio: state after the fills.
         bought: ``(E, A)`` units bought.
-        sold: ``(E, A)`` units sold.
+        sold: ``(E, A)`` units sold (an asset is either bought or sold in one fill, never both).
+        price: ``(E, A)`` execution price: the reference price moved by slippage against the
+            trader on the side that traded (the reference price where nothing traded).
+        asset_fees: ``(E, A)`` fees paid per asset, quote currency.
         traded_notional: ``(E,)`` sum of buy and sell notionals at fill prices, quote currency.
         fees: ``(E,)`` fees paid, quote currency.
         stopped: ``(E, A)`` positions closed by the stop-loss rule.
@@ -98,6 +101,8 @@ class Fill:
     portfolio: Portfolio
     bought: Tensor
     sold: Tensor
+    price: Tensor
+    asset_fees: Tensor
     traded_notional: Tensor
     fees: Tensor
     stopped: Tensor
@@ -186,6 +191,8 @@ def rebalance(
         portfolio=Portfolio(cash=cash, units=new_units, entry_price=entry),
         bought=buy,
         sold=sell,
+        price=torch.where(buy > 0, buy_px, torch.where(sell > 0, sell_px, price)),
+        asset_fees=sell_fees + buy_fees,
         traded_notional=(proceeds + notional_bought).sum(-1),
         fees=(sell_fees + buy_fees).sum(-1),
         stopped=stopped & (sell > 0),

@@ -338,7 +338,7 @@ class BatchedTradingEnv:
         )
         (self.t, self.last, self.steps, cash, units, entry, self.equity, self.reward_state,
          head, reward, truncated, log_ret, equity_end, t_end, cash_end, units_end, entry_end,
-         bought, sold, traded, fees, stopped) = out  # fmt: skip
+         bought, sold, price, asset_fees, traded, fees, stopped) = out  # fmt: skip
         self.portfolio = Portfolio(cash=cash, units=units, entry_price=entry)
         # the window gather stays in eager mode: ATen's row copy beats a compiled gather loop
         obs = self._observe_with(self.t, head, obs_out)
@@ -346,6 +346,8 @@ class BatchedTradingEnv:
             portfolio=Portfolio(cash=cash_end, units=units_end, entry_price=entry_end),
             bought=bought,
             sold=sold,
+            price=price,
+            asset_fees=asset_fees,
             traded_notional=traded,
             fees=fees,
             stopped=stopped,
@@ -416,5 +418,6 @@ class BatchedTradingEnv:
             t2, last2, steps2, cash2, units2, entry2, equity2, rstate,
             self._head(t2, cash2, units2, equity2), reward, truncated, log_ret, equity1, t1,
             pf.cash, pf.units, pf.entry_price,
-            fill.bought, fill.sold, fill.traded_notional, fill.fees, fill.stopped,
+            fill.bought, fill.sold, fill.price, fill.asset_fees, fill.traded_notional, fill.fees,
+            fill.stopped,
         )  # fmt: skip
