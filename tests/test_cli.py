@@ -294,3 +294,19 @@ def test_rl_train_then_backtest_the_bundle(tmp_path: Path) -> None:
     assert fee["fees_paid"] == 0.0 and fee["policy"] == "equal_weight:12"
     nope = runner.invoke(app, ["backtest", "--store", store, "--policy", "momentum", "--json"])
     assert nope.exit_code == 2 and "expected a bundle directory" in nope.output
+
+
+def test_models_list_and_describe() -> None:
+    names = [m["name"] for m in run_json("models", "list")["models"]]
+    assert names == [
+        "mlp", "lstm_attention", "gru_attention", "cnn_lstm", "price_action_transformer",
+        "ft_transformer",
+    ]  # fmt: skip
+    doc = run_json("models", "describe", "price_action_transformer")
+    assert doc["parameters"] == 406_785 and doc["config"]["d_model"] == 128
+    small = run_json("models", "describe", "mlp", "--set", "hidden=[8]", "--window", "2",
+                     "--features", "3", "--assets", "1", "--set", "asset_embedding=0",
+                     "--set", "batch_norm=false")  # fmt: skip
+    assert small["parameters"] == (2 * 3) * 8 + 8 + 8 + 1
+    bad = runner.invoke(app, ["models", "describe", "mlp", "--set", "hiden=[8]", "--json"])
+    assert bad.exit_code == 2 and "hiden" in bad.output

@@ -9,6 +9,7 @@ from cappuccino.cli import backtest as backtest_cmd
 from cappuccino.cli import data as data_cmd
 from cappuccino.cli import demo as demo_cmd
 from cappuccino.cli import features as features_cmd
+from cappuccino.cli import models as models_cmd
 from cappuccino.cli import rl as rl_cmd
 from cappuccino.utils.logging import configure_logging
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
+app.add_typer(models_cmd.app, name="models")
 app.add_typer(rl_cmd.app, name="rl")
 app.command("backtest")(backtest_cmd.backtest)
 app.command("demo")(demo_cmd.demo)
