@@ -146,7 +146,8 @@ def _valid_ends(
     breaks = cb[e] - cb[s]
     holes = cr[e + 1] - cr[s]
     keep = (breaks == 0) & (holes == 0) & finite_y[e]
-    return e[keep].astype(np.int64)
+    out: npt.NDArray[np.int64] = e[keep].astype(np.int64)
+    return out
 
 
 def build_windows(
@@ -191,9 +192,8 @@ def build_windows(
         x = fitted.transform(x_all[mask])
         y = y_all[mask]
         sym, t = sym_all[mask], t_all[mask]
-        ends = _valid_ends(
-            sym, t, np.isfinite(x).all(axis=1), np.isfinite(y), lookback, timeframe.ms
-        )
+        finite_rows: npt.NDArray[np.bool_] = np.asarray(np.isfinite(x).all(axis=1))
+        ends = _valid_ends(sym, t, finite_rows, np.isfinite(y), lookback, timeframe.ms)
         split = WindowSplit(
             name=ts.name,
             x=torch.as_tensor(np.ascontiguousarray(x), device=device),
