@@ -192,7 +192,10 @@ def test_unknown_symbol_and_feature_set_are_clear(tmp_path: Path) -> None:
 
 def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    quick = ["--set", "features.audit_cuts=2", "--set", "rl.ppo.total_timesteps=4096"]
+    quick = [
+        "--set", "features.audit_cuts=2", "--set", "rl.ppo.total_timesteps=4096",
+        "--set", "supervised.train.epochs=1",
+    ]  # fmt: skip
     doc = run_json("demo", "--set", f"output_dir={out}", *quick)
     assert doc["audit"]["passed"] is True
     assert {r["symbol"] for r in doc["summary"]} == {
@@ -209,6 +212,10 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert btc["rows"] == 8_004 + 12 - 63 - 24
     assert (out / "features.parquet").is_file() and (out / "summary.json").is_file()
     assert json.loads((out / "config.json").read_text())["seed"] == 0
+    sv = doc["supervised"]
+    assert sv["epochs_run"] == 1 and sv["model"] == "mlp" and sv["run_id"]
+    assert sv["tracking_uri"] == f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    assert (out / "mlflow.db").is_file() and (Path(sv["bundle"]) / "model.pt").is_file()
     rl = doc["rl"]
     assert rl["train"]["timesteps"] == 4096
     assert rl["train"]["train_period"]["end"] == "2021-03-31T23:00:00+00:00"
@@ -224,6 +231,7 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     table = runner.invoke(app, ["demo", "--set", f"output_dir={out}", *quick])
     assert table.exit_code == 0 and "lookahead audit: PASS" in table.stdout
     assert "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30" in table.stdout
+    assert "MLflow run demo_supervised_mlp_default_" in table.stdout
 
 
 def test_rl_train_then_backtest_the_bundle(tmp_path: Path) -> None:
@@ -310,3 +318,26 @@ def test_models_list_and_describe() -> None:
     assert small["parameters"] == (2 * 3) * 8 + 8 + 8 + 1
     bad = runner.invoke(app, ["models", "describe", "mlp", "--set", "hiden=[8]", "--json"])
     assert bad.exit_code == 2 and "hiden" in bad.output
+
+
+def test_train_command_writes_a_bundle(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    run_json("data", "sample", "--store", store)
+    doc = run_json(
+        "train", "--set", f"data.store={store}", "--set", f"output_dir={tmp_path / 'run'}",
+        "--set", "data.symbols=[BTC/USDT]", "--set", "train.epochs=1",
+        "--set", "windows.lookback=4", "--set", "tracking_uri=null",
+    )  # fmt: skip
+    assert doc["run_id"] is None and doc["best_epoch"] == 1
+    assert set(doc["test"]) >= {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "f1_pos",
+        "roc_auc",
+        "pr_auc",
+    }
+    assert (Path(doc["bundle"]) / "bundle.json").is_file()
+    bad = runner.invoke(app, ["train", "--set", "model=xgboost", "--set", f"data.store={store}"])
+    assert bad.exit_code == 2 and "xgboost" in bad.output

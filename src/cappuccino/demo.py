@@ -1,7 +1,8 @@
 """The main job on the bundled sample (``make demo``): every capability joins it.
 
 sample -> import/validate into a Parquet store -> gap fill -> features -> labels
--> lookahead audit -> PPO on the training period -> out-of-sample backtest against
+-> lookahead audit -> a window classifier trained for a few epochs (tracked in MLflow)
+-> PPO on the training period -> out-of-sample backtest against
 the benchmarks (degenerate-policy verdict) -> HTML report. Writes under
 ``output_dir``: the store, the feature table, the resolved config, a JSON summary and
 ``rl/`` (bundle, backtest metrics and frames, ``report.html``).
@@ -38,6 +39,7 @@ class DemoResult:
     summary_rows: list[dict[str, Any]]
     seconds: float
     rl: dict[str, Any] | None = None
+    supervised: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class DemoResult:
             "features": self.table.to_dict(),
             "audit": self.audit.to_dict(),
             "summary": self.summary_rows,
+            "supervised": self.supervised,
             "rl": self.rl,
             "seconds": round(self.seconds, 3),
         }
@@ -111,6 +114,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                 **{f"P({k.removeprefix('label_')}>0)": round(v, 4) for k, v in rates.items()},
             }
         )
+    supervised = _run_supervised(cfg, bars) if cfg.supervised.enabled else None
     rl = _run_rl(cfg, bars) if cfg.rl.enabled else None
     result = DemoResult(
         imported=imported,
@@ -119,6 +123,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         summary_rows=rows,
         seconds=time.perf_counter() - t0,
         rl=rl,
+        supervised=supervised,
     )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
@@ -167,3 +172,28 @@ def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
         "degenerate": ev.verdict,
         "outputs": paths,
     }
+
+
+def _run_supervised(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
+    """Train one window classifier briefly; its run goes to a local MLflow store."""
+    from cappuccino.config.supervised import SupervisedConfig
+    from cappuccino.tracking import MlflowTracker
+    from cappuccino.training.supervised_run import train_supervised
+
+    s = cfg.supervised
+    uri = s.tracking_uri or f"sqlite:///{(cfg.output_dir / 'mlflow.db').resolve()}"
+    run_cfg = SupervisedConfig(
+        seed=cfg.seed,
+        output_dir=cfg.output_dir / "supervised",
+        data=cfg.data,
+        feature_set=s.feature_set,
+        windows=s.windows,
+        model=s.model,
+        train=s.train,
+        tracking_uri=uri,
+        experiment="cappuccino-demo",
+        phase="demo",
+    )
+    log.info("training %s for %d epochs", s.model, s.train.epochs)
+    summary = train_supervised(run_cfg, MlflowTracker(uri, "cappuccino-demo"), bars=bars)
+    return {**summary, "tracking_uri": uri}

@@ -36,6 +36,15 @@ def demo(
         f"({a.cut_points} cut points, {len(a.columns)} columns)"
         + ("" if a.passed else f" violations: {a.violations}")
     )
+    if result.supervised is not None:
+        sv = result.supervised
+        keys = ("loss", "accuracy", "precision", "recall", "f1_pos", "roc_auc", "pr_auc")
+        table(
+            [{"split": k, **{m: sv[k][m] for m in keys}} for k in ("val", "test")],
+            f"{sv['model']} ({sv['parameters']:,} parameters), best epoch {sv['best_epoch']}, "
+            f"threshold {sv['threshold']:.3f} chosen on val",
+        )
+        console.print(f"MLflow run {sv['run_name']} ({sv['run_id']}) in {sv['tracking_uri']}")
     if result.rl is not None:
         rl = result.rl
         period = f"{rl['test_period']['start'][:10]} .. {rl['test_period']['end'][:10]}"

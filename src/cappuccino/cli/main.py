@@ -11,6 +11,7 @@ from cappuccino.cli import demo as demo_cmd
 from cappuccino.cli import features as features_cmd
 from cappuccino.cli import models as models_cmd
 from cappuccino.cli import rl as rl_cmd
+from cappuccino.cli import train as train_cmd
 from cappuccino.utils.logging import configure_logging
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(rl_cmd.app, name="rl")
 app.command("backtest")(backtest_cmd.backtest)
+app.command("train")(train_cmd.train)
 app.command("demo")(demo_cmd.demo)
 
 

@@ -7,12 +7,31 @@ from pathlib import Path
 from pydantic import Field
 
 from cappuccino.config.models import DataSettings, FeatureSettings, _Model
+from cappuccino.config.models import FeatureSetName
 from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings, SplitSettings
+from cappuccino.config.supervised import TrainSettings, WindowSettings
 
 
 def _demo_ppo() -> PPOSettings:
     return PPOSettings(
         total_timesteps=65_536, n_envs=16, n_steps=256, minibatch_size=1024, n_epochs=5
+    )
+
+
+def _demo_train() -> TrainSettings:
+    return TrainSettings(epochs=3, batch_size=512)
+
+
+class DemoSupervisedSettings(_Model):
+    """One window classifier trained for a few epochs, tracked in a local MLflow store."""
+
+    enabled: bool = Field(True, description="train and score one supervised model")
+    model: str = Field("mlp", description="registered model name")
+    feature_set: FeatureSetName = Field("nn23", description="registered feature set")
+    windows: WindowSettings = Field(default_factory=WindowSettings)
+    train: TrainSettings = Field(default_factory=_demo_train)
+    tracking_uri: str | None = Field(
+        None, description="MLflow URI (None: sqlite:///<output_dir>/mlflow.db)"
     )
 
 
@@ -38,6 +57,7 @@ class DemoConfig(_Model):
     output_dir: Path = Field(Path("runs/demo"), description="everything the run writes goes here")
     data: DataSettings = Field(default_factory=DataSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    supervised: DemoSupervisedSettings = Field(default_factory=DemoSupervisedSettings)
     rl: DemoRLSettings = Field(default_factory=DemoRLSettings)
 
     @property

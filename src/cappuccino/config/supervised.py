@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from cappuccino.config.models import _Model
+from cappuccino.config.models import DataSettings, FeatureSetName, _Model
 
 
 class EarlyStopping(_Model):
@@ -41,3 +42,41 @@ class TrainSettings(_Model):
     )
     precision_target: float = Field(0.6, gt=0, le=1, description="for threshold=precision")
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+
+
+class WindowSettings(_Model):
+    """Which label to predict from which windows, and how time is split."""
+
+    label: str = Field(
+        "forward:h=24,threshold=0.01,fee=0.001",
+        description="label spec (features.labels.parse_label); its 0/1 column is the target",
+    )
+    lookback: int = Field(16, ge=1, description="bars per window")
+    fractions: tuple[float, float, float] = Field(
+        (0.7, 0.15, 0.15), description="train / val / test shares of the bars, in time order"
+    )
+    embargo_bars: int = Field(24, ge=0, description="bars left out between splits")
+    scaler: Literal["zscore", "robust", "minmax"] = Field("zscore", description="fit on train")
+
+
+class SupervisedConfig(_Model):
+    """``cappuccino train``: one window classifier on a store's symbols."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    seed: int = Field(0, ge=0, description="the one seed for every random choice in the run")
+    output_dir: Path = Field(Path("runs/train"), description="the bundle is written here")
+    data: DataSettings = Field(default_factory=DataSettings)
+    feature_set: FeatureSetName = Field("nn23", description="registered feature set")
+    windows: WindowSettings = Field(default_factory=WindowSettings)
+    model: str = Field("mlp", description="registered model name (cappuccino models list)")
+    model_config_: dict[str, Any] = Field(
+        default_factory=dict, alias="model_params", description="overrides of the model's config"
+    )
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    tracking_uri: str | None = Field(
+        "sqlite:///mlflow.db", description="MLflow tracking URI (None: no tracking)"
+    )
+    experiment: str = Field("cappuccino", description="MLflow experiment name")
+    phase: str = Field("baseline", description="run-name/tag: phase")
+    variant: str = Field("default", description="run-name/tag: variant")

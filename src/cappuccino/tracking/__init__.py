@@ -1,0 +1,6 @@
+"""Experiment tracking (leaf): a small Tracker interface with MLflow and in-memory backends."""
+
+from cappuccino.tracking.base import InMemoryTracker, Tracker, flatten_params, run_name
+from cappuccino.tracking.mlflow_backend import MlflowTracker
+
+__all__ = ["InMemoryTracker", "MlflowTracker", "Tracker", "flatten_params", "run_name"]

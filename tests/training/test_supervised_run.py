@@ -1,0 +1,52 @@
+"""``train_supervised`` end to end on two sample pairs, tracked in memory; bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from cappuccino.config.supervised import SupervisedConfig
+from cappuccino.data.sample import sample_path
+from cappuccino.tracking import InMemoryTracker
+from cappuccino.training.supervised import predict_split
+from cappuccino.training.supervised_run import load_bundle, prepare_windows, train_supervised
+
+
+def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -> None:
+    bars = pl.read_parquet(sample_path()).filter(pl.col("symbol").is_in(["BTC/USDT", "ETH/USDT"]))
+    cfg = SupervisedConfig.model_validate(
+        {
+            "output_dir": str(tmp_path),
+            "windows": {"lookback": 6, "label": "triple:tp=0.02,sl=0.02,h=12"},
+            "model": "mlp",
+            "model_params": {"hidden": [16]},
+            "train": {"epochs": 2, "batch_size": 512},
+            "variant": "t",
+        }
+    )
+    tracker = InMemoryTracker()
+    summary = train_supervised(cfg, tracker, bars=bars)
+    (run,) = tracker.runs.values()
+    assert run.name.startswith("baseline_supervised_mlp_t_") and run.status == "FINISHED"
+    assert run.tags["model_type"] == "mlp" and run.tags["experiment_type"] == "supervised"
+    assert [step for step, _ in run.metrics[:2]] == [1, 2] and "val_pr_auc" in run.metrics[0][1]
+    assert run.params["model"] == "mlp" and run.params["data.train.windows"] > 0
+    assert run.artifacts == [(summary["bundle"], "bundle")]
+    assert summary["epochs_run"] == 2 and 0.0 <= summary["test"]["roc_auc"] <= 1.0
+    meta = json.loads((Path(summary["bundle"]) / "bundle.json").read_text())
+    assert meta["label"]["column"] == "label_tb_hit_12" and meta["lookback"] == 6
+    b = load_bundle(Path(summary["bundle"]))
+    data = prepare_windows(cfg, bars, torch.device("cpu"))
+    z, _ = predict_split(b.model, data.splits["test"], 4096)
+    probs = 1 / (1 + torch.exp(-torch.as_tensor(z, dtype=torch.float64)))
+    from cappuccino.evaluation.classification import roc_auc
+
+    y = data.splits["test"].y[data.splits["test"].ends].numpy().astype(int)
+    assert roc_auc(y, probs.numpy()) == pytest.approx(summary["test"]["roc_auc"], rel=1e-6)
+    b.check(feature_names=list(meta["feature_names"]), lookback=6)
+    with pytest.raises(ValueError, match="lookback 6 in the bundle, 10 asked"):
+        b.check(feature_names=list(meta["feature_names"]), lookback=10)
