@@ -6,8 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cappuccino.config.models import DataSettings, FeatureSettings, _Model
-from cappuccino.config.models import FeatureSetName
+from cappuccino.config.models import DataSettings, FeatureSetName, FeatureSettings, _Model
 from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings, SplitSettings
 from cappuccino.config.supervised import TrainSettings, WindowSettings
 

@@ -12,8 +12,6 @@ everything else JSON)::
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +32,14 @@ from cappuccino.features.table import build_feature_table
 from cappuccino.models import count_parameters
 from cappuccino.models.registry import build_model, model_config
 from cappuccino.tracking import Tracker, run_name
+from cappuccino.training.bundle_io import (
+    read_meta,
+    write_history,
+    write_state_dict,
+)
 from cappuccino.training.supervised import FitResult, fit
 from cappuccino.utils.devices import default_device
-from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+from cappuccino.utils.io import atomic_write_json
 from cappuccino.utils.provenance import git_commit, library_versions
 from cappuccino.utils.seeding import seed_everything
 
@@ -97,9 +100,7 @@ def save_bundle(
     path: Path, model: nn.Module, *, cfg: SupervisedConfig, data: WindowData, result: FitResult
 ) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    atomic_write_bytes(path / "model.pt", buf.getvalue())
+    write_state_dict(path / "model.pt", model)
     meta = {
         "format": FORMAT,
         "model": cfg.model,
@@ -121,17 +122,12 @@ def save_bundle(
         "git_commit": git_commit(),
     }
     atomic_write_json(path / "bundle.json", meta)
-    atomic_write_json(path / "history.json", result.history)
+    write_history(path / "history.json", result.history)
     return path
 
 
 def load_bundle(path: Path) -> SupervisedBundle:
-    meta_path = Path(path) / "bundle.json"
-    if not meta_path.is_file():
-        raise ValueError(f"{path}: not a model bundle (no bundle.json)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    meta = read_meta(path, FORMAT, "model")
     model = build_model(
         meta["model"],
         n_features=len(meta["feature_names"]),

@@ -16,22 +16,23 @@ naming the field and both values.
 
 from __future__ import annotations
 
-import io
-import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from cappuccino.config.rl import EnvSettings
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules
+from cappuccino.training.bundle_io import (
+    read_meta,
+    read_state_dict,
+    write_history,
+    write_state_dict,
+)
 from cappuccino.training.rl.policy import ActorCritic
-from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+from cappuccino.utils.io import atomic_write_json
 from cappuccino.utils.provenance import git_commit, library_versions
 
 FORMAT = "cappuccino.rl-bundle/1"
@@ -81,9 +82,7 @@ def save_bundle(
 ) -> Path:
     """Write a bundle directory atomically file by file; returns ``path``."""
     path.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buf)
-    atomic_write_bytes(path / "policy.pt", buf.getvalue())
+    write_state_dict(path / "policy.pt", policy)
     meta = {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(),
@@ -101,26 +100,15 @@ def save_bundle(
         "git_commit": git_commit(),
     }
     atomic_write_json(path / "bundle.json", meta)
-    # NaN (e.g. no episode ended during an update) is not JSON: write null
-    clean = [
-        {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()}
-        for row in history
-    ]
-    atomic_write_json(path / "history.json", clean)
+    write_history(path / "history.json", history)  # null where no episode ended
     return path
 
 
 def load_bundle(path: Path) -> RLBundle:
     """Load and validate a bundle directory (see the module docstring)."""
-    meta_path = Path(path) / "bundle.json"
-    if not meta_path.is_file():
-        raise ValueError(f"{path}: not a policy bundle (no bundle.json)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    meta = read_meta(path, FORMAT, "policy")
     policy = ActorCritic(**meta["policy"])
-    state = torch.load(Path(path) / "policy.pt", map_location="cpu", weights_only=True)
-    policy.load_state_dict(state)
+    policy.load_state_dict(read_state_dict(Path(path) / "policy.pt"))
     policy.eval()
     return RLBundle(
         path=Path(path),

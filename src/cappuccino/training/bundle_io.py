@@ -1,0 +1,48 @@
+"""Shared bundle I/O: state dicts written atomically and read with ``weights_only=True``;
+``bundle.json`` with a format string checked on load; strict-JSON histories."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+
+
+def write_state_dict(path: Path, module: nn.Module) -> None:
+    """``torch.save`` of the module's state dict (on CPU), via temp file + rename."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors only (``weights_only=True``): a bundle cannot run code when loaded."""
+    state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
+    return state
+
+
+def read_meta(path: Path, fmt: str, kind: str) -> dict[str, Any]:
+    """``path/bundle.json`` after checking it exists and declares ``fmt``."""
+    meta_path = Path(path) / "bundle.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{path}: not a {kind} bundle (no bundle.json)")
+    meta: dict[str, Any] = json.loads(meta_path.read_text())
+    if meta.get("format") != fmt:
+        raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {fmt!r}")
+    return meta
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    """One row per epoch/update; NaN (e.g. nothing finished) is written as null."""
+    clean = [
+        {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in row.items()}
+        for row in history
+    ]
+    atomic_write_json(path, clean)
