@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -339,5 +340,18 @@ def test_train_command_writes_a_bundle(tmp_path: Path) -> None:
         "pr_auc",
     }
     assert (Path(doc["bundle"]) / "bundle.json").is_file()
+    out = tmp_path / "pred.parquet"
+    pred = run_json(
+        "predict", doc["bundle"], "--store", store, "--start", "2021-06-01", "--out", str(out)
+    )
+    frame = pl.read_parquet(out)
+    assert pred["rows"] == frame.height > 0 and frame.columns == [
+        "timestamp",
+        "symbol",
+        "prob",
+        "signal",
+    ]
+    # reading starts at --start: the first score comes after the warm-up and a full window
+    assert frame["timestamp"].min() > datetime(2021, 6, 1, tzinfo=UTC)
     bad = runner.invoke(app, ["train", "--set", "model=xgboost", "--set", f"data.store={store}"])
     assert bad.exit_code == 2 and "xgboost" in bad.output

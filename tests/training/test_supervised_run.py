@@ -13,7 +13,12 @@ from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.data.sample import sample_path
 from cappuccino.tracking import InMemoryTracker
 from cappuccino.training.supervised import predict_split
-from cappuccino.training.supervised_run import load_bundle, prepare_windows, train_supervised
+from cappuccino.training.supervised_run import (
+    load_bundle,
+    predict,
+    prepare_windows,
+    train_supervised,
+)
 
 
 def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -> None:
@@ -50,3 +55,20 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
     b.check(feature_names=list(meta["feature_names"]), lookback=6)
     with pytest.raises(ValueError, match="lookback 6 in the bundle, 10 asked"):
         b.check(feature_names=list(meta["feature_names"]), lookback=10)
+    # scoring new data goes through the same features, window, scaler and symbol order
+    pred = predict(b, bars)
+    test = data.splits["test"]
+    ends = test.ends.numpy()
+    keyed = pl.DataFrame(
+        {
+            "timestamp": test.time_ms.numpy()[ends],
+            "symbol": [data.symbols[i] for i in test.asset.numpy()[ends]],
+            "expected": probs.numpy(),
+        }
+    ).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+    joined = keyed.join(pred, on=["timestamp", "symbol"], how="left")
+    assert joined["prob"].null_count() == 0
+    assert (joined["prob"] - joined["expected"]).abs().max() < 1e-6
+    assert pred["signal"].to_list() == (pred["prob"] >= meta["threshold"]).to_list()
+    with pytest.raises(ValueError, match=r"symbols \['LTC/USDT'\] were not in training"):
+        predict(b, pl.read_parquet(sample_path()).filter(pl.col("symbol") == "LTC/USDT"))

@@ -26,6 +26,7 @@ app.add_typer(models_cmd.app, name="models")
 app.add_typer(rl_cmd.app, name="rl")
 app.command("backtest")(backtest_cmd.backtest)
 app.command("train")(train_cmd.train)
+app.command("predict")(train_cmd.predict)
 app.command("demo")(demo_cmd.demo)
 
 

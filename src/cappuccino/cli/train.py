@@ -38,3 +38,51 @@ def train(
         f"{cfg.model}: best epoch {summary['best_epoch']}, threshold {summary['threshold']:.3f}",
     )
     console.print(f"bundle: {summary['bundle']}  run: {summary['run_name']} ({summary['run_id']})")
+
+
+@fail_cleanly
+def predict(
+    bundle: Path = typer.Argument(..., help="model bundle directory (from cappuccino train)"),
+    store: Path = typer.Option(..., "--store", help="Parquet store folder"),
+    symbols: list[str] | None = typer.Option(None, "--symbols", help="default: the bundle's"),
+    start: str | None = typer.Option(
+        None, "--start", help="first bar read, ISO 8601 UTC (scores begin after the warm-up)"
+    ),
+    end: str | None = typer.Option(None, "--end", help="last bar to read, ISO 8601 UTC"),
+    out: Path = typer.Option(..., "--out", help="Parquet file: timestamp, symbol, prob, signal"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score new bars with a bundle (same features, window, scaler and symbol order)."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from cappuccino.data.schema import Timeframe, resolve_symbols
+    from cappuccino.data.store import ParquetStore
+    from cappuccino.training.supervised_run import load_bundle
+    from cappuccino.training.supervised_run import predict as score
+    from cappuccino.utils.io import atomic_write_parquet
+
+    b = load_bundle(bundle)
+    st = ParquetStore(store)
+    tf = Timeframe.parse(b.meta["timeframe"])
+    chosen = resolve_symbols(symbols or b.meta["symbols"], st.symbols(tf))
+    bars = st.read(tf, chosen)
+    for bound, op in ((start, "ge"), (end, "le")):
+        if bound is not None:
+            when = datetime.fromisoformat(bound)
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            bars = bars.filter(getattr(pl.col("timestamp"), op)(when))
+    frame = score(b, bars)
+    atomic_write_parquet(out, frame)
+    doc = {
+        "out": str(out),
+        "rows": frame.height,
+        "signals": int(frame["signal"].sum()),
+        "threshold": b.meta["threshold"],
+        "symbols": sorted(frame["symbol"].unique().to_list()),
+    }
+    if as_json:
+        emit_json(doc)
+    else:
+        table([doc], "predictions")

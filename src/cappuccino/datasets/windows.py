@@ -225,3 +225,40 @@ def build_windows(
         time_splits=time_splits,
         report=report,
     )
+
+
+def inference_windows(
+    table: pl.DataFrame,
+    *,
+    feature_names: list[str],
+    lookback: int,
+    timeframe: Timeframe,
+    scaler: Scaler,
+    symbols: tuple[str, ...],
+    device: torch.device | str = "cpu",
+) -> WindowSplit:
+    """Every valid window of ``table`` for scoring (no label needed), scaled with a saved
+    scaler; asset ids follow ``symbols`` (a model's training order). Symbols not in
+    ``symbols`` are a ``ValueError``."""
+    unknown = sorted(set(table["symbol"].unique().to_list()) - set(symbols))
+    if unknown:
+        raise ValueError(f"symbols {unknown} were not in training (known: {list(symbols)})")
+    frame = table.sort(["symbol", "timestamp"])
+    t = frame["timestamp"].dt.epoch("ms").to_numpy()
+    x = scaler.transform(frame.select(feature_names).cast(pl.Float64).fill_null(np.nan).to_numpy())
+    sym = (
+        frame["symbol"]
+        .replace_strict({s: i for i, s in enumerate(symbols)}, return_dtype=pl.Int64)
+        .to_numpy()
+    )
+    finite_rows: npt.NDArray[np.bool_] = np.asarray(np.isfinite(x).all(axis=1))
+    ends = _valid_ends(sym, t, finite_rows, np.ones(t.size, dtype=bool), lookback, timeframe.ms)
+    return WindowSplit(
+        name="predict",
+        x=torch.as_tensor(np.ascontiguousarray(x), device=device),
+        y=torch.full((t.size,), float("nan"), device=device),
+        asset=torch.as_tensor(np.array(sym), device=device),
+        ends=torch.as_tensor(ends, device=device),
+        lookback=lookback,
+        time_ms=torch.as_tensor(np.array(t), device=device),
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import torch
 from torch import nn
@@ -217,3 +218,45 @@ def train_supervised(
         return run(None)
     with tracker.start_run(name, tags) as run_id:
         return run(run_id)
+
+
+def predict(
+    bundle: SupervisedBundle, bars: pl.DataFrame, *, timeframe: str | None = None
+) -> pl.DataFrame:
+    """Score every valid window of ``bars`` with ``bundle``: one row per window end with
+    ``timestamp`` (the window's last bar), ``symbol``, ``prob`` (sigmoid of the logit) and
+    ``signal`` (``prob >= threshold`` chosen on validation)."""
+    from cappuccino.data.schema import Timeframe
+    from cappuccino.datasets.windows import inference_windows
+    from cappuccino.training.supervised import predict_split
+
+    meta = bundle.meta
+    tf = Timeframe.parse(timeframe or meta["timeframe"])
+    if tf.label != meta["timeframe"]:
+        raise ValueError(
+            f"timeframe {tf.label} asked, the bundle was trained on {meta['timeframe']}"
+        )
+    table, _ = build_feature_table(bars, meta["feature_set"], [], timeframe=tf, drop_warmup=True)
+    features = list(get_feature_set(meta["feature_set"]).columns)
+    bundle.check(feature_names=features, lookback=int(meta["lookback"]))
+    split = inference_windows(
+        table,
+        feature_names=features,
+        lookback=int(meta["lookback"]),
+        timeframe=tf,
+        scaler=bundle.scaler,
+        symbols=tuple(meta["symbols"]),
+    )
+    logits, _ = predict_split(bundle.model, split, 4096)
+    ends = split.ends.numpy()
+    prob = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    return pl.DataFrame(
+        {
+            "timestamp": split.time_ms.numpy()[ends],
+            "symbol": np.asarray(meta["symbols"], dtype=object)[split.asset.numpy()[ends]].astype(
+                str
+            ),
+            "prob": prob,
+            "signal": prob >= float(meta["threshold"]),
+        }
+    ).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
