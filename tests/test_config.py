@@ -31,7 +31,7 @@ def test_invalid_values_name_the_field() -> None:
         load_config(DemoConfig, None, ["data.on_gap=sometimes"])
     with pytest.raises(ValidationError, match="seed"):
         load_config(DemoConfig, None, ["seed=-1"])
-    with pytest.raises(ValidationError, match="unknown_field"):
+    with pytest.raises(ValueError, match="unknown key 'unknown_field'"):
         load_config(DemoConfig, None, ["unknown_field=1"])
     with pytest.raises(ValueError, match="key.path=value"):
         apply_overrides({}, ["novalue"])
@@ -69,5 +69,9 @@ def test_rl_config_rejects_bad_values_naming_the_field() -> None:
         load_config(RLTrainConfig, None, ["ppo.minibatch_size=100000"])
     with pytest.raises(ValidationError, match="reward"):
         load_config(RLTrainConfig, None, ["env.reward=sharpe"])
-    with pytest.raises(ValidationError, match="Extra inputs"):
+    with pytest.raises(
+        ValueError, match=r"unknown key 'ppo.learning_rat' \(did you mean 'learning_rate'\?\)"
+    ):
         load_config(RLTrainConfig, None, ["ppo.learning_rat=0.1"])
+    with pytest.raises(ValueError, match=r"unknown key 'zzz'$"):
+        load_config(RLTrainConfig, None, ["zzz=1"])

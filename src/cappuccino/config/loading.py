@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,4 +42,35 @@ def load_config(model: type[M], path: Path | None = None, overrides: list[str] |
                 f"{path}: expected a mapping at the top level, got {type(loaded).__name__}"
             )
         data = loaded
-    return model.model_validate(apply_overrides(data, overrides or []))
+    merged = apply_overrides(data, overrides or [])
+    try:
+        return model.model_validate(merged)
+    except ValidationError as exc:
+        unknown = [e for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if not unknown:
+            raise
+        where = f"{path}: " if path is not None else ""
+        hints = [_unknown_key_hint(model, tuple(e["loc"])) for e in unknown]
+        raise ValueError(where + "; ".join(hints)) from exc
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names (and aliases) accepted at ``loc`` (the parent path of a key)."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            field = next((f for f in current.model_fields.values() if f.alias == part), None)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        current = ann
+    names = list(current.model_fields)
+    names += [f.alias for f in current.model_fields.values() if f.alias]
+    return names
+
+
+def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    key = ".".join(str(x) for x in loc)
+    close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc[:-1]), n=1, cutoff=0.6)
+    return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
