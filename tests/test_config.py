@@ -75,3 +75,30 @@ def test_rl_config_rejects_bad_values_naming_the_field() -> None:
         load_config(RLTrainConfig, None, ["ppo.learning_rat=0.1"])
     with pytest.raises(ValueError, match=r"unknown key 'zzz'$"):
         load_config(RLTrainConfig, None, ["zzz=1"])
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs" / "train").glob("*.yaml"))
+)
+def test_shipped_train_configs_validate_and_build_their_model(path: Path) -> None:
+    from cappuccino.config.supervised import SupervisedConfig
+    from cappuccino.features.sets import get_feature_set
+    from cappuccino.models.registry import build_model
+
+    cfg = load_config(SupervisedConfig, path)
+    assert cfg.model == path.stem
+    n_features = len(get_feature_set(cfg.feature_set).columns)
+    build_model(cfg.model, n_features=n_features, window=cfg.windows.lookback, n_assets=7,
+                overrides=cfg.model_config_)  # fmt: skip
+
+
+def test_unknown_yaml_key_names_the_file_and_the_nearest_key(tmp_path: Path) -> None:
+    from cappuccino.config.rl import RLTrainConfig
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ppo:\n  lerning_rate: 0.1\n")
+    with pytest.raises(
+        ValueError,
+        match=r"bad.yaml: unknown key 'ppo.lerning_rate' \(did you mean 'learning_rate'\?\)",
+    ):
+        load_config(RLTrainConfig, bad)
