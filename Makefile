@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.features
 	$(BIN)/python -m benchmarks.env_steps
 	$(BIN)/python -m benchmarks.ppo
+	$(BIN)/python -m benchmarks.supervised
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
