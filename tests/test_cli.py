@@ -355,3 +355,27 @@ def test_train_command_writes_a_bundle(tmp_path: Path) -> None:
     assert frame["timestamp"].min() > datetime(2021, 6, 1, tzinfo=UTC)
     bad = runner.invoke(app, ["train", "--set", "model=xgboost", "--set", f"data.store={store}"])
     assert bad.exit_code == 2 and "xgboost" in bad.output
+
+
+def test_campaign_baseline_writes_the_comparison(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    run_json("data", "sample", "--store", store)
+    doc = run_json(
+        "campaign", "baseline", "--models", "mlp,gru_attention", "--seeds", "0",
+        "--set", f"data.store={store}", "--set", f"output_dir={tmp_path / 'c'}",
+        "--set", "data.symbols=[ETH/USDT]", "--set", "train.epochs=1",
+        "--set", "windows.lookback=4", "--set", "tracking_uri=null",
+    )  # fmt: skip
+    assert [r["model"] for r in doc["rows"]] == ["mlp", "gru_attention"]
+    # gru_attention takes its model_params from configs/train/gru_attention.yaml (64 x 2 heads)
+    assert (
+        json.loads((Path(doc["rows"][1]["bundles"][0]) / "bundle.json").read_text())[
+            "model_params"
+        ]["hidden"]
+        == 64
+    )
+    assert Path(doc["outputs"]["html"]).is_file() and Path(doc["outputs"]["markdown"]).is_file()
+    bad = runner.invoke(
+        app, ["campaign", "baseline", "--models", "svm", "--set", f"data.store={store}"]
+    )
+    assert bad.exit_code == 2 and "svm" in bad.output

@@ -6,6 +6,7 @@ import typer
 
 from cappuccino import __version__
 from cappuccino.cli import backtest as backtest_cmd
+from cappuccino.cli import campaign as campaign_cmd
 from cappuccino.cli import data as data_cmd
 from cappuccino.cli import demo as demo_cmd
 from cappuccino.cli import features as features_cmd
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(campaign_cmd.app, name="campaign")
 app.add_typer(rl_cmd.app, name="rl")
 app.command("backtest")(backtest_cmd.backtest)
 app.command("train")(train_cmd.train)

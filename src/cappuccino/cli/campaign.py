@@ -1,0 +1,74 @@
+"""``cappuccino campaign ...``: the baseline comparison of every architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+
+app = typer.Typer(no_args_is_help=True, help="Campaigns over many models.")
+
+
+@app.command("baseline")
+@fail_cleanly
+def baseline(
+    config: Path | None = typer.Option(None, "--config", help="shared YAML run config"),
+    overrides: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
+    models: str = typer.Option(
+        "mlp,lstm_attention,gru_attention,cnn_lstm,price_action_transformer,ft_transformer",
+        "--models",
+        help="comma-separated model names",
+    ),
+    configs_dir: Path = typer.Option(
+        Path("configs/train"), "--configs", help="per-model YAML (model_params read from it)"
+    ),
+    seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train every model on the same split and seeds; write the comparison table."""
+    import yaml
+
+    from cappuccino.config import load_config
+    from cappuccino.config.supervised import SupervisedConfig
+    from cappuccino.models.registry import get_model
+    from cappuccino.tracking import MlflowTracker
+    from cappuccino.training.campaign import run_campaign, write_campaign
+
+    base = load_config(SupervisedConfig, config, overrides)
+    chosen: dict[str, dict[str, object]] = {}
+    for name in [m.strip() for m in models.split(",") if m.strip()]:
+        get_model(name)  # validates the name
+        path = configs_dir / f"{name}.yaml"
+        params = (
+            (yaml.safe_load(path.read_text()) or {}).get("model_params", {})
+            if path.is_file()
+            else {}
+        )
+        chosen[name] = dict(params)
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    tracker = MlflowTracker(base.tracking_uri, base.experiment) if base.tracking_uri else None
+    with progress(f"training {len(chosen)} models x {len(seed_list)} seeds", not as_json):
+        rows = run_campaign(base, chosen, seeds=seed_list, tracker=tracker)
+    context = {
+        "description": f"{base.feature_set} features, {base.windows.lookback}-bar windows, label "
+        f"{base.windows.label}, split {base.windows.fractions} with a "
+        f"{base.windows.embargo_bars}-bar embargo",
+        "seeds": seed_list,
+    }
+    paths = write_campaign(rows, base.output_dir, context=context)
+    if as_json:
+        emit_json({"rows": rows, "outputs": paths})
+        return
+    cols = [
+        "model",
+        "parameters",
+        "epochs",
+        "test_roc_auc",
+        "test_pr_auc",
+        "test_f1_pos",
+        "seconds",
+    ]
+    table(rows, "baseline campaign (test, means over seeds)", cols)
+    console.print(f"outputs: {', '.join(paths.values())}")

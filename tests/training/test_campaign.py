@@ -1,0 +1,42 @@
+"""The baseline campaign: same data and seeds for every model, one table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cappuccino.config.supervised import SupervisedConfig
+from cappuccino.data.sample import sample_path
+from cappuccino.tracking import InMemoryTracker
+from cappuccino.training.campaign import run_campaign, write_campaign
+
+
+def test_campaign_averages_seeds_and_writes_its_table(tmp_path: Path) -> None:
+    bars = pl.read_parquet(sample_path()).filter(pl.col("symbol") == "BTC/USDT")
+    base = SupervisedConfig.model_validate(
+        {"output_dir": str(tmp_path), "windows": {"lookback": 4}, "train": {"epochs": 1}}
+    )
+    tracker = InMemoryTracker()
+    rows = run_campaign(
+        base, {"mlp": {"hidden": [8]}, "cnn_lstm": {"filters": 4}}, seeds=[0, 1], bars=bars,
+        tracker=tracker,
+    )  # fmt: skip
+    assert [r["model"] for r in rows] == ["mlp", "cnn_lstm"]
+    runs = [(r.tags["model_type"], r.name.split("_seed")[1][0]) for r in tracker.runs.values()]
+    assert runs == [("mlp", "0"), ("mlp", "1"), ("cnn_lstm", "0"), ("cnn_lstm", "1")]
+    # the row is the mean of the two seeds' test metrics, read back from their bundles
+    aucs = [
+        json.loads((Path(b) / "bundle.json").read_text())["metrics"]["test"]["roc_auc"]
+        for b in rows[0]["bundles"]
+    ]
+    assert rows[0]["test_roc_auc"] == pytest.approx(sum(aucs) / 2)
+    # mlp on 4 bars x 23 features + an 8-wide embedding of 1 asset: linear (92 + 8) x 8 + 8,
+    # batch norm 2 x 8, embedding 1 x 8, head 8 + 1
+    assert rows[0]["parameters"] == 100 * 8 + 8 + 16 + 8 + 9
+    paths = write_campaign(rows, tmp_path / "out", context={"description": "test"})
+    md = Path(paths["markdown"]).read_text()
+    assert "| model | parameters |" in md and "| cnn_lstm |" in md
+    assert "<td>mlp</td>" in Path(paths["html"]).read_text()
