@@ -135,7 +135,7 @@ def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     from cappuccino.datasets.market import build_market_arrays
     from cappuccino.evaluation.evaluate import evaluate, write_evaluation
     from cappuccino.training.rl.bundle import load_bundle
-    from cappuccino.training.rl.train import holdout_period, train_rl
+    from cappuccino.training.rl.train import holdout_start, train_rl
 
     r = cfg.rl
     out = cfg.output_dir / "rl"
@@ -152,14 +152,9 @@ def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     log.info("training PPO for %d timesteps", r.ppo.total_timesteps)
     trained = train_rl(train_cfg, data=data)
     bundle = load_bundle(trained.bundle)
-    window, first = holdout_period(data, r.split, bundle.env_settings.lookback)
-    log.info("backtesting out of sample from %s", window.describe()["start"])
-    ev = evaluate(
-        window,
-        bundle,
-        start=window.datetime_at(first),
-        benchmarks=r.benchmarks,
-    )
+    start = holdout_start(data, r.split)
+    log.info("backtesting out of sample from %s", start.isoformat())
+    ev = evaluate(data, bundle, start=start, end=r.split.test_end, benchmarks=r.benchmarks)
     paths = write_evaluation(ev, out / "backtest", out / "report.html")
     keys = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "exposure")
     rows = [

@@ -16,15 +16,10 @@ app = typer.Typer(no_args_is_help=True, help="Causal features, labels and the lo
 def _load_bars(
     store: Path, timeframe: str, symbols: list[str] | None
 ) -> tuple[pl.DataFrame, Timeframe]:
-    from cappuccino.data.schema import resolve_symbols
     from cappuccino.data.store import ParquetStore
 
-    st = ParquetStore(store)
     tf = Timeframe.parse(timeframe)
-    syms = resolve_symbols(symbols, st.symbols(tf))
-    if not syms:
-        raise ValueError(f"store {store} has no {tf} bars; import some first")
-    return st.read(tf, syms), tf
+    return ParquetStore(store).read_universe(tf, symbols), tf
 
 
 @app.command("list")

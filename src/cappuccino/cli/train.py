@@ -57,17 +57,15 @@ def predict(
 
     import polars as pl
 
-    from cappuccino.data.schema import Timeframe, resolve_symbols
+    from cappuccino.data.schema import Timeframe
     from cappuccino.data.store import ParquetStore
     from cappuccino.training.supervised_run import load_bundle
     from cappuccino.training.supervised_run import predict as score
     from cappuccino.utils.io import atomic_write_parquet
 
     b = load_bundle(bundle)
-    st = ParquetStore(store)
     tf = Timeframe.parse(b.meta["timeframe"])
-    chosen = resolve_symbols(symbols or b.meta["symbols"], st.symbols(tf))
-    bars = st.read(tf, chosen)
+    bars = ParquetStore(store).read_universe(tf, symbols or b.meta["symbols"])
     for bound, op in ((start, "ge"), (end, "le")):
         if bound is not None:
             when = datetime.fromisoformat(bound)

@@ -130,6 +130,16 @@ class ParquetStore:
             lf = lf.filter(pl.col("timestamp") <= end)
         return lf.collect().sort(["symbol", "timestamp"])
 
+    def read_universe(self, timeframe: Timeframe, symbols: list[str] | None) -> pl.DataFrame:
+        """Bars of ``symbols`` (normalised; None: every stored symbol); a clear error when the
+        store holds no bars of ``timeframe`` or a symbol is missing."""
+        from cappuccino.data.schema import resolve_symbols
+
+        chosen = resolve_symbols(symbols, self.symbols(timeframe))
+        if not chosen:
+            raise ValueError(f"store {self.root} has no {timeframe} bars; import some first")
+        return self.read(timeframe, chosen)
+
     def last_timestamp(self, symbol: str, timeframe: Timeframe) -> datetime | None:
         """Time of the last real (not gap-filled) bar stored for ``symbol``."""
         p = self.path(symbol, timeframe)

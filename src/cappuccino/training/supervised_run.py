@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from cappuccino.config.supervised import SupervisedConfig
-from cappuccino.data.schema import resolve_symbols
 from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.windows import WindowData, build_windows
 from cappuccino.features.labels import ForwardReturnLabel, LabelSpec, parse_label
@@ -150,10 +149,7 @@ def train_supervised(
     seed_everything(cfg.seed)
     device = default_device()
     if bars is None:
-        store = ParquetStore(cfg.data.store)
-        bars = store.read(
-            cfg.data.tf, resolve_symbols(cfg.data.symbols, store.symbols(cfg.data.tf))
-        )
+        bars = ParquetStore(cfg.data.store).read_universe(cfg.data.tf, cfg.data.symbols)
     data = prepare_windows(cfg, bars, device)
     torch.manual_seed(cfg.seed)
     model = build_model(

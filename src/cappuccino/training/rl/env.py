@@ -48,7 +48,7 @@ from torch import Tensor
 from cappuccino.config.rl import EnvSettings
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
-from cappuccino.market import Fill, MarketRules, Portfolio, rebalance
+from cappuccino.market import Fill, MarketRules, Portfolio, rebalance, weights_to_units
 from cappuccino.training.rl.rewards import get_reward
 
 
@@ -250,16 +250,13 @@ class BatchedTradingEnv:
     def observation(self) -> Tensor:
         """``(E, D)`` float32 observation at the current bar (see the module docstring)."""
         pf = self.portfolio
-        return self._observe(self.t, pf.cash, pf.units, self.equity)
-
-    def _observe(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
-        return self._observe_with(t, self._head(t, cash, units, equity))
+        return self.observe_state(self.t, pf.cash, pf.units, self.equity)
 
     def observe_state(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
         """Observation ``(N, D)`` of arbitrary states: bars ``t`` ``(N,)``, cash ``(N,)``,
         units ``(N, A)``, equity ``(N,)`` at ``close[t]`` (e.g. the final states of
         finished episodes, to bootstrap their value after a rollout)."""
-        return self._observe(t, cash, units, equity)
+        return self._observe_with(t, self._head(t, cash, units, equity))
 
     def _head(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
         """``(E, 1 + A)`` float32 cash and position weights at ``close[t]``."""
@@ -292,13 +289,13 @@ class BatchedTradingEnv:
             x = (a + 1.0) * 0.5
             s = x.sum(dim=1, keepdim=True)
             w = torch.where(s > 1.0, x / s.clamp_min(1e-12), x)
-            return w * eq / price
+            return weights_to_units(w, eq.squeeze(1), price)
         return units + a * self.trade_fraction * eq / price
 
     def weights_to_target_units(self, weights: Tensor) -> Tensor:
         """Target units for target weights ``(E, A)`` (sum <= 1) at the next fill price."""
         price = self.fill_price
-        return weights.to(torch.float64) * self.portfolio.equity(price).unsqueeze(1) / price
+        return weights_to_units(weights.to(torch.float64), self.portfolio.equity(price), price)
 
     def step(
         self, action: Tensor, *, obs_out: Tensor | None = None
@@ -357,7 +354,7 @@ class BatchedTradingEnv:
             equity=equity_end,
             fill=fill,
             t_end=t_end,
-            _final=lambda: self._observe(t_end, cash_end, units_end, equity_end),
+            _final=lambda: self.observe_state(t_end, cash_end, units_end, equity_end),
         )
         return obs, reward, torch.zeros_like(truncated), truncated, info
 
@@ -382,7 +379,7 @@ class BatchedTradingEnv:
         u: Tensor,
     ) -> tuple[Tensor, ...]:
         """One bar's accounting for every env as a pure function of tensors (compilable);
-        the observation is gathered afterwards by :meth:`_observe`."""
+        the observation is gathered afterwards by :meth:`_observe_with`."""
         fill = rebalance(
             Portfolio(cash=cash, units=units, entry_price=entry),
             target_units,

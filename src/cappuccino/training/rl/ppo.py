@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -242,8 +241,3 @@ def ppo_loss(
         clipfrac = ((ratio - 1).abs() > c).float().mean()
         stats = torch.stack([pg, v_loss, ent, kl, clipfrac, torch.ones_like(kl)]).detach()
     return loss, stats
-
-
-def summarize_history(history: list[dict[str, float]]) -> dict[str, Any]:
-    """Last row plus the number of updates, for logs and JSON outputs."""
-    return {"updates": len(history), **(history[-1] if history else {})}

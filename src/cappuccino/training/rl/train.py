@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cappuccino.config.rl import RLTrainConfig, SplitSettings
-from cappuccino.data.schema import resolve_symbols
 from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.market import MarketArrays, build_market_arrays
 from cappuccino.training.rl.bundle import save_bundle
@@ -37,33 +37,24 @@ def load_market(
     from cappuccino.data.schema import Timeframe
 
     tf = Timeframe.parse(timeframe)
-    store = ParquetStore(store_path)
-    chosen = resolve_symbols(symbols, store.symbols(tf))
-    return build_market_arrays(store.read(tf, chosen), feature_set, tf)
+    return build_market_arrays(ParquetStore(store_path).read_universe(tf, symbols), feature_set, tf)
 
 
 def train_period(data: MarketArrays, split: SplitSettings) -> MarketArrays:
     return data.between(split.train_start, split.train_end)
 
 
-def holdout_period(
-    data: MarketArrays, split: SplitSettings, lookback: int
-) -> tuple[MarketArrays, int]:
-    """Out-of-sample bars plus ``lookback - 1`` bars of history before them (the first
-    observation's window); returns the arrays and the index of the first test bar."""
+def holdout_start(data: MarketArrays, split: SplitSettings) -> datetime:
+    """First out-of-sample bar: ``test_start``, else the bar ``embargo_bars`` after
+    ``train_end``."""
     if split.test_start is not None:
-        first = data.index_of(split.test_start, default=0)
-    else:
-        first = data.index_of(split.train_end, default=0, side="right") + split.embargo_bars
-    last = data.index_of(split.test_end, default=data.n_bars, side="right")
-    if last - first < 2:
+        return split.test_start
+    first = data.index_of(split.train_end, default=0, side="right") + split.embargo_bars
+    if first >= data.n_bars - 1:
         raise ValueError(
             f"test period: no bars after {split.train_end} (+{split.embargo_bars} embargo)"
         )
-    lo = first - (lookback - 1)
-    if lo < 0:
-        raise ValueError(f"test period starts at bar {first}, needs {lookback - 1} bars of history")
-    return data.slice(lo, last), lookback - 1
+    return data.datetime_at(first)
 
 
 def _last_finite(history: list[dict[str, float]], key: str) -> float | None:
