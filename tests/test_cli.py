@@ -353,6 +353,13 @@ def test_train_command_writes_a_bundle(tmp_path: Path) -> None:
     ]
     # reading starts at --start: the first score comes after the warm-up and a full window
     assert frame["timestamp"].min() > datetime(2021, 6, 1, tzinfo=UTC)
+    assert pred["epoch"] == 1
+    again = run_json("predict", doc["bundle"], "--store", store, "--start", "2021-06-01",
+                     "--epoch", "1", "--out", str(tmp_path / "p1.parquet"))  # fmt: skip
+    assert again["signals"] == pred["signals"]  # top-1 checkpoint = the kept model
+    nope = runner.invoke(app, ["predict", doc["bundle"], "--store", store, "--epoch", "7",
+                               "--out", str(tmp_path / "p7.parquet")])  # fmt: skip
+    assert nope.exit_code == 2 and "no checkpoint of epoch 7; kept: [1]" in nope.output
     bad = runner.invoke(app, ["train", "--set", "model=xgboost", "--set", f"data.store={store}"])
     assert bad.exit_code == 2 and "xgboost" in bad.output
 

@@ -185,6 +185,7 @@ def _run_supervised(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
         windows=s.windows,
         model=s.model,
         train=s.train,
+        backtest=s.backtest,
         tracking_uri=uri,
         experiment="cappuccino-demo",
         phase="demo",

@@ -127,3 +127,46 @@ def test_trades_record_execution_price_notional_and_fee() -> None:
     sells = trades.filter(pl.col("side") == "sell")
     assert (sells["fee"] - sells["notional"] * 0.002).abs().max() < 1e-9
     assert trades["fee"].sum() == pytest.approx(res.metrics["fees_paid"])
+
+
+def test_signal_policy_trades_slots_for_the_hold_period_by_hand() -> None:
+    from cappuccino.evaluation.backtest import SignalPolicy
+
+    close = np.array([[10.0, 5], [11, 5], [14, 5], [15, 5], [15, 5], [15, 5]])
+    open_ = np.array([[10.0, 5], [10, 5], [12, 5], [15, 5], [15, 5], [15, 5]])
+    data = market(open_, close)
+    ts = data.timestamps
+    # A0 signals at bar 0 only; A1 at bar 3 and 4; bar 5 has no prediction at all
+    preds = pl.DataFrame(
+        {
+            "timestamp": [ts[0], ts[0], ts[1], ts[2], ts[3], ts[4], ts[4]],
+            "symbol": ["A0/USDT", "A1/USDT", "A0/USDT", "A0/USDT", "A1/USDT", "A1/USDT",
+                       "A0/USDT"],
+            "signal": [True, False, False, False, True, True, False],
+        }
+    ).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))  # fmt: skip
+    policy = SignalPolicy.from_predictions("clf", preds, data.symbols, 3_600_000, hold_bars=2)
+    on = policy.active(ts)
+    assert on.tolist() == [[True, False], [True, False], [False, False], [False, True],
+                           [False, True], [False, True]]  # fmt: skip
+    rules = MarketRules(
+        buy_fee_pct=0.0, sell_fee_pct=0.0, min_order_notional=0.0, initial_cash=1000.0
+    )
+    r = run_backtest(
+        data, policy, env_settings=EnvSettings(lookback=1), rules=rules,
+        scaler=Scaler.fit(data.features), first=0,
+    )  # fmt: skip
+    # bar 0 close: A0 on -> 500 / open 10 = 50 units at bar 1's open; held through bar 1
+    # (still on, not re-sized although it rose); off at bar 2 -> sold at bar 3's open (15):
+    # cash 500 + 750 = 1250. A1 on at bar 3 -> 625 / 5 = 125 units at bar 4's open, held.
+    assert r.equity.tolist() == pytest.approx([1000, 1050, 1200, 1250, 1250, 1250])
+    assert r.bought[:, 0].tolist() == [50, 0, 0, 0, 0]
+    assert r.sold[:, 0].tolist() == [0, 0, 50, 0, 0]
+    assert r.bought[:, 1].tolist() == [0, 0, 0, 125, 0]
+    assert r.traded_notional.tolist() == pytest.approx([500, 0, 750, 625, 0])
+    with pytest.raises(ValueError, match=r"symbols \['X/USDT'\] not among"):
+        SignalPolicy.from_predictions(
+            "x", preds.with_columns(pl.lit("X/USDT").alias("symbol")), data.symbols, 3_600_000
+        )
+    ev = evaluate(data, policy, rules=rules, benchmarks=["cash"])
+    assert ev.policy.name == "clf" and ev.verdict is not None  # classifiers get the verdict

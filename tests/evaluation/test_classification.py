@@ -50,6 +50,66 @@ def test_ranking_metrics_match_sklearn_with_ties(pairs: list[tuple[int, float]])
         assert cm.pr_auc(y, s) == pytest.approx(skm.average_precision_score(y, s))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 8).map(lambda k: k / 8)),
+        min_size=2,
+        max_size=80,
+    )
+)
+def test_curves_match_sklearn_with_ties(pairs: list[tuple[int, float]]) -> None:
+    y = np.array([p[0] for p in pairs])
+    s = np.array([p[1] for p in pairs])
+    if 0 < y.sum() < y.size:
+        fpr, tpr, thr = cm.roc_curve(y, s)
+        ref_fpr, ref_tpr, ref_thr = skm.roc_curve(y, s, drop_intermediate=False)
+        np.testing.assert_allclose(fpr, ref_fpr)
+        np.testing.assert_allclose(tpr, ref_tpr)
+        np.testing.assert_array_equal(thr[1:], ref_thr[1:])  # sklearn's first is max + 1 or inf
+    if y.sum() > 0:
+        prec, rec, thr = cm.pr_curve(y, s)
+        ref_p, ref_r, ref_t = skm.precision_recall_curve(y, s)
+        # sklearn: increasing thresholds, a final (precision 1, recall 0) point; it may also
+        # drop the lowest thresholds once recall has reached 1 (they are repeats of it)
+        n = ref_t.size
+        np.testing.assert_allclose(prec[:n], ref_p[:-1][::-1])
+        np.testing.assert_allclose(rec[:n], ref_r[:-1][::-1])
+        np.testing.assert_array_equal(thr[:n], ref_t[::-1])
+        assert (rec[n:] == 1.0).all()
+    else:
+        with pytest.raises(ValueError, match="positive"):
+            cm.pr_curve(y, s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 10).map(lambda k: k / 10)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([0.3, 0.5, 0.75, 1.0]),
+)
+def test_threshold_choice_matches_a_brute_force_search(
+    pairs: list[tuple[int, float]], target: float
+) -> None:
+    y = np.array([p[0] for p in pairs])
+    p = np.array([p[1] for p in pairs])
+    best_f1, best_f1_thr = -1.0, 1.0
+    best_rec, best_prec_thr = -1.0, 1.0
+    for thr in sorted(set(p.tolist()), reverse=True):  # every candidate, scored by sklearn
+        pred = (p >= thr).astype(int)
+        f1 = skm.f1_score(y, pred, zero_division=0)
+        if f1 > best_f1:
+            best_f1, best_f1_thr = f1, thr
+        rec = skm.recall_score(y, pred, zero_division=0)
+        if skm.precision_score(y, pred, zero_division=0) >= target and rec >= best_rec:
+            best_rec, best_prec_thr = rec, thr
+    assert cm.threshold_for(y, p) == best_f1_thr
+    assert cm.threshold_for(y, p, objective="precision", precision_target=target) == best_prec_thr
+
+
 def test_threshold_choice_on_validation() -> None:
     y = np.array([0, 0, 1, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.9])

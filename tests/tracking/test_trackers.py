@@ -54,3 +54,6 @@ def test_mlflow_backend_round_trip(tmp_path: Path) -> None:
     assert run.data.tags["phase"] == "baseline" and run.data.tags["mlflow.parentRunId"] == parent
     assert run.info.status == "FINISHED"
     assert [a.path for a in c.list_artifacts(child)] == ["a.json"]
+    # artifacts live beside the database, not under the process's working directory
+    stored = list((tmp_path / "mlartifacts").rglob("a.json"))
+    assert len(stored) == 1 and child in stored[0].parts

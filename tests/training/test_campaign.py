@@ -36,7 +36,20 @@ def test_campaign_averages_seeds_and_writes_its_table(tmp_path: Path) -> None:
     # mlp on 4 bars x 23 features + an 8-wide embedding of 1 asset: linear (92 + 8) x 8 + 8,
     # batch norm 2 x 8, embedding 1 x 8, head 8 + 1
     assert rows[0]["parameters"] == 100 * 8 + 8 + 16 + 8 + 9
+    # each run's test-period signals were traded; the row holds the mean over seeds
+    bt = [json.loads((Path(b).parent / "backtest" / "metrics.json").read_text())
+          for b in rows[0]["bundles"]]  # fmt: skip
+    assert rows[0]["bt_sharpe"] == pytest.approx((bt[0]["sharpe"] + bt[1]["sharpe"]) / 2)
+    assert rows[0]["bt_hold_bars"] == 24  # the label's horizon (forward:h=24)
+    test_split = json.loads((Path(rows[0]["bundles"][0]) / "bundle.json").read_text())["data"]
+    assert bt[0]["period"]["start"] == test_split["splits"]["test"]["start"]
+    assert rows[0]["bt_benchmarks"]["buy_and_hold"] == {
+        k: bt[0]["benchmarks"]["buy_and_hold"][k] for k in rows[0]["bt_benchmarks"]["buy_and_hold"]
+    }
+    assert all(Path(p).is_file() for p in rows[0]["bt_reports"])
     paths = write_campaign(rows, tmp_path / "out", context={"description": "test"})
     md = Path(paths["markdown"]).read_text()
     assert "| model | parameters |" in md and "| cnn_lstm |" in md
-    assert "<td>mlp</td>" in Path(paths["html"]).read_text()
+    assert "| benchmark: buy_and_hold |" in md and f"| {rows[1]['bt_degenerate']}/2 |" in md
+    html = Path(paths["html"]).read_text()
+    assert "<td>mlp</td>" in html and "<td>benchmark: cash</td>" in html

@@ -92,3 +92,26 @@ def test_losses_are_chosen_by_name_and_bad_metric_is_clear() -> None:
             TrainSettings(epochs=1, early_stopping=EarlyStopping(metric="val_sharpe")),
             seed=0,
         )
+
+
+def test_top_k_checkpoints_are_the_k_best_epochs_and_hold_their_weights() -> None:
+    data = _data(noise=1.0)
+    settings = TrainSettings(
+        epochs=8, batch_size=32, learning_rate=1e-2, keep_top_k=3,
+        early_stopping=EarlyStopping(metric="val_roc_auc", mode="max", patience=100),
+    )  # fmt: skip
+    res = fit(_model(), data, settings, seed=0)
+    by_value = sorted(res.history, key=lambda r: -r["val_roc_auc"])[:3]
+    assert [c.epoch for c in res.checkpoints] == [int(r["epoch"]) for r in by_value]
+    assert res.checkpoints[0].epoch == res.best_epoch
+    loss_fn = make_loss(settings, data.splits["train"])
+    for ckpt in res.checkpoints:  # each file's weights reproduce that epoch's val score
+        model = _model(seed=9)
+        model.load_state_dict(ckpt.state)
+        got = evaluate_split(model, data.splits["val"], loss_fn, 4096)
+        assert got["roc_auc"] == pytest.approx(ckpt.value, abs=1e-9)
+        assert got["loss"] == pytest.approx(res.history[ckpt.epoch - 1]["val_loss"], rel=1e-5)
+    # the kept predictions are the restored model's
+    prob, y = res.predictions["test"]
+    assert prob.shape == y.shape == (data.splits["test"].n_windows,)
+    assert res.test["tp"] == int(((prob >= res.threshold) & (y == 1)).sum())

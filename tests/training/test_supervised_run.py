@@ -29,7 +29,7 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
             "windows": {"lookback": 6, "label": "triple:tp=0.02,sl=0.02,h=12"},
             "model": "mlp",
             "model_params": {"hidden": [16]},
-            "train": {"epochs": 2, "batch_size": 512},
+            "train": {"epochs": 3, "batch_size": 512, "keep_top_k": 2},
             "variant": "t",
         }
     )
@@ -41,10 +41,32 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
     assert [step for step, _ in run.metrics[:2]] == [1, 2] and "val_pr_auc" in run.metrics[0][1]
     assert run.params["model"] == "mlp" and run.params["data.train.windows"] > 0
     assert run.artifacts == [(summary["bundle"], "bundle")]
-    assert summary["epochs_run"] == 2 and 0.0 <= summary["test"]["roc_auc"] <= 1.0
+    assert run.params["env.python"] and run.params["packages.torch"] == torch.__version__
+    assert run.params["env.cuda_available"] is False and run.tags["git_commit"]
+    assert summary["epochs_run"] == 3 and 0.0 <= summary["test"]["roc_auc"] <= 1.0
     meta = json.loads((Path(summary["bundle"]) / "bundle.json").read_text())
     assert meta["label"]["column"] == "label_tb_hit_12" and meta["lookback"] == 6
+    # top-k checkpoints: the 2 best epochs by val_loss, best first, each loadable
+    hist = json.loads((Path(summary["bundle"]) / "history.json").read_text())
+    best2 = sorted(hist, key=lambda r: r["val_loss"])[:2]
+    assert [c["epoch"] for c in meta["checkpoints"]] == [r["epoch"] for r in best2]
+    assert meta["checkpoints"][0]["epoch"] == meta["best_epoch"] == summary["best_epoch"]
+    other = meta["checkpoints"][1]["epoch"]
+    b_other = load_bundle(Path(summary["bundle"]), epoch=other)
+    with pytest.raises(ValueError, match=r"no checkpoint of epoch 99; kept: \["):
+        load_bundle(Path(summary["bundle"]), epoch=99)
+    # figures: PNG files of the promised size
+    from PIL import Image
+
+    assert sorted(meta["figures"]) == ["confusion_test", "pr_test", "roc_test", "training_curves"]
+    for rel in meta["figures"].values():
+        with Image.open(Path(summary["bundle"]) / rel) as im:
+            assert im.format == "PNG" and im.size[0] >= 400 and im.size[1] >= 300
     b = load_bundle(Path(summary["bundle"]))
+    assert any(
+        not torch.equal(p, q)
+        for p, q in zip(b.model.parameters(), b_other.model.parameters(), strict=True)
+    )
     data = prepare_windows(cfg, bars, torch.device("cpu"))
     z, _ = predict_split(b.model, data.splits["test"], 4096)
     probs = 1 / (1 + torch.exp(-torch.as_tensor(z, dtype=torch.float64)))

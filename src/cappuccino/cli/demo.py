@@ -45,6 +45,21 @@ def demo(
             f"threshold {sv['threshold']:.3f} chosen on val",
         )
         console.print(f"MLflow run {sv['run_name']} ({sv['run_id']}) in {sv['tracking_uri']}")
+        if "backtest" in sv:
+            bt = sv["backtest"]
+            period = f"{bt['period']['start'][:10]} .. {bt['period']['end'][:10]}"
+            table(
+                [{"policy": f"{sv['model']} signals", **bt["policy"]}]
+                + [{"policy": name, **m} for name, m in bt["benchmarks"].items()],
+                f"{sv['model']} test-period signals through the market core, {period} "
+                f"(equal slots held {bt['hold_bars']} bars; Sharpe annualised x sqrt(8760))",
+            )
+            v = bt["degenerate"]
+            console.print(
+                f"degenerate-policy check: {'DEGENERATE' if v['degenerate'] else 'ok'}: "
+                f"{v['reason']}"
+            )
+            console.print(f"report: {bt['outputs']['report']}")
     if result.rl is not None:
         rl = result.rl
         period = f"{rl['test_period']['start'][:10]} .. {rl['test_period']['end'][:10]}"

@@ -18,11 +18,13 @@ def train(
     """Train, select on val, score test once, write the bundle; prints the summary."""
     from cappuccino.config import load_config
     from cappuccino.config.supervised import SupervisedConfig
+    from cappuccino.models.registry import get_model
     from cappuccino.tracking import MlflowTracker
     from cappuccino.training.supervised_run import train_supervised
     from cappuccino.utils.io import atomic_write_json
 
     cfg = load_config(SupervisedConfig, config, overrides)
+    get_model(cfg.model)  # a bad name fails before anything is created
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg.output_dir / "config.json", cfg.model_dump(mode="json", by_alias=True))
     tracker = MlflowTracker(cfg.tracking_uri, cfg.experiment) if cfg.tracking_uri else None
@@ -50,6 +52,9 @@ def predict(
     ),
     end: str | None = typer.Option(None, "--end", help="last bar to read, ISO 8601 UTC"),
     out: Path = typer.Option(..., "--out", help="Parquet file: timestamp, symbol, prob, signal"),
+    epoch: int | None = typer.Option(
+        None, "--epoch", help="score with this top-k checkpoint instead of the kept model"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score new bars with a bundle (same features, window, scaler and symbol order)."""
@@ -63,7 +68,7 @@ def predict(
     from cappuccino.training.supervised_run import predict as score
     from cappuccino.utils.io import atomic_write_parquet
 
-    b = load_bundle(bundle)
+    b = load_bundle(bundle, epoch)
     tf = Timeframe.parse(b.meta["timeframe"])
     bars = ParquetStore(store).read_universe(tf, symbols or b.meta["symbols"])
     for bound, op in ((start, "ge"), (end, "le")):
@@ -78,6 +83,7 @@ def predict(
         "rows": frame.height,
         "signals": int(frame["signal"].sum()),
         "threshold": b.meta["threshold"],
+        "epoch": epoch if epoch is not None else b.meta["best_epoch"],
         "symbols": sorted(frame["symbol"].unique().to_list()),
     }
     if as_json:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from cappuccino.config.models import DataSettings, FeatureSetName, FeatureSettings, _Model
 from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings, SplitSettings
-from cappuccino.config.supervised import TrainSettings, WindowSettings
+from cappuccino.config.supervised import SignalBacktestSettings, TrainSettings, WindowSettings
 
 
 def _demo_ppo() -> PPOSettings:
@@ -29,6 +29,7 @@ class DemoSupervisedSettings(_Model):
     feature_set: FeatureSetName = Field("nn23", description="registered feature set")
     windows: WindowSettings = Field(default_factory=WindowSettings)
     train: TrainSettings = Field(default_factory=_demo_train)
+    backtest: SignalBacktestSettings = Field(default_factory=SignalBacktestSettings)
     tracking_uri: str | None = Field(
         None, description="MLflow URI (None: sqlite:///<output_dir>/mlflow.db)"
     )

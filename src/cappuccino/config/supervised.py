@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from cappuccino.config.models import DataSettings, FeatureSetName, _Model
+from cappuccino.config.rl import MarketSettings
 
 
 class EarlyStopping(_Model):
@@ -37,6 +38,11 @@ class TrainSettings(_Model):
     focal_alpha: float = Field(0.25, ge=0, le=1, description="focal loss alpha")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss gamma")
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    keep_top_k: int = Field(
+        3,
+        ge=1,
+        description="checkpoints kept in the bundle: the k best epochs by early_stopping.metric",
+    )
     threshold: Literal["f1_pos", "precision", "fixed"] = Field(
         "f1_pos", description="decision threshold chosen on val (fixed: 0.5)"
     )
@@ -59,6 +65,20 @@ class WindowSettings(_Model):
     scaler: Literal["zscore", "robust", "minmax"] = Field("zscore", description="fit on train")
 
 
+class SignalBacktestSettings(_Model):
+    """How a trained classifier's test-period signals are traded through the market core:
+    one equal slot per asset, bought when a signal turns it on, held ``hold_bars``."""
+
+    enabled: bool = Field(True, description="backtest the test-period signals after training")
+    hold_bars: int | None = Field(
+        None, ge=1, description="bars a signal keeps its asset on (None: the label's horizon)"
+    )
+    market: MarketSettings = Field(default_factory=MarketSettings)
+    benchmarks: list[str] | None = Field(
+        None, description="benchmark policies (None: cash, buy_and_hold, equal_weight:24, BTC)"
+    )
+
+
 class SupervisedConfig(_Model):
     """``cappuccino train``: one window classifier on a store's symbols."""
 
@@ -74,6 +94,7 @@ class SupervisedConfig(_Model):
         default_factory=dict, alias="model_params", description="overrides of the model's config"
     )
     train: TrainSettings = Field(default_factory=TrainSettings)
+    backtest: SignalBacktestSettings = Field(default_factory=SignalBacktestSettings)
     tracking_uri: str | None = Field(
         "sqlite:///mlflow.db", description="MLflow tracking URI (None: no tracking)"
     )

@@ -236,10 +236,12 @@ def inference_windows(
     scaler: Scaler,
     symbols: tuple[str, ...],
     device: torch.device | str = "cpu",
+    since_ms: int | None = None,
 ) -> WindowSplit:
     """Every valid window of ``table`` for scoring (no label needed), scaled with a saved
     scaler; asset ids follow ``symbols`` (a model's training order). Symbols not in
-    ``symbols`` are a ``ValueError``."""
+    ``symbols`` are a ``ValueError``. With ``since_ms``, only windows ending at or after
+    that bar (the history before it still feeds the windows)."""
     unknown = sorted(set(table["symbol"].unique().to_list()) - set(symbols))
     if unknown:
         raise ValueError(f"symbols {unknown} were not in training (known: {list(symbols)})")
@@ -253,6 +255,8 @@ def inference_windows(
     )
     finite_rows: npt.NDArray[np.bool_] = np.asarray(np.isfinite(x).all(axis=1))
     ends = _valid_ends(sym, t, finite_rows, np.ones(t.size, dtype=bool), lookback, timeframe.ms)
+    if since_ms is not None:
+        ends = ends[t[ends] >= since_ms]
     return WindowSplit(
         name="predict",
         x=torch.as_tensor(np.ascontiguousarray(x), device=device),

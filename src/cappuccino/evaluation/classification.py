@@ -80,22 +80,52 @@ def roc_auc(y: npt.ArrayLike, score: npt.ArrayLike) -> float:
     return float((ranks[t == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _sweep(
+    t: npt.NDArray[np.int64], s: Array
+) -> tuple[Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(thresholds, tp, fp)`` for predicting positive at ``score >= thr``, one entry per
+    distinct score, thresholds descending. One sort, O(n log n)."""
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, t_sorted = s[order], t[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s.size - 1]  # last index of each tie run
+    tp = np.cumsum(t_sorted)[last]
+    return s_sorted[last], tp, (last + 1) - tp
+
+
 def pr_auc(y: npt.ArrayLike, score: npt.ArrayLike) -> float:
     """Average precision ``sum_k (R_k - R_{k-1}) P_k``; NaN without positives."""
     t = _binary(y, "y")
-    s = np.asarray(score, dtype=np.float64)
     n_pos = int(t.sum())
     if n_pos == 0:
         return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, t_sorted = s[order], t[order]
-    # thresholds at each distinct score: last index of every run of equal scores
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), s.size - 1]
-    tp = np.cumsum(t_sorted)[last]
-    fp = (last + 1) - tp
+    _, tp, fp = _sweep(t, np.asarray(score, dtype=np.float64))
     precision = tp / (tp + fp)
     recall = tp / n_pos
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_curve(y: npt.ArrayLike, score: npt.ArrayLike) -> tuple[Array, Array, Array]:
+    """``(fpr, tpr, thresholds)`` at every distinct score, thresholds descending, starting at
+    ``(0, 0)`` with threshold ``+inf`` (scikit-learn's ``roc_curve`` with
+    ``drop_intermediate=False``). Needs both classes."""
+    t = _binary(y, "y")
+    n_pos, n_neg = int(t.sum()), int(t.size - t.sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"roc_curve: needs both classes, got {n_pos} positives, {n_neg} negatives")
+    thr, tp, fp = _sweep(t, np.asarray(score, dtype=np.float64))
+    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos], np.r_[np.inf, thr]
+
+
+def pr_curve(y: npt.ArrayLike, score: npt.ArrayLike) -> tuple[Array, Array, Array]:
+    """``(precision, recall, thresholds)`` at every distinct score, thresholds descending
+    (scikit-learn's ``precision_recall_curve`` in reverse, without its final ``(1, 0)``
+    point). Needs a positive."""
+    t = _binary(y, "y")
+    n_pos = int(t.sum())
+    if n_pos == 0:
+        raise ValueError("pr_curve: needs at least one positive")
+    thr, tp, fp = _sweep(t, np.asarray(score, dtype=np.float64))
+    return tp / (tp + fp), tp / n_pos, thr
 
 
 def threshold_for(
@@ -107,26 +137,25 @@ def threshold_for(
 ) -> float:
     """Decision threshold chosen on validation data.
 
-    ``objective='f1_pos'``: the threshold maximising F1 of the positive class.
+    ``objective='f1_pos'``: the threshold maximising F1 of the positive class (the highest
+    such threshold on ties).
     ``objective='precision'``: the lowest threshold whose precision reaches
     ``precision_target`` (most recall at that precision); 1.0 when none does.
     Candidates are the distinct predicted probabilities (predict positive when ``>=``).
     """
+    if objective not in ("f1_pos", "precision"):
+        raise ValueError(f"objective: got {objective!r}, expected 'f1_pos' or 'precision'")
     t = _binary(y, "y")
     p = np.asarray(prob, dtype=np.float64)
-    cands = np.unique(p)[::-1]
-    best_thr, best = 1.0, -1.0
-    for thr in cands:
-        m = classification_metrics(t, (p >= thr).astype(np.int64))
-        if objective == "f1_pos":
-            if m["f1_pos"] > best:
-                best_thr, best = float(thr), m["f1_pos"]
-        elif objective == "precision":
-            if m["precision"] >= precision_target and m["recall"] >= best:
-                best_thr, best = float(thr), m["recall"]
-        else:
-            raise ValueError(f"objective: got {objective!r}, expected 'f1_pos' or 'precision'")
-    return best_thr
+    if p.size == 0:
+        return 1.0
+    thr, tp, fp = _sweep(t, p)
+    if objective == "f1_pos":
+        fn = int(t.sum()) - tp
+        f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+        return float(thr[int(np.argmax(f1))])
+    ok = np.flatnonzero(tp / (tp + fp) >= precision_target)
+    return float(thr[ok[-1]]) if ok.size else 1.0
 
 
 def summary(y: npt.ArrayLike, prob: npt.ArrayLike, threshold: float = 0.5) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def period_window(
 
 def evaluate(
     data: MarketArrays,
-    policy: str | RLBundle,
+    policy: str | RLBundle | Policy,
     *,
     start: datetime | str | None = None,
     end: datetime | str | None = None,
@@ -81,7 +81,9 @@ def evaluate(
     benchmarks: list[str] | None = None,
     device: torch.device | str = "cpu",
 ) -> Evaluation:
-    """Backtest ``policy`` (a bundle or a benchmark spec) and the benchmarks over one period.
+    """Backtest ``policy`` (an RL bundle, a benchmark spec or any :class:`Policy`, e.g. a
+    classifier's :class:`~cappuccino.evaluation.backtest.SignalPolicy`) and the benchmarks
+    over one period; every policy but a benchmark gets the degenerate-policy verdict.
 
     With a bundle, its env settings, scaler and (unless given) market rules are used, and
     the data is checked against it. Benchmarks read no observation; their env uses the
@@ -93,9 +95,9 @@ def evaluate(
         rules = rules or policy.rules
         main: Policy = BundlePolicy(policy)
     else:
-        main = benchmark_policy(policy, data.symbols)
+        main = benchmark_policy(policy, data.symbols) if isinstance(policy, str) else policy
         settings = EnvSettings(feature_set=data.feature_set, lookback=1)
-        scaler = Scaler.fit(data.features)  # observations are not read by benchmarks
+        scaler = Scaler.fit(data.features)  # observations are not read by these policies
         rules = rules or MarketRules()
     window, first = period_window(data, start, end, settings.lookback)
 
@@ -108,7 +110,7 @@ def evaluate(
     specs = benchmarks if benchmarks is not None else default_benchmarks(data.symbols)
     bench = [run(benchmark_policy(s, data.symbols)) for s in specs if s != main.name]
     verdict = None
-    if isinstance(policy, RLBundle):
+    if not isinstance(policy, str):
         verdict = degenerate_verdict(
             main_result.returns, main_result.weights[1:], {b.name: b.returns for b in bench}
         )

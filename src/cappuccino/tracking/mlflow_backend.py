@@ -1,6 +1,10 @@
 """MLflow backend. The default store is ``sqlite:///mlflow.db`` in the working directory; any
 tracking URI works (a team server: ``http://host:5000``). Metrics go in one batched call
-per step. mlflow is imported when a tracker is created, not at package import."""
+per step. mlflow is imported when a tracker is created, not at package import.
+
+With a SQLite store, an experiment created here keeps its artifacts in ``mlartifacts/``
+beside the database file (MLflow's own default is ``./mlruns`` under whatever directory
+the process runs in, which scatters one store's files over many places)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ from cappuccino.tracking.base import Tracker
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
+def _artifact_root(uri: str) -> str | None:
+    """``file://<db folder>/mlartifacts`` for a ``sqlite:///`` URI; None (the server's or
+    MLflow's default) otherwise."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    return (Path(uri[len(prefix) :]).resolve().parent / "mlartifacts").as_uri()
+
+
 class MlflowTracker(Tracker):
     def __init__(self, uri: str = DEFAULT_URI, experiment: str = "cappuccino") -> None:
         import mlflow
@@ -21,9 +34,12 @@ class MlflowTracker(Tracker):
         mlflow.set_tracking_uri(uri)
         self._client = mlflow.tracking.MlflowClient(tracking_uri=uri)
         exp = self._client.get_experiment_by_name(experiment)
-        self.experiment_id = (
-            exp.experiment_id if exp else self._client.create_experiment(experiment)
-        )
+        if exp is not None:
+            self.experiment_id = exp.experiment_id
+        else:
+            self.experiment_id = self._client.create_experiment(
+                experiment, artifact_location=_artifact_root(uri)
+            )
         self._stack: list[str] = []
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ from torch import nn
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
 
 
-def write_state_dict(path: Path, module: nn.Module) -> None:
-    """``torch.save`` of the module's state dict (on CPU), via temp file + rename."""
+def write_state_dict(path: Path, module: nn.Module | Mapping[str, torch.Tensor]) -> None:
+    """``torch.save`` of a module's state dict (or a state dict), on CPU, via temp file +
+    rename."""
+    state = module.state_dict() if isinstance(module, nn.Module) else module
     buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buf)
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -31,6 +31,15 @@ from cappuccino.training.losses import LossFn, bce, class_weights, focal, weight
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """One epoch's weights (on the CPU) and its value of the early-stopping metric."""
+
+    epoch: int
+    value: float
+    state: dict[str, torch.Tensor]
+
+
 @dataclass
 class FitResult:
     model: nn.Module
@@ -41,6 +50,9 @@ class FitResult:
     test: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     stopped_early: bool = False
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # the top k, best first
+    # split -> (probabilities, labels) of the kept model, in window order
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def make_loss(settings: TrainSettings, train: WindowSplit) -> LossFn:
@@ -70,13 +82,34 @@ def predict_split(
     return torch.cat(logits).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+
+
+def _scores(z: np.ndarray, y: np.ndarray, loss_fn: LossFn, threshold: float) -> dict[str, Any]:
+    loss = float(loss_fn(torch.as_tensor(z), torch.as_tensor(y)))
+    return {"loss": loss, **summary(y.astype(np.int64), _sigmoid(z), threshold)}
+
+
 def evaluate_split(
     model: nn.Module, split: WindowSplit, loss_fn: LossFn, batch_size: int, threshold: float = 0.5
 ) -> dict[str, Any]:
-    z, y = predict_split(model, split, batch_size)
-    loss = float(loss_fn(torch.as_tensor(z), torch.as_tensor(y)))
-    prob = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
-    return {"loss": loss, **summary(y.astype(np.int64), prob, threshold)}
+    return _scores(*predict_split(model, split, batch_size), loss_fn, threshold)
+
+
+def _keep_top(
+    top: list[Checkpoint], k: int, epoch: int, value: float, model: nn.Module, mode: str
+) -> None:
+    """Insert this epoch into ``top`` (best first, earlier epoch first on ties) if it is
+    among the ``k`` best by ``value``."""
+    if math.isnan(value):
+        return
+    if len(top) >= k and (value >= top[-1].value if mode == "min" else value <= top[-1].value):
+        return
+    state = {n: t.detach().to("cpu", copy=True) for n, t in model.state_dict().items()}
+    top.append(Checkpoint(epoch, value, state))
+    top.sort(key=lambda c: c.value, reverse=mode == "max")
+    del top[k:]
 
 
 def _improved(value: float, best: float, mode: str, min_delta: float) -> bool:
@@ -160,6 +193,7 @@ def fit(
                 f"{sorted(k for k in row if k.startswith(('train_', 'val_')))}"
             )
         result.history.append(row)
+        _keep_top(result.checkpoints, settings.keep_top_k, epoch, row[es.metric], model, es.mode)
         if on_epoch is not None:
             on_epoch(row)
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -176,23 +210,26 @@ def fit(
                 result.stopped_early = True
                 break
     model.load_state_dict(best_state)
-    z_val, y_val = predict_split(model, val, settings.eval_batch_size)
-    prob = 1.0 / (1.0 + np.exp(-z_val.astype(np.float64)))
+    scored = {
+        name: predict_split(model, split, settings.eval_batch_size)
+        for name, split in data.splits.items()
+        if name in ("val", "test") and split.n_windows
+    }
+    z_val, y_val = scored["val"]
     if settings.threshold == "fixed":
         thr = 0.5
     else:
         thr = threshold_for(
-            y_val.astype(np.int64), prob, objective=settings.threshold,
+            y_val.astype(np.int64), _sigmoid(z_val), objective=settings.threshold,
             precision_target=settings.precision_target,
         )  # fmt: skip
     result.threshold = thr
-    result.val = evaluate_split(model, val, loss_fn, settings.eval_batch_size, thr)
-    if "test" in data.splits and data.splits["test"].n_windows:
-        result.test = evaluate_split(
-            model, data.splits["test"], loss_fn, settings.eval_batch_size, thr
-        )
+    result.val = _scores(z_val, y_val, loss_fn, thr)
+    if "test" in scored:
+        result.test = _scores(*scored["test"], loss_fn, thr)
+    result.predictions = {name: (_sigmoid(z), y) for name, (z, y) in scored.items()}
     result.seconds = time.perf_counter() - t0
     return result
 
 
-__all__ = ["FitResult", "evaluate_split", "fit", "make_loss", "predict_split"]
+__all__ = ["Checkpoint", "FitResult", "evaluate_split", "fit", "make_loss", "predict_split"]

@@ -3,10 +3,12 @@
 Bundle layout (a directory; weights are a state dict loaded with ``weights_only=True``,
 everything else JSON)::
 
-    model.pt       state dict of the best epoch
+    model.pt       state dict of the kept (best) epoch
+    checkpoints/   epoch_NNN.pt: the top-k epochs by the early-stopping metric
+    figures/       training_curves.png, confusion_test.png, roc_test.png, pr_test.png
     bundle.json    format, model name + resolved config, feature set + names, label,
-                   lookback, symbols, scaler, threshold, val/test metrics, resolved run
-                   config, library versions, git commit
+                   lookback, symbols, scaler, threshold, val/test metrics, checkpoints,
+                   resolved run config, environment, library versions, git commit
     history.json   one row per epoch
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,14 @@ import polars as pl
 import torch
 from torch import nn
 
-from cappuccino.config.supervised import SupervisedConfig
+from cappuccino.config.supervised import SignalBacktestSettings, SupervisedConfig
+from cappuccino.data.schema import Timeframe
 from cappuccino.data.store import ParquetStore
+from cappuccino.datasets.market import MarketArrays, build_market_arrays
 from cappuccino.datasets.windows import WindowData, build_windows
+from cappuccino.evaluation.backtest import SignalPolicy
+from cappuccino.evaluation.evaluate import Evaluation, evaluate, write_evaluation
+from cappuccino.evaluation.figures import classifier_figures
 from cappuccino.features.labels import ForwardReturnLabel, LabelSpec, parse_label
 from cappuccino.features.scaling import Scaler
 from cappuccino.features.sets import get_feature_set
@@ -34,13 +42,14 @@ from cappuccino.models.registry import build_model, model_config
 from cappuccino.tracking import Tracker, run_name
 from cappuccino.training.bundle_io import (
     read_meta,
+    read_state_dict,
     write_history,
     write_state_dict,
 )
 from cappuccino.training.supervised import FitResult, fit
 from cappuccino.utils.devices import default_device
 from cappuccino.utils.io import atomic_write_json
-from cappuccino.utils.provenance import git_commit, library_versions
+from cappuccino.utils.provenance import environment, git_commit, library_versions
 from cappuccino.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -101,6 +110,24 @@ def save_bundle(
 ) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     write_state_dict(path / "model.pt", model)
+    ckpt_dir = path / "checkpoints"
+    checkpoints: list[dict[str, Any]] = []
+    for c in result.checkpoints:
+        name = f"epoch_{c.epoch:03d}.pt"
+        write_state_dict(ckpt_dir / name, c.state)
+        checkpoints.append({"epoch": c.epoch, "value": c.value, "file": f"checkpoints/{name}"})
+    kept = {f"epoch_{c.epoch:03d}.pt" for c in result.checkpoints}
+    for old in ckpt_dir.glob("epoch_*.pt"):  # a previous run's in the same directory
+        if old.name not in kept:
+            old.unlink()
+    figures: dict[str, str] = {}
+    if "test" in result.predictions:
+        prob, y = result.predictions["test"]
+        written = classifier_figures(
+            path / "figures", history=result.history, best_epoch=result.best_epoch,
+            y=y, prob=prob, threshold=result.threshold,
+        )  # fmt: skip
+        figures = {k: str(v.relative_to(path)) for k, v in written.items()}
     meta = {
         "format": FORMAT,
         "model": cfg.model,
@@ -115,9 +142,13 @@ def save_bundle(
         "scaler": data.scaler.to_dict(),
         "threshold": result.threshold,
         "best_epoch": result.best_epoch,
+        "checkpoint_metric": cfg.train.early_stopping.metric,
+        "checkpoints": checkpoints,
+        "figures": figures,
         "metrics": {"val": result.val, "test": result.test},
         "data": data.report,
         "config": cfg.model_dump(mode="json", by_alias=True),
+        "environment": environment(),
         "versions": library_versions(),
         "git_commit": git_commit(),
     }
@@ -126,8 +157,17 @@ def save_bundle(
     return path
 
 
-def load_bundle(path: Path) -> SupervisedBundle:
+def load_bundle(path: Path, epoch: int | None = None) -> SupervisedBundle:
+    """The bundle's kept model, or with ``epoch`` one of its top-k checkpoints."""
     meta = read_meta(path, FORMAT, "model")
+    weights = Path(path) / "model.pt"
+    if epoch is not None:
+        files = {int(c["epoch"]): c["file"] for c in meta.get("checkpoints", [])}
+        if epoch not in files:
+            raise ValueError(
+                f"bundle {path}: no checkpoint of epoch {epoch}; kept: {sorted(files)}"
+            )
+        weights = Path(path) / files[epoch]
     model = build_model(
         meta["model"],
         n_features=len(meta["feature_names"]),
@@ -135,17 +175,20 @@ def load_bundle(path: Path) -> SupervisedBundle:
         n_assets=len(meta["symbols"]),
         overrides=meta["model_params"],
     )
-    model.load_state_dict(
-        torch.load(Path(path) / "model.pt", map_location="cpu", weights_only=True)
-    )
+    model.load_state_dict(read_state_dict(weights))
     model.eval()
     return SupervisedBundle(Path(path), model, Scaler.from_dict(meta["scaler"]), meta)
 
 
 def train_supervised(
-    cfg: SupervisedConfig, tracker: Tracker | None = None, bars: pl.DataFrame | None = None
+    cfg: SupervisedConfig,
+    tracker: Tracker | None = None,
+    bars: pl.DataFrame | None = None,
+    market: MarketArrays | None = None,
 ) -> dict[str, Any]:
-    """Train ``cfg.model``; returns the JSON summary (run id, bundle, best epoch, metrics)."""
+    """Train ``cfg.model``; returns the JSON summary (run id, bundle, best epoch, metrics,
+    and with ``cfg.backtest.enabled`` the backtest of its test-period signals; ``market``
+    may pass the market arrays of ``bars`` when many runs share them)."""
     seed_everything(cfg.seed)
     device = default_device()
     if bars is None:
@@ -172,9 +215,9 @@ def train_supervised(
         if tracker is not None:
             tracker.log_params(cfg.model_dump(mode="json", by_alias=True))
             versions = library_versions(("mlflow-skinny", "rtdl-revisiting-models"))
+            tracker.log_params({"env": environment(), "packages": versions})
             tracker.set_tags(
-                {f"version.{k}": str(v) for k, v in versions.items()}
-                | {"git_commit": str(git_commit()), "cuda": str(torch.cuda.is_available())}
+                {"git_commit": str(git_commit()), "cuda": str(torch.cuda.is_available())}
             )
             tracker.log_params(
                 {f"data.{s}.{k}": v for s, d in data.report["splits"].items()
@@ -201,13 +244,25 @@ def train_supervised(
             "positive_rate": {s: d["positive_rate"] for s, d in data.report["splits"].items()},
             "seconds": round(result.seconds, 2),
         }
-        if tracker is not None:
-            tracker.log_metrics(
-                {f"final_{s}_{k}": v for s in ("val", "test")
-                 for k, v in summary[s].items() if isinstance(v, float)},
-                step=len(result.history),
+        final = {f"final_{s}_{k}": v for s in ("val", "test")
+                 for k, v in summary[s].items() if isinstance(v, float)}  # fmt: skip
+        if cfg.backtest.enabled and "test" in data.report["splits"]:
+            test = data.report["splits"]["test"]
+            ev = backtest_signals(
+                load_bundle(bundle), bars, cfg.backtest,
+                start=test["start"], end=test["end"], market=market,
             )  # fmt: skip
+            out = cfg.output_dir / "backtest"
+            summary["backtest"] = {
+                **backtest_summary(ev),
+                "outputs": write_evaluation(ev, out, report=out / "report.html"),
+            }
+            final |= {f"backtest_{k}": float(ev.policy.metrics[k]) for k in BACKTEST_KEYS}
+        if tracker is not None:
+            tracker.log_metrics(final, step=len(result.history))
             tracker.log_artifact(bundle, "bundle")
+            if "backtest" in summary:
+                tracker.log_artifact(cfg.output_dir / "backtest", "backtest")
         return summary
 
     if tracker is None:
@@ -216,13 +271,77 @@ def train_supervised(
         return run(run_id)
 
 
+BACKTEST_KEYS = ("total_return", "sharpe", "max_drawdown", "turnover", "exposure", "fees_paid")
+BACKTEST_UNITS = (
+    "returns and drawdown: fractions of equity; sharpe: mean/std (ddof 1) of per-bar simple "
+    "returns x sqrt(bars per year), risk-free 0; turnover: traded notional / mean equity per "
+    "year; exposure: mean invested share; fees_paid: quote currency"
+)
+
+
+def label_horizon(spec: LabelSpec) -> int:
+    """Bars the label looks ahead: the forward horizon or the triple barrier's max holding."""
+    return spec.horizon if isinstance(spec, ForwardReturnLabel) else spec.max_holding
+
+
+def backtest_signals(
+    bundle: SupervisedBundle,
+    bars: pl.DataFrame,
+    settings: SignalBacktestSettings,
+    *,
+    start: datetime | str,
+    end: datetime | str,
+    market: MarketArrays | None = None,
+) -> Evaluation:
+    """Trade ``bundle``'s buy signals (decisions from ``start`` to ``end``) through the
+    market core (:class:`~cappuccino.evaluation.backtest.SignalPolicy`: equal slots, held
+    ``settings.hold_bars``, default the label's horizon), beside the benchmarks over the
+    same bars and under the same rules; with the degenerate-policy verdict."""
+    meta = bundle.meta
+    tf = Timeframe.parse(meta["timeframe"])
+    if market is None:
+        market = build_market_arrays(
+            bars.filter(pl.col("symbol").is_in(meta["symbols"])), meta["feature_set"], tf
+        )
+    since = datetime.fromisoformat(start) if isinstance(start, str) else start
+    preds = predict(bundle, bars, since=since)
+    hold = settings.hold_bars or label_horizon(parse_label(meta["label"]["spec"]))
+    policy = SignalPolicy.from_predictions(meta["model"], preds, market.symbols, tf.ms, hold)
+    ev = evaluate(
+        market, policy, start=start, end=end, rules=settings.market.rules(),
+        benchmarks=settings.benchmarks,
+    )  # fmt: skip
+    ev.context.update(
+        {"bundle": str(bundle.path), "hold_bars": hold, "threshold": meta["threshold"],
+         "windows_scored": preds.height, "signals": int(preds["signal"].sum())}
+    )  # fmt: skip
+    return ev
+
+
+def backtest_summary(ev: Evaluation) -> dict[str, Any]:
+    """The headline numbers of a signal backtest, with their units."""
+    return {
+        "period": ev.context["period"],
+        "hold_bars": ev.context["hold_bars"],
+        "signals": ev.context["signals"],
+        "policy": {k: ev.policy.metrics[k] for k in BACKTEST_KEYS},
+        "benchmarks": {b.name: {k: b.metrics[k] for k in BACKTEST_KEYS} for b in ev.benchmarks},
+        "degenerate": ev.verdict,
+        "units": BACKTEST_UNITS,
+    }
+
+
 def predict(
-    bundle: SupervisedBundle, bars: pl.DataFrame, *, timeframe: str | None = None
+    bundle: SupervisedBundle,
+    bars: pl.DataFrame,
+    *,
+    timeframe: str | None = None,
+    since: datetime | None = None,
 ) -> pl.DataFrame:
     """Score every valid window of ``bars`` with ``bundle``: one row per window end with
     ``timestamp`` (the window's last bar), ``symbol``, ``prob`` (sigmoid of the logit) and
-    ``signal`` (``prob >= threshold`` chosen on validation)."""
-    from cappuccino.data.schema import Timeframe
+    ``signal`` (``prob >= threshold`` chosen on validation). With ``since``, only windows
+    ending at or after it are scored; the features still see all of ``bars``."""
     from cappuccino.datasets.windows import inference_windows
     from cappuccino.training.supervised import predict_split
 
@@ -242,6 +361,7 @@ def predict(
         timeframe=tf,
         scaler=bundle.scaler,
         symbols=tuple(meta["symbols"]),
+        since_ms=None if since is None else int(since.timestamp() * 1000),
     )
     logits, _ = predict_split(bundle.model, split, 4096)
     ends = split.ends.numpy()

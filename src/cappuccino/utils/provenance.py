@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -19,6 +20,25 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def environment() -> dict[str, str | int | bool | None]:
+    """The machine a result was produced on: Python, OS, CPU threads, torch's build and
+    CUDA (version and device name when a GPU is visible)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": cuda,
+        "cuda_version": torch.version.cuda,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+    }
 
 
 def git_commit(path: Path | None = None) -> str | None:
