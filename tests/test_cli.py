@@ -217,6 +217,13 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert sv["epochs_run"] == 1 and sv["model"] == "mlp" and sv["run_id"]
     assert sv["tracking_uri"] == f"sqlite:///{(out / 'mlflow.db').resolve()}"
     assert (out / "mlflow.db").is_file() and (Path(sv["bundle"]) / "model.pt").is_file()
+    assert (Path(sv["bundle"]) / "figures" / "roc_test.png").is_file()
+    assert list((out / "mlartifacts").rglob("bundle/figures/pr_test.png"))  # logged to MLflow
+    bt = sv["backtest"]
+    assert bt["hold_bars"] == 24 and bt["period"]["end"] == "2021-06-29T23:00:00+00:00"
+    assert sorted(bt["benchmarks"]) == ["buy_and_hold", "cash", "equal_weight:24",
+                                        "single:BTC/USDT"]  # fmt: skip
+    assert Path(bt["outputs"]["report"]).is_file()
     rl = doc["rl"]
     assert rl["train"]["timesteps"] == 4096
     assert rl["train"]["train_period"]["end"] == "2021-03-31T23:00:00+00:00"
@@ -233,6 +240,7 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "lookahead audit: PASS" in table.stdout
     assert "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30" in table.stdout
     assert "MLflow run demo_supervised_mlp_default_" in table.stdout
+    assert "mlp test-period signals through the market core" in table.stdout
 
 
 def test_rl_train_then_backtest_the_bundle(tmp_path: Path) -> None:

@@ -32,6 +32,15 @@ def test_chronological_splits_by_hand() -> None:
     assert [(x.start_ms // H, x.end_ms // H) for x in s] == [(0, 53), (59, 76), (82, 99)]
     with pytest.raises(ValueError, match="expected sum 1"):
         chronological_splits(np.arange(10), fractions=(0.5, 0.2, 0.2))
+    # by dates: val from hour 60, test from the first bar at or after hour 80.5
+    d = chronological_splits(
+        np.arange(100) * H, embargo_bars=5, starts_ms=(60 * H, 80 * H + H // 2)
+    )
+    assert [(x.start_ms // H, x.end_ms // H) for x in d] == [(0, 54), (60, 75), (81, 99)]
+    with pytest.raises(ValueError, match="split 'val': no bars"):
+        chronological_splits(np.arange(100) * H, embargo_bars=5, starts_ms=(60 * H, 63 * H))
+    with pytest.raises(ValueError, match="increasing"):
+        chronological_splits(np.arange(100) * H, starts_ms=(80 * H, 60 * H))
 
 
 def test_windows_stay_inside_one_symbol_and_consecutive_bars() -> None:

@@ -11,19 +11,31 @@ import pytest
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.data.sample import sample_path
 from cappuccino.tracking import InMemoryTracker
-from cappuccino.training.campaign import run_campaign, write_campaign
+from cappuccino.training.campaign import campaign_configs, run_campaign, write_campaign
 
 
 def test_campaign_averages_seeds_and_writes_its_table(tmp_path: Path) -> None:
     bars = pl.read_parquet(sample_path()).filter(pl.col("symbol") == "BTC/USDT")
     base = SupervisedConfig.model_validate(
-        {"output_dir": str(tmp_path), "windows": {"lookback": 4}, "train": {"epochs": 1}}
+        {
+            "output_dir": str(tmp_path),
+            "windows": {"lookback": 4},
+            "train": {"epochs": 1},
+            "backtest": {"benchmarks": ["cash", "buy_and_hold"]},
+        }  # fmt: skip
     )
     tracker = InMemoryTracker()
-    rows = run_campaign(
-        base, {"mlp": {"hidden": [8]}, "cnn_lstm": {"filters": 4}}, seeds=[0, 1], bars=bars,
-        tracker=tracker,
+    configs = campaign_configs(
+        base,
+        {"mlp": {"model_params": {"hidden": [8]}},
+         # its own lookback, loss and feature set; its split and label must stay the campaign's
+         "cnn_lstm": {"model_params": {"filters": 4}, "windows": {"lookback": 6, "label":
+                      "forward:h=6"}, "train": {"loss": "focal"}, "feature_set": "nn23"}},
+        ["train.epochs=1"],
     )  # fmt: skip
+    assert configs["cnn_lstm"].windows.label == base.windows.label
+    assert (configs["cnn_lstm"].windows.lookback, configs["cnn_lstm"].train.loss) == (6, "focal")
+    rows = run_campaign(configs, seeds=[0, 1], bars=bars, tracker=tracker)
     assert [r["model"] for r in rows] == ["mlp", "cnn_lstm"]
     runs = [(r.tags["model_type"], r.name.split("_seed")[1][0]) for r in tracker.runs.values()]
     assert runs == [("mlp", "0"), ("mlp", "1"), ("cnn_lstm", "0"), ("cnn_lstm", "1")]
@@ -36,6 +48,18 @@ def test_campaign_averages_seeds_and_writes_its_table(tmp_path: Path) -> None:
     # mlp on 4 bars x 23 features + an 8-wide embedding of 1 asset: linear (92 + 8) x 8 + 8,
     # batch norm 2 x 8, embedding 1 x 8, head 8 + 1
     assert rows[0]["parameters"] == 100 * 8 + 8 + 16 + 8 + 9
+    # the same split dates for every model, whatever its lookback: test windows end in
+    # the same bars (the longer lookback loses windows only at the split's start)
+    splits = [
+        json.loads((Path(r["bundles"][0]) / "bundle.json").read_text())["data"]["splits"]
+        for r in rows
+    ]
+    assert all(
+        splits[0][s][k] == splits[1][s][k]
+        for s in ("train", "val", "test")
+        for k in ("start", "end")
+    )
+    assert rows[0]["test_windows"] - rows[1]["test_windows"] == 2  # lookback 6 vs 4
     # each run's test-period signals were traded; the row holds the mean over seeds
     bt = [json.loads((Path(b).parent / "backtest" / "metrics.json").read_text())
           for b in rows[0]["bundles"]]  # fmt: skip

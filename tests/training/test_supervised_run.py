@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -40,7 +41,12 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
     assert run.tags["model_type"] == "mlp" and run.tags["experiment_type"] == "supervised"
     assert [step for step, _ in run.metrics[:2]] == [1, 2] and "val_pr_auc" in run.metrics[0][1]
     assert run.params["model"] == "mlp" and run.params["data.train.windows"] > 0
-    assert run.artifacts == [(summary["bundle"], "bundle")]
+    assert run.artifacts == [
+        (summary["bundle"], "bundle"),
+        (str(tmp_path / "backtest"), "backtest"),
+    ]
+    assert summary["backtest"]["hold_bars"] == 12  # the triple barrier's max holding
+    assert run.metrics[-1][1]["backtest_sharpe"] == summary["backtest"]["policy"]["sharpe"]
     assert run.params["env.python"] and run.params["packages.torch"] == torch.__version__
     assert run.params["env.cuda_available"] is False and run.tags["git_commit"]
     assert summary["epochs_run"] == 3 and 0.0 <= summary["test"]["roc_auc"] <= 1.0
@@ -92,5 +98,10 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
     assert joined["prob"].null_count() == 0
     assert (joined["prob"] - joined["expected"]).abs().max() < 1e-6
     assert pred["signal"].to_list() == (pred["prob"] >= meta["threshold"]).to_list()
+    # scoring from a date: the same scores (features still see the whole history)
+    since = datetime(2021, 6, 1, tzinfo=UTC)
+    late = predict(b, bars, since=since)
+    assert late.height > 0 and late.equals(pred.filter(pl.col("timestamp") >= since))
+    assert meta["environment"]["torch"] == torch.__version__
     with pytest.raises(ValueError, match=r"symbols \['LTC/USDT'\] were not in training"):
         predict(b, pl.read_parquet(sample_path()).filter(pl.col("symbol") == "LTC/USDT"))

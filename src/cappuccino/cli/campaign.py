@@ -22,7 +22,9 @@ def baseline(
         help="comma-separated model names",
     ),
     configs_dir: Path = typer.Option(
-        Path("configs/train"), "--configs", help="per-model YAML (model_params read from it)"
+        Path("configs/train"),
+        "--configs",
+        help="per-model baseline YAML (model params, features, lookback, loss) over --config",
     ),
     seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds"),
     as_json: bool = typer.Option(False, "--json"),
@@ -34,27 +36,26 @@ def baseline(
     from cappuccino.config.supervised import SupervisedConfig
     from cappuccino.models.registry import get_model
     from cappuccino.tracking import MlflowTracker
-    from cappuccino.training.campaign import run_campaign, write_campaign
+    from cappuccino.training.campaign import campaign_configs, run_campaign, write_campaign
 
     base = load_config(SupervisedConfig, config, overrides)
-    chosen: dict[str, dict[str, object]] = {}
+    own: dict[str, dict[str, object]] = {}
     for name in [m.strip() for m in models.split(",") if m.strip()]:
         get_model(name)  # validates the name
         path = configs_dir / f"{name}.yaml"
-        params = (
-            (yaml.safe_load(path.read_text()) or {}).get("model_params", {})
-            if path.is_file()
-            else {}
-        )
-        chosen[name] = dict(params)
+        own[name] = {}
+        if path.is_file():
+            load_config(SupervisedConfig, path)  # unknown keys: named, with a suggestion
+            own[name] = yaml.safe_load(path.read_text()) or {}
+    configs = campaign_configs(base, own, overrides)
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     tracker = MlflowTracker(base.tracking_uri, base.experiment) if base.tracking_uri else None
-    with progress(f"training {len(chosen)} models x {len(seed_list)} seeds", not as_json):
-        rows = run_campaign(base, chosen, seeds=seed_list, tracker=tracker)
+    with progress(f"training {len(configs)} models x {len(seed_list)} seeds", not as_json):
+        rows = run_campaign(configs, seeds=seed_list, tracker=tracker)
     context = {
-        "description": f"{base.feature_set} features, {base.windows.lookback}-bar windows, label "
-        f"{base.windows.label}, split {base.windows.fractions} with a "
-        f"{base.windows.embargo_bars}-bar embargo",
+        "description": f"label {base.windows.label}; split {base.windows.fractions} of the "
+        f"bars (the same dates for every model) with a {base.windows.embargo_bars}-bar "
+        f"embargo; each model with its own baseline config from {configs_dir}",
         "seeds": seed_list,
     }
     paths = write_campaign(rows, base.output_dir, context=context)

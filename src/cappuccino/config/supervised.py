@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from cappuccino.config.models import DataSettings, FeatureSetName, _Model
 from cappuccino.config.rl import MarketSettings
@@ -62,7 +63,26 @@ class WindowSettings(_Model):
         (0.7, 0.15, 0.15), description="train / val / test shares of the bars, in time order"
     )
     embargo_bars: int = Field(24, ge=0, description="bars left out between splits")
+    split_starts: tuple[datetime, datetime] | None = Field(
+        None, description="first bars of val and test (UTC); when set, fractions are not used"
+    )
     scaler: Literal["zscore", "robust", "minmax"] = Field("zscore", description="fit on train")
+
+    @field_validator("split_starts")
+    @classmethod
+    def _utc(cls, v: tuple[datetime, datetime] | None) -> tuple[datetime, datetime] | None:
+        if v is None:
+            return None
+        out = tuple(d if d.tzinfo else d.replace(tzinfo=UTC) for d in v)
+        if out[0] >= out[1]:
+            raise ValueError(f"got {[d.isoformat() for d in out]}, expected val start < test start")
+        return (out[0], out[1])
+
+    def split_starts_ms(self) -> tuple[int, int] | None:
+        if self.split_starts is None:
+            return None
+        a, b = self.split_starts
+        return int(a.timestamp() * 1000), int(b.timestamp() * 1000)
 
 
 class SignalBacktestSettings(_Model):

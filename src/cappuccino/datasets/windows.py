@@ -54,16 +54,37 @@ def chronological_splits(
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     embargo_bars: int = 0,
     names: tuple[str, str, str] = ("train", "val", "test"),
+    starts_ms: tuple[int, ...] | None = None,
 ) -> list[TimeSplit]:
-    """Cut the sorted unique bar times into consecutive splits by ``fractions`` of bars,
-    leaving ``embargo_bars`` bars out between consecutive splits."""
+    """Cut the sorted unique bar times into consecutive splits, leaving ``embargo_bars``
+    bars out between consecutive splits: by ``fractions`` of the bars, or, with
+    ``starts_ms``, at dates (the first bar at or after each later split's start; the split
+    before it ends ``embargo_bars`` bars earlier). Dates give every dataset built from the
+    same bars the same split, whatever its warm-up or window."""
     ts = np.unique(np.asarray(timestamps_ms, dtype=np.int64))
+    if embargo_bars < 0:
+        raise ValueError(f"embargo_bars: got {embargo_bars}, expected >= 0")
+    if starts_ms is not None:
+        if len(starts_ms) != len(names) - 1 or list(starts_ms) != sorted(starts_ms):
+            raise ValueError(
+                f"split starts: got {list(starts_ms)}, expected {len(names) - 1} increasing dates"
+            )
+        first = [0, *(int(np.searchsorted(ts, s)) for s in starts_ms)]
+        bounds = [*first, ts.size + embargo_bars]
+        spans = [(first[k], bounds[k + 1] - embargo_bars - 1) for k in range(len(names))]
+        for name, (a, b) in zip(names, spans, strict=True):
+            if b < a or a >= ts.size:
+                raise ValueError(
+                    f"split {name!r}: no bars between the starts {list(starts_ms)} with an "
+                    f"embargo of {embargo_bars} (data {int(ts[0])}..{int(ts[-1])} ms)"
+                )
+        return [
+            TimeSplit(n, int(ts[a]), int(ts[b])) for n, (a, b) in zip(names, spans, strict=True)
+        ]
     if len(fractions) != len(names) or any(f <= 0 for f in fractions):
         raise ValueError(f"fractions: got {fractions}, expected {len(names)} positive numbers")
     if abs(sum(fractions) - 1.0) > 1e-9:
         raise ValueError(f"fractions: got {fractions} (sum {sum(fractions)}), expected sum 1")
-    if embargo_bars < 0:
-        raise ValueError(f"embargo_bars: got {embargo_bars}, expected >= 0")
     usable = ts.size - embargo_bars * (len(names) - 1)
     sizes = [int(usable * f) for f in fractions]
     if min(sizes) < 1:
@@ -161,6 +182,7 @@ def build_windows(
     embargo_bars: int = 0,
     scaler: ScalerKind = "zscore",
     device: torch.device | str = "cpu",
+    split_starts_ms: tuple[int, int] | None = None,
 ) -> WindowData:
     """Chronological splits of ``table`` into window arrays (see the module docstring)."""
     if lookback < 1:
@@ -171,7 +193,9 @@ def build_windows(
     symbols = tuple(sorted(table["symbol"].unique().to_list()))
     frame = table.sort(["symbol", "timestamp"])
     t_all = frame["timestamp"].dt.epoch("ms").to_numpy()
-    time_splits = chronological_splits(t_all, fractions=fractions, embargo_bars=embargo_bars)
+    time_splits = chronological_splits(
+        t_all, fractions=fractions, embargo_bars=embargo_bars, starts_ms=split_starts_ms
+    )
     x_all = frame.select(feature_names).cast(pl.Float64).fill_null(np.nan).to_numpy()
     y_all = frame[label].cast(pl.Float64).fill_null(np.nan).to_numpy()
     sym_all = (

@@ -78,8 +78,9 @@ class SignalPolicy:
     """Trade a classifier's buy signals: long-only, one equal slot (``1/A`` of equity) per asset.
 
     ``signal[i, a]`` is the decision at the close of bar ``timestamps[i]`` (epoch ms, bar
-    open time, as the predictions are keyed; consecutive bars of one timeframe). An asset is *on* at bar ``t`` when it had a
-    signal at any of the last ``hold_bars`` bars (``t - hold_bars + 1 .. t``): a signal
+    open time, as the predictions are keyed; consecutive bars of one timeframe). An asset
+    is *on* at bar ``t`` when it had a signal at any of the last ``hold_bars`` bars
+    (``t - hold_bars + 1 .. t``): a signal
     opens (or extends) a position for the horizon its label looked ahead. When an asset
     turns on it is bought for its slot at the next open; when it turns off it is sold; a
     position that stays on is left alone (no drift rebalancing, no churn). Bars with no

@@ -1,9 +1,13 @@
 """Baseline campaign: every architecture on the same data, split and seeds, one table.
 
-Each model runs :func:`~cappuccino.training.supervised_run.train_supervised` with the
-shared config (store, feature set, windows, trainer) and its own model overrides; every
-run is tracked. The comparison (test metrics at the validation threshold, parameters,
-epochs, wall time; mean over seeds) is written as JSON, Markdown and HTML. With
+Each model runs :func:`~cappuccino.training.supervised_run.train_supervised` with its own
+baseline config (model params, feature set, lookback, loss, threshold rule: see
+``configs/train``) over the campaign's, except what makes the comparison fair, which
+the campaign fixes for all: the data, the label, the split (by dates, so every model's
+test windows end in the same bars whatever its warm-up or lookback), the seeds and the
+market rules of the backtest. Every run is tracked. The comparison (test metrics at the
+validation threshold, parameters, epochs, wall time; mean over seeds) is written as JSON,
+Markdown and HTML. With
 ``backtest.enabled``, each run's test-period signals are also traded through the market
 core, and a second table sets them beside the benchmarks over the same bars.
 """
@@ -11,15 +15,18 @@ core, and a second table sets them beside the benchmarks over the same bars.
 from __future__ import annotations
 
 import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from cappuccino.config.loading import apply_overrides
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.data.schema import Timeframe
 from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.market import build_market_arrays
+from cappuccino.datasets.windows import chronological_splits
 from cappuccino.tracking import Tracker
 from cappuccino.training.supervised_run import BACKTEST_KEYS, BACKTEST_UNITS, train_supervised
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
@@ -27,32 +34,88 @@ from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
 COLUMNS = ("roc_auc", "pr_auc", "f1_pos", "precision", "recall", "accuracy")
 
 
+SHARED = (
+    "data", "windows.label", "windows.fractions", "windows.embargo_bars",
+    "windows.split_starts", "backtest", "tracking_uri", "experiment", "phase", "output_dir",
+    "seed",
+)  # fmt: skip
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
+    return out
+
+
+def campaign_configs(
+    base: SupervisedConfig, own: dict[str, dict[str, Any]], overrides: list[str] | None = None
+) -> dict[str, SupervisedConfig]:
+    """Each model's run config: its own baseline settings ``own[name]`` (a YAML mapping) over
+    ``base``; then the :data:`SHARED` fields from ``base``; then ``overrides``
+    (``key.path=value``), which apply to every model."""
+    b = base.model_dump(mode="json", by_alias=True)
+    out = {}
+    for name, mine in own.items():
+        d = _deep_merge(b, mine)
+        for key in SHARED:
+            *parents, leaf = key.split(".")
+            src, dst = b, d
+            for p in parents:
+                src, dst = src[p], dst.setdefault(p, {})
+            dst[leaf] = src[leaf]
+        d = apply_overrides(d, overrides or [])
+        d["model"] = name
+        out[name] = SupervisedConfig.model_validate(d)
+    return out
+
+
+def split_dates(bars: pl.DataFrame, cfg: SupervisedConfig) -> tuple[datetime, datetime]:
+    """Starts of val and test: ``cfg.windows.split_starts``, or the bar times that its
+    fractions and embargo give on ``bars``' calendar."""
+    if cfg.windows.split_starts is not None:
+        return cfg.windows.split_starts
+    ts = bars["timestamp"].dt.epoch("ms").to_numpy()
+    s = chronological_splits(
+        ts, fractions=cfg.windows.fractions, embargo_bars=cfg.windows.embargo_bars
+    )
+    return (
+        datetime.fromtimestamp(s[1].start_ms / 1000, tz=UTC),
+        datetime.fromtimestamp(s[2].start_ms / 1000, tz=UTC),
+    )
+
+
 def run_campaign(
-    base: SupervisedConfig,
-    models: dict[str, dict[str, Any]],
+    configs: dict[str, SupervisedConfig],
     *,
     seeds: list[int],
     bars: pl.DataFrame | None = None,
     tracker: Tracker | None = None,
 ) -> list[dict[str, Any]]:
-    """Train each ``{model: overrides}`` for each seed; one summary row per model. The bars
-    (and, for the backtests, their market arrays) are read and built once for all runs."""
+    """Train each model's config (see :func:`campaign_configs`) for each seed; one summary
+    row per model. The bars (and, for the backtests, their market arrays) are read and
+    built once, and the split is fixed by dates for every model."""
+    if not configs:
+        raise ValueError("campaign: no models")
+    first = next(iter(configs.values()))
     if bars is None:
-        bars = ParquetStore(base.data.store).read_universe(base.data.tf, base.data.symbols)
+        bars = ParquetStore(first.data.store).read_universe(first.data.tf, first.data.symbols)
+    starts = split_dates(bars, first)
     market = None
-    if base.backtest.enabled:
-        market = build_market_arrays(bars, base.feature_set, Timeframe.parse(base.data.tf.label))
+    if first.backtest.enabled:
+        market = build_market_arrays(bars, first.feature_set, Timeframe.parse(first.data.tf.label))
     rows = []
-    for name, overrides in models.items():
+    for name, model_cfg in configs.items():
         runs = []
         for seed in seeds:
-            cfg = base.model_copy(
+            cfg = model_cfg.model_copy(
                 update={
-                    "model": name,
-                    "model_config_": overrides,
                     "seed": seed,
-                    "output_dir": base.output_dir / name / f"seed{seed}",
+                    "output_dir": model_cfg.output_dir / name / f"seed{seed}",
                     "variant": f"seed{seed}",
+                    "windows": model_cfg.windows.model_copy(update={"split_starts": starts}),
                 }
             )
             runs.append(train_supervised(cfg, tracker, bars=bars, market=market))
@@ -64,6 +127,11 @@ def run_campaign(
             "best_epoch": statistics.mean(r["best_epoch"] for r in runs),
             "seconds": statistics.mean(r["seconds"] for r in runs),
             "test_positive_rate": runs[0]["positive_rate"]["test"],
+            "feature_set": model_cfg.feature_set,
+            "lookback": model_cfg.windows.lookback,
+            "loss": model_cfg.train.loss,
+            "threshold_rule": model_cfg.train.threshold,
+            "test_windows": runs[0]["windows"]["test"],
             "bundles": [r["bundle"] for r in runs],
         }
         for k in COLUMNS:
@@ -110,30 +178,42 @@ def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cells) + " |" for cells in body]
 
 
-def _markdown(rows: list[dict[str, Any]]) -> str:
-    head = ["model", "parameters", "epochs", *[f"test {k}" for k in COLUMNS], "seconds"]
+def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the comparison: each model's inputs, loss and test metrics."""
+    head = ["model", "parameters", "inputs", "loss", "epochs",
+            *[f"test {k}" for k in COLUMNS], "seconds"]  # fmt: skip
     body = []
     for r in rows:
-        cells = [r["model"], f"{r['parameters']:,}", f"{r['epochs']:.1f}"]
+        cells = [r["model"], f"{r['parameters']:,}", f"{r['feature_set']} x {r['lookback']}",
+                 r["loss"], f"{r['epochs']:.1f}"]  # fmt: skip
         cells += [f"{r[f'test_{k}']:.3f}" for k in COLUMNS]
         cells.append(f"{r['seconds']:.1f}")
         body.append(cells)
-    lines = _md_table(head, body)
+    return head, body
+
+
+def _backtest_intro(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    p = next(r for r in rows if "bt_period" in r)
+    title = (
+        "Signals traded through the market core, "
+        f"{p['bt_period']['start']} to {p['bt_period']['end']}"
+    )
+    text = (
+        "One equal slot per asset, bought at the next open when a signal turns it on, held "
+        f"{p['bt_hold_bars']} bars after the last signal. Units: {BACKTEST_UNITS}. "
+        "Degenerate: seeds whose policy the degenerate-policy check flags (a copy of a "
+        "benchmark, or cash)."
+    )
+    return title, text
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    lines = _md_table(*summary_table(rows))
     bt = backtest_table(rows)
     if bt:
-        p = next(r for r in rows if "bt_period" in r)
-        lines += [
-            "",
-            f"## Signals traded through the market core, {p['bt_period']['start']} to "
-            f"{p['bt_period']['end']}",
-            "",
-            f"One equal slot per asset, bought at the next open when a signal turns it on, held "
-            f"{p['bt_hold_bars']} bars after the last signal. Units: {BACKTEST_UNITS}. "
-            "Degenerate: seeds whose policy the degenerate-policy check flags (a copy of a "
-            "benchmark, or cash).",
-            "",
-            *_md_table(["policy", *BT_HEAD, "degenerate"], bt),
-        ]
+        title, text = _backtest_intro(rows)
+        lines += ["", f"## {title}", "", text, "",
+                  *_md_table(["policy", *BT_HEAD, "degenerate"], bt)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +224,7 @@ def write_campaign(
     import jinja2
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    bt = backtest_table(rows)
     md = (
         f"# Baseline campaign\n\n{context.get('description', '')}\n\n"
         "Test metrics at the decision threshold chosen on validation; ROC-AUC and PR-AUC do "
@@ -154,12 +235,11 @@ def write_campaign(
         .from_string(_HTML)
         .render(
             rows=rows,
-            columns=COLUMNS,
             context=context,
-            bt=backtest_table(rows),
-            bt_head=BT_HEAD,
-            units=BACKTEST_UNITS,
-            period=next((r for r in rows if "bt_period" in r), None),
+            tables=[
+                ("", "", *summary_table(rows)),
+                *([(*_backtest_intro(rows), ["policy", *BT_HEAD, "degenerate"], bt)] if bt else []),
+            ],
         )
     )
     paths = {"json": out_dir / "campaign.json", "markdown": out_dir / "campaign.md",
@@ -171,26 +251,17 @@ def write_campaign(
 
 
 _HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Baseline campaign</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px}
+<style>body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}</style></head><body>
 <h1>Baseline campaign</h1>
 <p>{{ context.description }}</p>
 <p>Test metrics at the decision threshold chosen on validation (ROC-AUC and PR-AUC do not
 depend on it); means over {{ rows[0].seeds if rows else 0 }} seed(s).</p>
-<table><tr><th>model</th><th>parameters</th><th>epochs</th>
-{% for c in columns %}<th>test {{ c }}</th>{% endfor %}<th>seconds</th></tr>
-{% for r in rows %}<tr><td>{{ r.model }}</td><td>{{ "{:,}".format(r.parameters) }}</td>
-<td>{{ "%.1f"|format(r.epochs) }}</td>
-{% for c in columns %}<td>{{ "%.3f"|format(r["test_" ~ c]) }}</td>{% endfor %}
-<td>{{ "%.1f"|format(r.seconds) }}</td></tr>{% endfor %}
-</table>
-{% if bt %}<h2>Signals traded through the market core, {{ period.bt_period.start }} to
-{{ period.bt_period.end }}</h2>
-<p>One equal slot per asset, bought at the next open when a signal turns it on, held
-{{ period.bt_hold_bars }} bars after the last signal. Units: {{ units }}. Degenerate: seeds
-whose policy the degenerate-policy check flags (a copy of a benchmark, or cash).</p>
-<table><tr><th>policy</th>{% for h in bt_head %}<th>{{ h }}</th>{% endfor %}<th>degenerate</th></tr>
-{% for line in bt %}<tr>{% for c in line %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
-</table>{% endif %}</body></html>
+{% for title, text, head, body in tables %}
+{% if title %}<h2>{{ title }}</h2>{% endif %}{% if text %}<p>{{ text }}</p>{% endif %}
+<table><tr>{% for h in head %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for line in body %}<tr>{% for c in line %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
+</table>{% endfor %}
+</body></html>
 """

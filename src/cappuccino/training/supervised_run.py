@@ -82,6 +82,7 @@ def prepare_windows(cfg: SupervisedConfig, bars: pl.DataFrame, device: torch.dev
         embargo_bars=cfg.windows.embargo_bars,
         scaler=cfg.windows.scaler,
         device=device,
+        split_starts_ms=cfg.windows.split_starts_ms(),
     )
 
 
@@ -242,6 +243,7 @@ def train_supervised(
             "val": result.val,
             "test": result.test,
             "positive_rate": {s: d["positive_rate"] for s, d in data.report["splits"].items()},
+            "windows": {s: d["windows"] for s, d in data.report["splits"].items()},
             "seconds": round(result.seconds, 2),
         }
         final = {f"final_{s}_{k}": v for s in ("val", "test")
