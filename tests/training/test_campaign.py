@@ -22,7 +22,7 @@ def test_campaign_averages_seeds_and_writes_its_table(tmp_path: Path) -> None:
             "windows": {"lookback": 4},
             "train": {"epochs": 1},
             "backtest": {"benchmarks": ["cash", "buy_and_hold"]},
-        }  # fmt: skip
+        }
     )
     tracker = InMemoryTracker()
     configs = campaign_configs(
