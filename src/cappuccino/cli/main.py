@@ -13,6 +13,7 @@ from cappuccino.cli import features as features_cmd
 from cappuccino.cli import models as models_cmd
 from cappuccino.cli import rl as rl_cmd
 from cappuccino.cli import train as train_cmd
+from cappuccino.cli import tune as tune_cmd
 from cappuccino.utils.logging import configure_logging
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(campaign_cmd.app, name="campaign")
 app.add_typer(rl_cmd.app, name="rl")
+app.add_typer(tune_cmd.app, name="tune")
 app.command("backtest")(backtest_cmd.backtest)
 app.command("train")(train_cmd.train)
 app.command("predict")(train_cmd.predict)
@@ -45,3 +47,7 @@ def main(
 ) -> None:
     """Cappuccino command-line interface."""
     configure_logging(log_level)
+
+
+if __name__ == "__main__":  # worker processes of `cappuccino tune --workers N` start here
+    app()

@@ -1,6 +1,19 @@
 """Experiment tracking (leaf): a small Tracker interface with MLflow and in-memory backends."""
 
-from cappuccino.tracking.base import InMemoryTracker, Tracker, flatten_params, run_name
+from cappuccino.tracking.base import (
+    InMemoryTracker,
+    RunStopped,
+    Tracker,
+    flatten_params,
+    run_name,
+)
 from cappuccino.tracking.mlflow_backend import MlflowTracker
 
-__all__ = ["InMemoryTracker", "MlflowTracker", "Tracker", "flatten_params", "run_name"]
+__all__ = [
+    "InMemoryTracker",
+    "MlflowTracker",
+    "RunStopped",
+    "Tracker",
+    "flatten_params",
+    "run_name",
+]

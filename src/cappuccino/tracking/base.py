@@ -39,15 +39,26 @@ def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class RunStopped(Exception):
+    """Raised through a run that is stopped on purpose (a pruned trial): the run ends
+    ``KILLED``, not ``FAILED``."""
+
+
 class Tracker:
     """Base class: subclasses implement the ``_``-prefixed hooks."""
 
     @contextmanager
-    def start_run(self, name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
-        """Open a run (nested inside an open one); yields its id."""
-        run_id = self._start(name, dict(tags or {}))
+    def start_run(
+        self, name: str, tags: Mapping[str, str] | None = None, *, parent: str | None = None
+    ) -> Iterator[str]:
+        """Open a run, nested inside ``parent`` (a run id, possibly from another process)
+        or else inside the run open in this tracker; yields its id."""
+        run_id = self._start(name, dict(tags or {}), parent)
         try:
             yield run_id
+        except RunStopped:
+            self._end("KILLED")
+            raise
         except BaseException:
             self._end("FAILED")
             raise
@@ -68,7 +79,7 @@ class Tracker:
         self._artifact(Path(path), artifact_path)
 
     # hooks
-    def _start(self, name: str, tags: dict[str, str]) -> str:
+    def _start(self, name: str, tags: dict[str, str], parent: str | None) -> str:
         raise NotImplementedError
 
     def _end(self, status: str) -> None:
@@ -112,9 +123,10 @@ class InMemoryTracker(Tracker):
             raise RuntimeError("no open run: use `with tracker.start_run(...)`")
         return self.runs[self._stack[-1]]
 
-    def _start(self, name: str, tags: dict[str, str]) -> str:
+    def _start(self, name: str, tags: dict[str, str], parent: str | None) -> str:
         rid = f"run{next(self._ids)}"
-        self.runs[rid] = RecordedRun(rid, name, self._stack[-1] if self._stack else None, tags)
+        parent = parent or (self._stack[-1] if self._stack else None)
+        self.runs[rid] = RecordedRun(rid, name, parent, tags)
         self._stack.append(rid)
         return rid
 

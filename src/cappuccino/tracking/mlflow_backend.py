@@ -48,9 +48,10 @@ class MlflowTracker(Tracker):
             raise RuntimeError("no open run")
         return self._stack[-1]
 
-    def _start(self, name: str, tags: dict[str, str]) -> str:
-        if self._stack:
-            tags = {**tags, "mlflow.parentRunId": self._stack[-1]}
+    def _start(self, name: str, tags: dict[str, str], parent: str | None) -> str:
+        parent = parent or (self._stack[-1] if self._stack else None)
+        if parent is not None:
+            tags = {**tags, "mlflow.parentRunId": parent}
         run = self._client.create_run(self.experiment_id, run_name=name, tags=tags)
         self._stack.append(run.info.run_id)
         return str(run.info.run_id)

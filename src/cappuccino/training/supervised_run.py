@@ -15,6 +15,7 @@ everything else JSON)::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,12 +67,20 @@ def binary_target(table: pl.DataFrame, spec: LabelSpec) -> tuple[pl.DataFrame, s
     return table.with_columns((pl.col(src) == 1).cast(pl.Float64).alias(name)), name
 
 
-def prepare_windows(cfg: SupervisedConfig, bars: pl.DataFrame, device: torch.device) -> WindowData:
+def feature_table(cfg: SupervisedConfig, bars: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    """The feature table of ``cfg.feature_set`` with the binary target of ``cfg.windows.label``
+    (warm-up rows dropped) and the target's column name. Depends only on the feature set,
+    the label and the bars, so a study builds it once for all its trials."""
     spec = parse_label(cfg.windows.label)
     table, _ = build_feature_table(
         bars, cfg.feature_set, [spec], timeframe=cfg.data.tf, drop_warmup=True
     )
-    table, target = binary_target(table, spec)
+    return binary_target(table, spec)
+
+
+def windows_from_table(
+    cfg: SupervisedConfig, table: pl.DataFrame, target: str, device: torch.device
+) -> WindowData:
     return build_windows(
         table,
         feature_names=list(get_feature_set(cfg.feature_set).columns),
@@ -84,6 +93,10 @@ def prepare_windows(cfg: SupervisedConfig, bars: pl.DataFrame, device: torch.dev
         device=device,
         split_starts_ms=cfg.windows.split_starts_ms(),
     )
+
+
+def prepare_windows(cfg: SupervisedConfig, bars: pl.DataFrame, device: torch.device) -> WindowData:
+    return windows_from_table(cfg, *feature_table(cfg, bars), device)
 
 
 @dataclass(frozen=True)
@@ -186,15 +199,25 @@ def train_supervised(
     tracker: Tracker | None = None,
     bars: pl.DataFrame | None = None,
     market: MarketArrays | None = None,
+    *,
+    data: WindowData | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    parent_run: str | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.model``; returns the JSON summary (run id, bundle, best epoch, metrics,
-    and with ``cfg.backtest.enabled`` the backtest of its test-period signals; ``market``
-    may pass the market arrays of ``bars`` when many runs share them)."""
+    and with ``cfg.backtest.enabled`` the backtest of its test-period signals).
+
+    Many runs over the same bars (a campaign, a study) pass what they share: ``market``
+    (the market arrays of ``bars``) and ``data`` (windows built from ``bars`` for this
+    config). ``on_epoch`` sees each epoch's history row after it is tracked (a study
+    reports and prunes there); ``parent_run`` nests the tracked run under another.
+    """
     seed_everything(cfg.seed)
     device = default_device()
     if bars is None:
         bars = ParquetStore(cfg.data.store).read_universe(cfg.data.tf, cfg.data.symbols)
-    data = prepare_windows(cfg, bars, device)
+    if data is None:
+        data = prepare_windows(cfg, bars, device)
     torch.manual_seed(cfg.seed)
     model = build_model(
         cfg.model,
@@ -224,11 +247,13 @@ def train_supervised(
                 {f"data.{s}.{k}": v for s, d in data.report["splits"].items()
                  for k, v in d.items() if k in ("rows", "windows", "positive_rate")}
             )  # fmt: skip
-        step = (
-            (lambda row: tracker.log_metrics(row, step=int(row["epoch"])))
-            if tracker is not None
-            else None
-        )
+
+        def step(row: dict[str, float]) -> None:
+            if tracker is not None:
+                tracker.log_metrics(row, step=int(row["epoch"]))
+            if on_epoch is not None:
+                on_epoch(row)
+
         result = fit(model, data, cfg.train, seed=cfg.seed, on_epoch=step)
         bundle = save_bundle(cfg.output_dir / "bundle", model, cfg=cfg, data=data, result=result)
         summary: dict[str, Any] = {
@@ -238,6 +263,12 @@ def train_supervised(
             "model": cfg.model,
             "parameters": count_parameters(model),
             "best_epoch": result.best_epoch,
+            "best_metric": {
+                "name": cfg.train.early_stopping.metric,
+                "value": result.history[result.best_epoch - 1][cfg.train.early_stopping.metric]
+                if result.best_epoch
+                else None,
+            },
             "epochs_run": len(result.history),
             "threshold": result.threshold,
             "val": result.val,
@@ -269,7 +300,7 @@ def train_supervised(
 
     if tracker is None:
         return run(None)
-    with tracker.start_run(name, tags) as run_id:
+    with tracker.start_run(name, tags, parent=parent_run) as run_id:
         return run(run_id)
 
 

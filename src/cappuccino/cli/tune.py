@@ -1,0 +1,119 @@
+"""``cappuccino tune CONFIG ...``: an Optuna study over a model's search space, with workers.
+
+``cappuccino tune CONFIG`` runs the study (it is the ``run`` subcommand: anything that is
+not a subcommand name goes to it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+
+
+class _RunByDefault(TyperGroup):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_RunByDefault, no_args_is_help=True, help="Optuna studies: tune CONFIG, tune report."
+)
+
+
+def _config(
+    config: Path | None,
+    overrides: list[str],
+    study_name: str | None,
+    storage: str | None,
+    n_trials: int | None,
+    timeout: float | None,
+) -> Any:
+    from cappuccino.config import load_config
+    from cappuccino.config.tuning import TuneConfig
+
+    extra = list(overrides)
+    if study_name is not None:
+        extra.append(f"study_name={study_name}")
+    if storage is not None:
+        extra.append(f"storage.url={storage}")
+    if n_trials is not None:
+        extra.append(f"n_trials={n_trials}")
+    if timeout is not None:
+        extra.append(f"timeout_s={timeout}")
+    return load_config(TuneConfig, config, extra)
+
+
+@app.command("run")
+@fail_cleanly
+def run(
+    config: Path | None = typer.Argument(None, help="YAML study config (defaults embedded)"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="override, e.g. supervised.model=gru_attention"
+    ),
+    study_name: str | None = typer.Option(None, "--study-name", help="study name in the storage"),
+    storage: str | None = typer.Option(
+        None, "--storage", help="SQLAlchemy URL (password from CAPPUCCINO_STORAGE_PASSWORD)"
+    ),
+    n_trials: int | None = typer.Option(None, "--n-trials", help="finished trials wanted"),
+    workers: int = typer.Option(1, "--workers", min=1, help="local worker processes"),
+    timeout: float | None = typer.Option(None, "--timeout", help="seconds before no new trial"),
+    worker_index: int | None = typer.Option(None, "--worker-index", hidden=True),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run (or join) a study; workers elsewhere join with the same command and storage."""
+    import optuna
+
+    from cappuccino.models.registry import get_model
+    from cappuccino.tuning.tune import tune, work, worker_command
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
+    cfg = _config(config, overrides, study_name, storage, n_trials, timeout)
+    get_model(cfg.supervised.model)  # a bad name fails before the study is touched
+    if worker_index is not None:  # a worker started by a launcher
+        mine = work(cfg, worker_index)
+        emit_json({"worker": worker_index, **mine})
+        return
+    argv = worker_command(sys.argv[1:]) if workers > 1 else None
+    with progress(
+        f"study {cfg.study_name}: {cfg.n_trials} trials, {workers} worker(s)", not as_json
+    ):
+        summary = tune(cfg, workers=workers, worker_argv=argv)
+    if as_json:
+        emit_json(summary)
+        return
+    table([{"state": k, "trials": v} for k, v in sorted(summary["counts"].items())],
+          f"study {cfg.study_name} ({summary['storage']})")  # fmt: skip
+    console.print(
+        f"best {cfg.metric} = {summary['best_value']} (trial {summary['best_trial']}): "
+        f"{summary['best_params']}\nbundle: {summary['best_bundle']}"
+    )
+
+
+@app.command("report")
+@fail_cleanly
+def report(
+    config: Path | None = typer.Argument(None, help="the study's YAML config"),
+    overrides: list[str] = typer.Option([], "--set", help="override"),
+    study_name: str | None = typer.Option(None, "--study-name"),
+    storage: str | None = typer.Option(None, "--storage"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Counts by state and the best trial of a study."""
+    from cappuccino.tuning.tune import summarize
+
+    cfg = _config(config, overrides, study_name, storage, None, None)
+    summary = summarize(cfg)
+    if as_json:
+        emit_json(summary)
+        return
+    table([{"state": k, "trials": v} for k, v in sorted(summary["counts"].items())],
+          f"study {cfg.study_name}")  # fmt: skip
+    console.print(f"best {cfg.metric} = {summary['best_value']}: {summary['best_params']}")

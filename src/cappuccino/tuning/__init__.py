@@ -1,0 +1,1 @@
+"""Optuna studies: search spaces, objectives over CV segments, storage with heartbeat."""

@@ -1,0 +1,225 @@
+"""Search spaces: typed dimensions per model family, each mapped onto a run-config path.
+
+A :class:`Dim` is one Optuna parameter. Its ``path`` is the dotted key of the run config
+it sets (``train.learning_rate``, ``model_params.dropout``, ``ppo.gamma``); a dimension
+without a path feeds a family's combiner (the MLP's ``n_layers`` and ``width_i`` become
+``model_params.hidden``). ``when`` makes a dimension conditional on earlier ones (the
+focal loss's gamma is sampled only with the focal loss). Every sampled value lands in the
+config the trial trains with; nothing is sampled that nothing reads, and nothing is
+changed after sampling: an invalid combination is not sampled at all (attention heads are
+chosen from the divisors of the width).
+
+Ranges are overridable in YAML (``space: {learning_rate: {low: 1e-4, high: 1e-2}}``);
+an unknown name is an error that lists the family's dimensions.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass(frozen=True)
+class Dim:
+    name: str
+    kind: Literal["float", "int", "categorical"]
+    path: str | None = None
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    step: int = 1
+    choices: tuple[Any, ...] = ()
+    when: Callable[[dict[str, Any]], bool] | None = None
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        if self.kind == "float":
+            return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=1 if self.log else self.step,
+                log=self.log,
+            )  # fmt: skip
+        return trial.suggest_categorical(self.name, list(self.choices))
+
+
+@dataclass(frozen=True)
+class Space:
+    """A family's dimensions (sampled in order) and the combiner that turns the sampled
+    values into config overrides ``{path: value}``."""
+
+    family: str
+    dims: tuple[Dim, ...]
+    combine: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def names(self) -> list[str]:
+        return [d.name for d in self.dims]
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Space:
+        """Ranges/choices replaced from a YAML mapping ``{name: {low, high, log, step, choices}}``."""
+        by_name = {d.name: d for d in self.dims}
+        allowed = {"low", "high", "log", "step", "choices"}
+        for name, fields in overrides.items():
+            if name not in by_name:
+                near = difflib.get_close_matches(name, list(by_name), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ValueError(
+                    f"space.{name}: no such dimension for {self.family}{hint} "
+                    f"(dimensions: {', '.join(by_name)})"
+                )
+            bad = sorted(set(fields) - allowed)
+            if bad:
+                raise ValueError(f"space.{name}: unknown fields {bad}, expected {sorted(allowed)}")
+            upd = dict(fields)
+            if "choices" in upd:
+                upd["choices"] = tuple(upd["choices"])
+            new = replace(by_name[name], **upd)
+            if new.kind != "categorical" and not new.low <= new.high:
+                raise ValueError(f"space.{name}: low {new.low} > high {new.high}")
+            if new.kind == "categorical" and not new.choices:
+                raise ValueError(f"space.{name}: empty choices")
+            by_name[name] = new
+        return replace(self, dims=tuple(by_name[d.name] for d in self.dims))
+
+    def sample(self, trial: optuna.Trial) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(params, overrides)``: the sampled values by name, and the config overrides."""
+        params: dict[str, Any] = {}
+        overrides: dict[str, Any] = {}
+        for d in self.dims:
+            if d.when is not None and not d.when(params):
+                continue
+            params[d.name] = d.sample(trial)
+            if d.path is not None:
+                overrides[d.path] = params[d.name]
+        if self.combine is not None:
+            overrides.update(self.combine(params))
+        return params, overrides
+
+
+def _f(name: str, path: str | None, low: float, high: float, log: bool = False, **kw: Any) -> Dim:
+    return Dim(name, "float", path, low, high, log, **kw)
+
+
+def _i(name: str, path: str | None, low: int, high: int, **kw: Any) -> Dim:
+    return Dim(name, "int", path, low, high, **kw)
+
+
+def _c(name: str, path: str | None, choices: tuple[Any, ...], **kw: Any) -> Dim:
+    return Dim(name, "categorical", path, choices=choices, **kw)
+
+
+# shared by every window classifier
+_TRAIN = (
+    _f("learning_rate", "train.learning_rate", 1e-4, 3e-3, log=True),
+    _f("weight_decay", "train.weight_decay", 1e-6, 1e-2, log=True),
+    _c("batch_size", "train.batch_size", (128, 256, 512)),
+    _c("loss", "train.loss", ("bce", "weighted_bce", "focal")),
+    _f("focal_gamma", "train.focal_gamma", 0.5, 4.0, when=lambda p: p["loss"] == "focal"),
+    _f("focal_alpha", "train.focal_alpha", 0.1, 0.9, when=lambda p: p["loss"] == "focal"),
+)
+_MAX_MLP_LAYERS = 4
+
+
+def _mlp_hidden(p: dict[str, Any]) -> dict[str, Any]:
+    return {"model_params.hidden": [p[f"width_{i}"] for i in range(p["n_layers"])]}
+
+
+def _divisor_dims(name: str, path: str, width: str, widths: tuple[int, ...],
+                  heads: tuple[int, ...]) -> tuple[Dim, ...]:  # fmt: skip
+    """Heads must divide the width: one categorical per width value (``heads_w64``), so no
+    sampled pair is ever invalid (Optuna needs fixed choices per parameter name)."""
+    out = []
+    for w in widths:
+        ok = tuple(h for h in heads if w % h == 0)
+        out.append(_c(f"{name}_w{w}", path, ok, when=lambda p, w=w: p[width] == w))
+    return tuple(out)
+
+
+def _model_dims(model: str) -> tuple[Dim, ...]:
+    if model == "mlp":
+        widths: tuple[int, ...] = (32, 64, 128, 256)
+        return (
+            _i("n_layers", None, 1, _MAX_MLP_LAYERS),
+            *(
+                _c(f"width_{i}", None, widths, when=lambda p, i=i: p["n_layers"] > i)
+                for i in range(_MAX_MLP_LAYERS)
+            ),
+            _f("dropout", "model_params.dropout", 0.0, 0.5),
+            _c("activation", "model_params.activation", ("relu", "tanh")),
+            _c("batch_norm", "model_params.batch_norm", (True, False)),
+        )
+    if model in ("lstm_attention", "gru_attention"):
+        widths = (32, 64, 128)
+        return (
+            _c("hidden", "model_params.hidden", widths),
+            _i("layers", "model_params.layers", 1, 3),
+            *_divisor_dims("heads", "model_params.heads", "hidden", widths, (1, 2, 4, 8)),
+            _f("dropout", "model_params.dropout", 0.0, 0.5),
+        )
+    if model == "cnn_lstm":
+        return (
+            _c("filters", "model_params.filters", (16, 32, 64)),
+            _c("kernel", "model_params.kernel", (3, 5)),
+            _c("lstm_hidden", "model_params.lstm_hidden", (32, 64, 128)),
+            _i("lstm_layers", "model_params.lstm_layers", 1, 2),
+            _f("dropout", "model_params.dropout", 0.0, 0.5),
+        )
+    if model == "price_action_transformer":
+        widths = (64, 128)
+        return (
+            _c("d_model", "model_params.d_model", widths),
+            _i("layers", "model_params.layers", 1, 3),
+            *_divisor_dims("heads", "model_params.heads", "d_model", widths, (2, 4, 8)),
+            _c("ff", "model_params.ff", (128, 256, 512)),
+            _f("dropout", "model_params.dropout", 0.0, 0.3),
+        )
+    if model == "ft_transformer":
+        widths = (32, 64, 96)
+        return (
+            _i("n_blocks", "model_params.n_blocks", 1, 3),
+            _c("d_block", "model_params.d_block", widths),
+            *_divisor_dims("heads", "model_params.heads", "d_block", widths, (2, 4, 8)),
+            _f("attention_dropout", "model_params.attention_dropout", 0.0, 0.3),
+            _f("ffn_dropout", "model_params.ffn_dropout", 0.0, 0.3),
+        )
+    raise ValueError(
+        f"model {model!r}: no search space (mlp, lstm_attention, gru_attention, cnn_lstm, "
+        "price_action_transformer, ft_transformer)"
+    )
+
+
+def supervised_space(model: str) -> Space:
+    """The trainer's dimensions, the window length and the model's own. FT-Transformer
+    windows stay short (its attention is quadratic in bars x features)."""
+    lookbacks = (4, 8) if model == "ft_transformer" else (8, 16, 32)
+    dims = (*_TRAIN, _c("lookback", "windows.lookback", lookbacks), *_model_dims(model))
+    return Space(model, dims, _mlp_hidden if model == "mlp" else None)
+
+
+def ppo_space() -> Space:
+    """PPO, its network and the env: learning rate, batch, discount, GAE, clip, entropy and
+    value weights, epochs, width and depth, lookback, reward, observation scaling."""
+    dims = (
+        _f("learning_rate", "ppo.learning_rate", 1e-5, 1e-3, log=True),
+        _c("n_steps", "ppo.n_steps", (64, 128, 256, 512)),
+        _c("minibatch_size", "ppo.minibatch_size", (256, 512, 1024)),
+        _c("n_epochs", "ppo.n_epochs", (3, 5, 10)),
+        _f("gamma", "ppo.gamma", 0.9, 0.9999),
+        _f("gae_lambda", "ppo.gae_lambda", 0.8, 1.0),
+        _f("clip_coef", "ppo.clip_coef", 0.1, 0.4),
+        _f("ent_coef", "ppo.ent_coef", 1e-6, 1e-2, log=True),
+        _f("vf_coef", "ppo.vf_coef", 0.25, 1.0),
+        _c("width", None, (64, 128, 256)),
+        _i("depth", None, 1, 3),
+        _c("lookback", "env.lookback", (1, 5, 10, 20)),
+        _c("reward", "env.reward", ("log_return", "excess_log_return", "differential_sharpe")),
+        _c("scaler", "env.scaler", ("zscore", "robust")),
+    )
+    return Space("ppo", dims, lambda p: {"ppo.hidden_sizes": [p["width"]] * p["depth"]})
+
+
+__all__ = ["Dim", "Space", "ppo_space", "supervised_space"]

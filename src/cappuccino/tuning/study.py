@@ -1,0 +1,291 @@
+"""Studies: storage with heartbeats, sampler and pruner, the supervised objective, and
+workers that share one study without losing or duplicating trials.
+
+**Storage.** Any SQLAlchemy URL (SQLite on one machine, PostgreSQL across machines) as an
+``RDBStorage`` with a heartbeat: a worker killed mid-trial stops beating, and after the
+grace period the next worker to look marks its trial FAIL and re-queues it (WAITING, same
+parameters) with :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`.
+
+**Exactly ``n_trials``.** A study wants ``n_trials`` finished trials (COMPLETE or PRUNED).
+Trial numbers are handed out atomically by the storage, so they order every trial of
+every worker: a trial starts only if fewer than ``n_trials`` trials numbered before it are
+finished, running or queued; otherwise it is recorded FAIL with ``skipped: over quota``
+without running (a race between workers, rare) and its worker waits. A worker stops when
+``n_trials`` are finished; while others' trials are running it waits, so that a trial that
+fails or whose worker dies is replaced.
+
+**Failures are visible.** A trial that raises is FAIL with ``error`` (type, message) and
+``traceback`` user attributes; the study goes on. A pruned trial is PRUNED with the epoch
+it was stopped at.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from cappuccino.config.loading import apply_overrides
+from cappuccino.config.secrets import storage_url
+from cappuccino.config.supervised import SupervisedConfig
+from cappuccino.config.tuning import PrunerSettings, StorageSettings, TuneConfig
+from cappuccino.tracking import RunStopped, Tracker
+from cappuccino.tuning.spaces import Space, supervised_space
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def make_storage(s: StorageSettings) -> optuna.storages.RDBStorage:
+    """The study's storage; a password comes from ``CAPPUCCINO_STORAGE_PASSWORD`` only."""
+    import optuna
+
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat API
+    engine_kwargs: dict[str, Any] = {}
+    if s.url.startswith("sqlite"):
+        Path(s.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}  # wait on the file lock, don't fail
+    return optuna.storages.RDBStorage(
+        storage_url(s.url),
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=s.heartbeat_interval,
+        grace_period=s.grace_period,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=s.max_retry
+        ),
+    )
+
+
+def make_pruner(p: PrunerSettings) -> optuna.pruners.BasePruner:
+    import optuna
+
+    if p.kind == "median":
+        return optuna.pruners.MedianPruner(p.n_startup_trials, p.n_warmup_steps)
+    if p.kind == "percentile":
+        return optuna.pruners.PercentilePruner(p.percentile, p.n_startup_trials, p.n_warmup_steps)
+    if p.kind == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def open_study(cfg: TuneConfig, worker: int = 0) -> optuna.Study:
+    """Create or load the study. Each worker's sampler is seeded from the study seed, the
+    worker index and the number of trials already in the study: workers side by side, or a
+    worker restarted after a crash, never replay each other's proposals, and a single
+    worker on a new study is reproducible."""
+    import optuna
+    import sqlalchemy.exc
+
+    attempts = 6
+    for attempt in range(attempts):
+        try:
+            study = optuna.create_study(
+                storage=make_storage(cfg.storage),
+                study_name=cfg.study_name,
+                direction=cfg.direction,
+                pruner=make_pruner(cfg.pruner),
+                load_if_exists=True,
+            )
+            existing = len(study.get_trials(deepcopy=False))
+            study.sampler = optuna.samplers.TPESampler(
+                seed=cfg.seed + 1_000_003 * worker + 7_919 * existing
+            )
+            return study
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
+            # workers starting together race to create the schema / the study row
+            if attempt == attempts - 1:
+                raise
+            log.warning("opening study %s: %s; retrying", cfg.study_name, exc.__class__.__name__)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state name."""
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+class _Pruned(RunStopped):
+    pass
+
+
+class _OverQuota(Exception):
+    pass
+
+
+class SupervisedObjective:
+    """Sample, train through :func:`train_supervised` (bundle, figures, tracking), report
+    ``cfg.metric`` each epoch to the pruner, return its value at the kept epoch. The bars
+    and the feature tables are loaded once per process, outside the trials."""
+
+    def __init__(
+        self,
+        cfg: TuneConfig,
+        bars: pl.DataFrame,
+        tracker: Tracker | None = None,
+        parent_run: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.bars = bars
+        self.space: Space = supervised_space(cfg.supervised.model).with_overrides(cfg.space)
+        self.tracker = tracker
+        self.parent_run = parent_run
+        self._tables: dict[tuple[str, str], tuple[pl.DataFrame, str]] = {}
+
+    def config_for(self, overrides: dict[str, Any], number: int) -> SupervisedConfig:
+        """The trial's run config: the study's base plus the sampled overrides; the kept
+        epoch is chosen on the study's metric."""
+        base = self.cfg.supervised.model_dump(mode="json", by_alias=True)
+        pairs = [f"{k}={_yaml_scalar(v)}" for k, v in overrides.items()]
+        data = apply_overrides(base, pairs)
+        data["train"]["early_stopping"]["metric"] = self.cfg.metric
+        data["train"]["early_stopping"]["mode"] = (
+            "max" if self.cfg.direction == "maximize" else "min"
+        )
+        data["output_dir"] = str(self.cfg.output_dir / self.cfg.study_name / f"trial_{number:04d}")
+        data["variant"] = f"{self.cfg.study_name}_t{number}"
+        return SupervisedConfig.model_validate(data)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from cappuccino.training.supervised_run import (
+            feature_table,
+            train_supervised,
+            windows_from_table,
+        )
+        from cappuccino.utils.devices import default_device
+
+        _, overrides = self.space.sample(trial)
+        run_cfg = self.config_for(overrides, trial.number)
+        key = (run_cfg.feature_set, run_cfg.windows.label)
+        if key not in self._tables:
+            self._tables[key] = feature_table(run_cfg, self.bars)
+        data = windows_from_table(run_cfg, *self._tables[key], default_device())
+
+        def report(row: dict[str, float]) -> None:
+            epoch = int(row["epoch"])
+            trial.report(row[self.cfg.metric], epoch)
+            if trial.should_prune():
+                raise _Pruned(
+                    f"pruned at epoch {epoch}: {self.cfg.metric} {row[self.cfg.metric]:.4g}"
+                )
+
+        summary = train_supervised(
+            run_cfg, self.tracker, bars=self.bars, data=data, on_epoch=report,
+            parent_run=self.parent_run,
+        )  # fmt: skip
+        trial.set_user_attr("bundle", summary["bundle"])
+        trial.set_user_attr("best_epoch", summary["best_epoch"])
+        trial.set_user_attr(
+            "test", {k: v for k, v in summary["test"].items() if isinstance(v, float)}
+        )
+        value = summary["best_metric"]["value"]
+        if value is None:
+            raise ValueError(f"{self.cfg.metric}: no finite value in any epoch")
+        return float(value)
+
+
+def _yaml_scalar(v: Any) -> str:
+    import json
+
+    return json.dumps(v)  # JSON is YAML: lists, bools, numbers and strings round-trip
+
+
+def guarded(
+    objective: Callable[[optuna.Trial], float], n_trials: int
+) -> Callable[[optuna.Trial], float]:
+    """The objective behind the quota check and with errors recorded on the trial."""
+    import optuna
+
+    ahead_states = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.RUNNING,
+        optuna.trial.TrialState.WAITING,
+    )
+
+    def run(trial: optuna.Trial) -> float:
+        ahead = [
+            t for t in trial.study.get_trials(deepcopy=False, states=ahead_states)
+            if t.number < trial.number
+        ]  # fmt: skip
+        if len(ahead) >= n_trials:
+            trial.set_user_attr("skipped", "over quota: not run")
+            raise _OverQuota(f"trial {trial.number}: {len(ahead)} trials ahead of it")
+        try:
+            return objective(trial)
+        except _Pruned as exc:
+            raise optuna.TrialPruned(str(exc)) from exc
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            trial.set_user_attr("traceback", traceback.format_exc()[-8000:])
+            raise
+
+    return run
+
+
+def run_worker(
+    cfg: TuneConfig,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    worker: int = 0,
+    poll_s: float = 1.0,
+) -> dict[str, int]:
+    """Work on the study until it has ``cfg.n_trials`` finished trials (or the timeout);
+    returns this worker's counts of trials by outcome."""
+    import optuna
+
+    study = open_study(cfg, worker)
+    inner = guarded(objective, cfg.n_trials)
+    t0 = time.monotonic()
+    mine = {"ran": 0, "skipped": 0}
+
+    def fn(trial: optuna.Trial) -> float:
+        try:
+            return inner(trial)
+        except _OverQuota:
+            mine["skipped"] += 1
+            raise
+        finally:
+            mine["ran"] += 1
+
+    while True:
+        if cfg.timeout_s is not None and time.monotonic() - t0 > cfg.timeout_s:
+            break
+        with warnings.catch_warnings():  # experimental since 2.9, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial -> FAIL + re-queued
+        c = counts(study)
+        done = sum(c.get(s, 0) for s in FINISHED)
+        if done >= cfg.n_trials:
+            break
+        if done + c.get("RUNNING", 0) + c.get("WAITING", 0) >= cfg.n_trials and not c.get(
+            "WAITING"
+        ):
+            time.sleep(poll_s)  # the rest is running elsewhere; replace it if it fails
+            continue
+        study.optimize(fn, n_trials=1, catch=(Exception,), gc_after_trial=True)
+    mine["ran"] -= mine["skipped"]
+    return mine
+
+
+__all__ = [
+    "SupervisedObjective",
+    "counts",
+    "guarded",
+    "make_pruner",
+    "make_storage",
+    "open_study",
+    "run_worker",
+]

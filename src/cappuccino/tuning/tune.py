@@ -1,0 +1,137 @@
+"""``cappuccino tune``: open the study, start the workers, summarise.
+
+The launching process creates the study and its MLflow parent run (its id is stored on
+the study, so workers started later, on this machine or another, nest their trial runs
+under it), starts ``workers - 1`` more worker processes with the same command, works
+itself, waits for them, and reports. A worker that exits non-zero is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from typing import Any
+
+import polars as pl
+
+from cappuccino.config.tuning import TuneConfig
+from cappuccino.data.store import ParquetStore
+from cappuccino.tracking import Tracker
+from cappuccino.tuning.study import FINISHED, SupervisedObjective, counts, open_study, run_worker
+
+log = logging.getLogger(__name__)
+PARENT_ATTR = "mlflow_parent_run_id"
+
+
+def _tracker(cfg: TuneConfig) -> Tracker | None:
+    from cappuccino.tracking import MlflowTracker
+
+    s = cfg.supervised
+    return MlflowTracker(s.tracking_uri, s.experiment) if s.tracking_uri else None
+
+
+def work(cfg: TuneConfig, worker: int, bars: pl.DataFrame | None = None) -> dict[str, int]:
+    """One worker: load the data once, then run trials until the study has its count."""
+    study = open_study(cfg, worker)
+    s = cfg.supervised
+    if bars is None:
+        bars = ParquetStore(s.data.store).read_universe(s.data.tf, s.data.symbols)
+    tracker = _tracker(cfg)
+    parent = study.user_attrs.get(PARENT_ATTR)
+    objective = SupervisedObjective(cfg, bars, tracker, parent_run=parent)
+    return run_worker(cfg, objective, worker=worker)
+
+
+def tune(
+    cfg: TuneConfig,
+    *,
+    workers: int = 1,
+    worker_argv: list[str] | None = None,
+    bars: pl.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Run the study with ``workers`` local processes; ``worker_argv`` is the command line
+    that starts one more worker (``--worker-index`` is appended)."""
+    study = open_study(cfg, 0)
+    tracker = _tracker(cfg)
+    procs: list[subprocess.Popen[bytes]] = []
+    with _parent_run(tracker, cfg, study) as _:
+        if workers > 1:
+            if worker_argv is None:
+                raise ValueError("workers > 1 needs the worker command line")
+            procs = [
+                # a worker's own JSON goes to stderr: stdout carries one document, ours
+                subprocess.Popen([*worker_argv, "--worker-index", str(i)], stdout=sys.stderr)
+                for i in range(1, workers)
+            ]
+        mine = work(cfg, 0, bars)
+        codes = [p.wait() for p in procs]
+    bad = [i + 1 for i, c in enumerate(codes) if c != 0]
+    if bad:
+        raise RuntimeError(f"worker(s) {bad} exited with codes {[codes[i - 1] for i in bad]}")
+    return summarize(cfg) | {"this_worker": mine, "workers": workers}
+
+
+class _parent_run:
+    """The study's MLflow parent run: created once, its id stored on the study."""
+
+    def __init__(self, tracker: Tracker | None, cfg: TuneConfig, study: Any) -> None:
+        self.tracker, self.cfg, self.study = tracker, cfg, study
+        self._cm: Any = None
+
+    def __enter__(self) -> str | None:
+        if self.tracker is None or PARENT_ATTR in self.study.user_attrs:
+            return None
+        self._cm = self.tracker.start_run(
+            f"study_{self.cfg.study_name}",
+            {"phase": self.cfg.supervised.phase, "experiment_type": "study",
+             "model_type": self.cfg.supervised.model},
+        )  # fmt: skip
+        run_id: str = self._cm.__enter__()
+        self.tracker.log_params(self.cfg.model_dump(mode="json", exclude={"supervised"}))
+        self.study.set_user_attr(PARENT_ATTR, run_id)
+        return run_id
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
+
+
+def summarize(cfg: TuneConfig) -> dict[str, Any]:
+    """Counts by state, the best value, parameters and bundle (JSON-ready)."""
+    study = open_study(cfg, 0)
+    c = counts(study)
+    out: dict[str, Any] = {
+        "study_name": cfg.study_name,
+        "storage": cfg.storage.url,  # holds no password (config.secrets.storage_url)
+        "metric": cfg.metric,
+        "direction": cfg.direction,
+        "counts": c,
+        "finished": sum(c.get(s, 0) for s in FINISHED),
+        "best_value": None,
+        "best_params": None,
+        "best_bundle": None,
+        "best_trial": None,
+    }
+    if c.get("COMPLETE"):
+        best = study.best_trial
+        out |= {
+            "best_value": best.value,
+            "best_params": best.params,
+            "best_bundle": best.user_attrs.get("bundle"),
+            "best_trial": best.number,
+        }
+    return out
+
+
+def worker_command(argv: list[str]) -> list[str]:
+    """The command line of one more worker: this one's, run with one worker."""
+    args, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--workers":
+            skip = True
+        elif not a.startswith("--workers="):
+            args.append(a)
+    return [sys.executable, "-m", "cappuccino.cli.main", *args, "--workers", "1"]
