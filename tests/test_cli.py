@@ -195,7 +195,8 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     quick = [
         "--set", "features.audit_cuts=2", "--set", "rl.ppo.total_timesteps=4096",
-        "--set", "supervised.train.epochs=1",
+        "--set", "supervised.train.epochs=1", "--set", "tune.n_trials=2",
+        "--set", "tune.epochs=2",
     ]  # fmt: skip
     doc = run_json("demo", "--set", f"output_dir={out}", *quick)
     assert doc["audit"]["passed"] is True
@@ -224,6 +225,9 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert sorted(bt["benchmarks"]) == ["buy_and_hold", "cash", "equal_weight:24",
                                         "single:BTC/USDT"]  # fmt: skip
     assert Path(bt["outputs"]["report"]).is_file()
+    st = doc["tune"]
+    assert st["finished"] == 2 and st["counts"].get("COMPLETE", 0) >= 1
+    assert (Path(st["best_bundle"]) / "model.pt").is_file()
     rl = doc["rl"]
     assert rl["train"]["timesteps"] == 4096
     assert rl["train"]["train_period"]["end"] == "2021-03-31T23:00:00+00:00"
@@ -241,6 +245,7 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30" in table.stdout
     assert "MLflow run demo_supervised_mlp_default_" in table.stdout
     assert "mlp test-period signals through the market core" in table.stdout
+    assert "Optuna study of mlp" in table.stdout
 
 
 def test_rl_train_then_backtest_the_bundle(tmp_path: Path) -> None:

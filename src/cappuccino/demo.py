@@ -40,6 +40,7 @@ class DemoResult:
     seconds: float
     rl: dict[str, Any] | None = None
     supervised: dict[str, Any] | None = None
+    tune: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class DemoResult:
             "summary": self.summary_rows,
             "supervised": self.supervised,
             "rl": self.rl,
+            "tune": self.tune,
             "seconds": round(self.seconds, 3),
         }
 
@@ -116,6 +118,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         )
     supervised = _run_supervised(cfg, bars) if cfg.supervised.enabled else None
     rl = _run_rl(cfg, bars) if cfg.rl.enabled else None
+    study = _run_tune(cfg, bars) if cfg.tune.enabled else None
     result = DemoResult(
         imported=imported,
         table=treport,
@@ -124,9 +127,44 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         seconds=time.perf_counter() - t0,
         rl=rl,
         supervised=supervised,
+        tune=study,
     )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
+
+
+def _run_tune(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
+    """A short study of the supervised model in ``<output_dir>/tune`` (SQLite storage,
+    MLflow parent run with nested trials); a re-run starts a fresh study."""
+    from cappuccino.config.tuning import TuneConfig
+    from cappuccino.tuning.tune import tune
+
+    t, s = cfg.tune, cfg.supervised
+    out = cfg.output_dir / "tune"
+    db = out / "optuna.db"
+    db.unlink(missing_ok=True)  # the demo's study is new each run: same seed, same trials
+    uri = s.tracking_uri or f"sqlite:///{(cfg.output_dir / 'mlflow.db').resolve()}"
+    tune_cfg = TuneConfig.model_validate(
+        {
+            "seed": cfg.seed,
+            "study_name": "demo",
+            "output_dir": str(out),
+            "storage": {"url": f"sqlite:///{db.resolve()}"},
+            "n_trials": t.n_trials,
+            "metric": t.metric,
+            "direction": "maximize",
+            "pruner": {"kind": "median", "n_startup_trials": t.n_startup_trials, "n_warmup_steps": 0},
+            "supervised": {
+                "seed": cfg.seed, "data": cfg.data.model_dump(mode="json"), "model": s.model,
+                "feature_set": s.feature_set, "windows": s.windows.model_dump(mode="json"),
+                "train": {**s.train.model_dump(mode="json"), "epochs": t.epochs},
+                "backtest": {"enabled": False}, "tracking_uri": uri,
+                "experiment": "cappuccino-demo", "phase": "demo",
+            },
+        }
+    )  # fmt: skip
+    log.info("tuning %s: %d trials", s.model, t.n_trials)
+    return tune(tune_cfg, bars=bars)
 
 
 def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:

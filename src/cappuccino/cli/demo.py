@@ -73,6 +73,16 @@ def demo(
             f"degenerate-policy check: {'DEGENERATE' if v['degenerate'] else 'ok'}: {v['reason']}"
         )
         console.print(f"report: {rl['outputs']['report']}")
+    if result.tune is not None:
+        st = result.tune
+        table(
+            [{"state": k, "trials": v} for k, v in sorted(st["counts"].items())],
+            f"Optuna study of {cfg.supervised.model}: {st['finished']} trials, median pruning",
+        )
+        console.print(
+            f"best {st['metric']} = {st['best_value']:.4f} (trial {st['best_trial']}), "
+            f"bundle {st['best_bundle']}"
+        )
     console.print(f"outputs in {cfg.output_dir} ({result.seconds:.1f} s)")
     if not a.passed:
         raise typer.Exit(1)

@@ -49,6 +49,16 @@ class DemoRLSettings(_Model):
     )
 
 
+class DemoTuneSettings(_Model):
+    """A short Optuna study of the supervised model (a few trials, pruned by the median)."""
+
+    enabled: bool = Field(True, description="run the study")
+    n_trials: int = Field(4, ge=1, description="finished trials")
+    epochs: int = Field(3, ge=1, description="epochs per trial")
+    metric: str = Field("val_pr_auc", description="history metric maximised")
+    n_startup_trials: int = Field(1, ge=0, description="trials run in full before pruning")
+
+
 class DemoConfig(_Model):
     """The main job on the bundled sample: import -> validate -> features -> labels -> audit ->
     PPO -> out-of-sample backtest against benchmarks -> report."""
@@ -59,6 +69,7 @@ class DemoConfig(_Model):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     supervised: DemoSupervisedSettings = Field(default_factory=DemoSupervisedSettings)
     rl: DemoRLSettings = Field(default_factory=DemoRLSettings)
+    tune: DemoTuneSettings = Field(default_factory=DemoTuneSettings)
 
     @property
     def store_path(self) -> Path:

@@ -1,0 +1,145 @@
+"""Search spaces (no dead parameters) and a small supervised study end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cappuccino.cli.main import app
+from cappuccino.config.loading import apply_overrides
+from cappuccino.config.rl import RLTrainConfig
+from cappuccino.config.tuning import TuneConfig
+from cappuccino.features.sets import get_feature_set
+from cappuccino.models.registry import build_model
+from cappuccino.tuning.spaces import ppo_space, supervised_space
+from cappuccino.tuning.study import SupervisedObjective
+
+MODELS = ["mlp", "lstm_attention", "gru_attention", "cnn_lstm", "price_action_transformer",
+          "ft_transformer"]  # fmt: skip
+
+
+def _at(tree: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        tree = tree[part]
+    return tree
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_sampled_value_reaches_the_config_and_the_model(model: str) -> None:
+    space = supervised_space(model)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    objective = SupervisedObjective(
+        TuneConfig.model_validate({"supervised": {"model": model}}), pl.DataFrame()
+    )
+    seen: set[str] = set()
+    for _ in range(6):
+        trial = study.ask()
+        params, overrides = space.sample(trial)
+        seen |= set(params)
+        cfg = objective.config_for(overrides, trial.number)
+        tree = cfg.model_dump(mode="json", by_alias=True)
+        for path, value in overrides.items():
+            assert _at(tree, path) == value, path
+        # every sampled name set a config path or went into one through the combiner
+        for d in space.dims:
+            if d.name in params and d.path is not None:
+                assert overrides[d.path] == params[d.name]
+        torch.manual_seed(0)
+        net = build_model(
+            model,
+            n_features=len(get_feature_set(cfg.feature_set).columns),
+            window=cfg.windows.lookback,
+            n_assets=3,
+            overrides=cfg.model_config_,
+        )
+        if model == "mlp":  # the combined widths are the network's hidden layers
+            widths = [params[f"width_{i}"] for i in range(params["n_layers"])]
+            linears = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+            assert linears[: len(widths)] == widths
+        heads = [m.num_heads for m in net.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+        sampled_heads = [v for k, v in params.items() if k.startswith("heads_w")]
+        if heads:  # attention built with exactly the sampled heads
+            assert set(heads) == set(sampled_heads)
+        study.tell(trial, 0.0)
+    unconditional = {d.name for d in space.dims if d.when is None}
+    assert unconditional <= seen
+
+
+def test_ppo_space_values_reach_the_rl_config() -> None:
+    space = ppo_space()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    base = RLTrainConfig().model_dump(mode="json")
+    for _ in range(5):
+        trial = study.ask()
+        params, overrides = space.sample(trial)
+        cfg = RLTrainConfig.model_validate(
+            apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        )
+        tree = cfg.model_dump(mode="json")
+        for path, value in overrides.items():
+            assert _at(tree, path) == value, path
+        assert cfg.ppo.hidden_sizes == [params["width"]] * params["depth"]
+        assert set(params) == set(space.names())  # nothing conditional, nothing dropped
+        study.tell(trial, 0.0)
+
+
+def test_space_ranges_are_overridable_and_unknown_names_are_clear() -> None:
+    space = supervised_space("mlp").with_overrides(
+        {"learning_rate": {"low": 0.01, "high": 0.02}, "activation": {"choices": ["tanh"]}}
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(5):
+        params, _ = space.sample(study.ask())
+        assert 0.01 <= params["learning_rate"] <= 0.02 and params["activation"] == "tanh"
+    with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
+        supervised_space("mlp").with_overrides({"learnig_rate": {"low": 0.1}})
+    with pytest.raises(ValueError, match="low 0.5 > high 0.1"):
+        supervised_space("mlp").with_overrides({"dropout": {"low": 0.5, "high": 0.1}})
+
+
+def test_a_small_study_end_to_end(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    runner = CliRunner()
+    store = tmp_path / "store"
+    assert runner.invoke(app, ["data", "sample", "--store", str(store), "--json"]).exit_code == 0
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "tune", "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+        "--n-trials", "3", "--json",
+        "--set", f"supervised.data.store={store}", "--set", "supervised.data.symbols=[BTC/USDT]",
+        "--set", "supervised.train.epochs=3", "--set", f"output_dir={tmp_path / 'out'}",
+        "--set", f"supervised.tracking_uri={uri}", "--set", "supervised.backtest.enabled=false",
+        "--set", "pruner.n_startup_trials=1", "--set", "pruner.n_warmup_steps=0",
+        "--set", "space.lookback.choices=[4]",
+    ]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["finished"] == 3 and sum(doc["counts"].values()) == 3
+    assert doc["counts"].get("COMPLETE", 0) >= 1
+    assert (Path(doc["best_bundle"]) / "model.pt").is_file()
+    bundle = json.loads((Path(doc["best_bundle"]) / "bundle.json").read_text())
+    assert (
+        bundle["lookback"] == 4
+        and bundle["model_params"]["dropout"] == doc["best_params"]["dropout"]
+    )
+    # the study is one parent run; each trial a nested run (a pruned one ends KILLED)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("cappuccino")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.info.run_name == "study_s"]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(trials) == 3
+    pruned = doc["counts"].get("PRUNED", 0)
+    assert sum(r.info.status == "KILLED" for r in trials) == pruned
+    # joining the finished study runs nothing more
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert again["counts"] == doc["counts"] and again["this_worker"] == {"ran": 0, "skipped": 0}
