@@ -92,6 +92,21 @@ def test_shipped_train_configs_validate_and_build_their_model(path: Path) -> Non
                 overrides=cfg.model_config_)  # fmt: skip
 
 
+def test_shipped_campaign_and_tune_configs_validate() -> None:
+    from cappuccino.config.supervised import SupervisedConfig
+    from cappuccino.config.tuning import TuneConfig
+    from cappuccino.tuning.spaces import supervised_space
+
+    root = Path(__file__).parents[1] / "configs"
+    campaign = load_config(SupervisedConfig, root / "campaign.yaml")
+    assert campaign.backtest.enabled and campaign.train.keep_top_k == 3
+    tune = load_config(TuneConfig, root / "tune.yaml")
+    space = supervised_space(tune.supervised.model).with_overrides(tune.space)
+    (lr,) = [d for d in space.dims if d.name == "learning_rate"]
+    assert (lr.low, lr.high, lr.log) == (0.0001, 0.003, True)
+    assert tune.storage.url.startswith("sqlite:///")
+
+
 def test_unknown_yaml_key_names_the_file_and_the_nearest_key(tmp_path: Path) -> None:
     from cappuccino.config.rl import RLTrainConfig
 

@@ -140,6 +140,19 @@ def test_a_small_study_end_to_end(tmp_path: Path) -> None:
     assert len(trials) == 3
     pruned = doc["counts"].get("PRUNED", 0)
     assert sum(r.info.status == "KILLED" for r in trials) == pruned
+    # the report: top trials best first, history with the best so far, an HTML page
+    rep_args = ["tune", "report", "--study-name", "s", "--storage", args[4], "--json",
+                "--out", str(tmp_path / "report.html")]  # fmt: skip
+    rep = json.loads(runner.invoke(app, rep_args).stdout)
+    values = [t["value"] for t in rep["top_trials"]]
+    assert values == sorted(values, reverse=True) and values[0] == doc["best_value"]
+    assert [h["best"] for h in rep["history"]] == [
+        max(h["value"] for h in rep["history"][: i + 1]) for i in range(len(rep["history"]))
+    ]
+    assert set(rep["pruned_at"]) == {
+        t for t in range(3) if t not in {h["trial"] for h in rep["history"]}
+    }
+    assert "Top trials" in (tmp_path / "report.html").read_text()
     # joining the finished study runs nothing more
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["counts"] == doc["counts"] and again["this_worker"] == {"ran": 0, "skipped": 0}

@@ -36,9 +36,12 @@ def _config(
     n_trials: int | None,
     timeout: float | None,
 ) -> Any:
+    import optuna
+
     from cappuccino.config import load_config
     from cappuccino.config.tuning import TuneConfig
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
     extra = list(overrides)
     if study_name is not None:
         extra.append(f"study_name={study_name}")
@@ -104,16 +107,28 @@ def report(
     overrides: list[str] = typer.Option([], "--set", help="override"),
     study_name: str | None = typer.Option(None, "--study-name"),
     storage: str | None = typer.Option(None, "--storage"),
+    out: Path | None = typer.Option(None, "--out", help="HTML report file"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Counts by state and the best trial of a study."""
-    from cappuccino.tuning.tune import summarize
+    """Top trials, parameter importance, optimisation history and failures of a study."""
+    from cappuccino.tuning.report import study_report, write_report_html
 
     cfg = _config(config, overrides, study_name, storage, None, None)
-    summary = summarize(cfg)
+    doc = study_report(cfg)
+    if out is not None:
+        doc["report"] = str(write_report_html(doc, out))
     if as_json:
-        emit_json(summary)
+        emit_json(doc)
         return
-    table([{"state": k, "trials": v} for k, v in sorted(summary["counts"].items())],
+    table([{"state": k, "trials": v} for k, v in sorted(doc["counts"].items())],
           f"study {cfg.study_name}")  # fmt: skip
-    console.print(f"best {cfg.metric} = {summary['best_value']}: {summary['best_params']}")
+    table(
+        [{"trial": t["trial"], cfg.metric: t["value"], "best_epoch": t["best_epoch"]}
+         for t in doc["top_trials"]],
+        "top trials",
+    )  # fmt: skip
+    if doc["importance"]:
+        table([{"parameter": k, "importance": v} for k, v in doc["importance"].items()],
+              "parameter importance (fANOVA)")  # fmt: skip
+    if "report" in doc:
+        console.print(f"report: {doc['report']}")
