@@ -113,18 +113,18 @@ def test_a_small_study_end_to_end(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [
         "tune", "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
-        "--n-trials", "3", "--json",
+        "--n-trials", "4", "--json",
         "--set", f"supervised.data.store={store}", "--set", "supervised.data.symbols=[BTC/USDT]",
         "--set", "supervised.train.epochs=3", "--set", f"output_dir={tmp_path / 'out'}",
         "--set", f"supervised.tracking_uri={uri}", "--set", "supervised.backtest.enabled=false",
-        "--set", "pruner.n_startup_trials=1", "--set", "pruner.n_warmup_steps=0",
+        "--set", "pruner.n_startup_trials=2", "--set", "pruner.n_warmup_steps=0",
         "--set", "space.lookback.choices=[4]",
     ]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["finished"] == 3 and sum(doc["counts"].values()) == 3
-    assert doc["counts"].get("COMPLETE", 0) >= 1
+    assert doc["finished"] == 4 and sum(doc["counts"].values()) == 4
+    assert doc["counts"].get("COMPLETE", 0) >= 2  # the first two are never pruned
     assert (Path(doc["best_bundle"]) / "model.pt").is_file()
     bundle = json.loads((Path(doc["best_bundle"]) / "bundle.json").read_text())
     assert (
@@ -137,7 +137,7 @@ def test_a_small_study_end_to_end(tmp_path: Path) -> None:
     runs = client.search_runs([exp.experiment_id])
     (parent,) = [r for r in runs if r.info.run_name == "study_s"]
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(trials) == 3
+    assert len(trials) == 4
     pruned = doc["counts"].get("PRUNED", 0)
     assert sum(r.info.status == "KILLED" for r in trials) == pruned
     # the report: top trials best first, history with the best so far, an HTML page
@@ -150,9 +150,31 @@ def test_a_small_study_end_to_end(tmp_path: Path) -> None:
         max(h["value"] for h in rep["history"][: i + 1]) for i in range(len(rep["history"]))
     ]
     assert set(rep["pruned_at"]) == {
-        t for t in range(3) if t not in {h["trial"] for h in rep["history"]}
+        t for t in range(4) if t not in {h["trial"] for h in rep["history"]}
     }
     assert "Top trials" in (tmp_path / "report.html").read_text()
+    # export: the best bundle, or an ensemble of the top two averaging probabilities
+    best_args = ["tune", "best", "--study-name", "s", "--storage", args[4], "--json"]
+    one = json.loads(runner.invoke(app, [*best_args, "--out", str(tmp_path / "b1")]).stdout)
+    assert one["trials"] == [doc["best_trial"]] and (tmp_path / "b1" / "model.pt").is_file()
+    two = json.loads(
+        runner.invoke(app, [*best_args, "--top", "2", "--out", str(tmp_path / "b2")]).stdout
+    )
+    assert two["ensemble"] and two["trials"] == [t["trial"] for t in rep["top_trials"][:2]]
+    from cappuccino.data.schema import Timeframe
+    from cappuccino.data.store import ParquetStore
+    from cappuccino.training.supervised_run import load_bundle, predict
+    from cappuccino.tuning.export import predict_ensemble
+
+    bars = ParquetStore(store).read_universe(Timeframe.parse("1h"), ["BTC/USDT"]).tail(400)
+    ens = predict_ensemble(tmp_path / "b2", bars)
+    members = [predict(load_bundle(tmp_path / "b2" / "members" / str(i)), bars) for i in (0, 1)]
+    joined = members[0].join(members[1], on=["timestamp", "symbol"], suffix="_b").sort("timestamp")
+    mean = joined.select(((pl.col("prob") + pl.col("prob_b")) / 2).alias("m"))["m"]
+    assert ens.height == joined.height > 0
+    assert (ens.sort("timestamp")["prob"] - mean).abs().max() < 1e-12
+    nope = runner.invoke(app, [*best_args, "--out", str(tmp_path / "b1")])
+    assert nope.exit_code == 2 and "exists" in nope.output
     # joining the finished study runs nothing more
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["counts"] == doc["counts"] and again["this_worker"] == {"ran": 0, "skipped": 0}

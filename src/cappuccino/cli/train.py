@@ -68,22 +68,29 @@ def predict(
     from cappuccino.training.supervised_run import predict as score
     from cappuccino.utils.io import atomic_write_parquet
 
-    b = load_bundle(bundle, epoch)
-    tf = Timeframe.parse(b.meta["timeframe"])
-    bars = ParquetStore(store).read_universe(tf, symbols or b.meta["symbols"])
+    ensemble = (bundle / "ensemble.json").is_file()  # cappuccino tune best --top K
+    b = load_bundle(bundle / "members" / "0" if ensemble else bundle, None if ensemble else epoch)
+    b_meta = b.meta
+    tf = Timeframe.parse(b_meta["timeframe"])
+    bars = ParquetStore(store).read_universe(tf, symbols or b_meta["symbols"])
     for bound, op in ((start, "ge"), (end, "le")):
         if bound is not None:
             when = datetime.fromisoformat(bound)
             when = when if when.tzinfo else when.replace(tzinfo=UTC)
             bars = bars.filter(getattr(pl.col("timestamp"), op)(when))
-    frame = score(b, bars)
+    if ensemble:
+        from cappuccino.tuning.export import predict_ensemble
+
+        frame = predict_ensemble(bundle, bars)
+    else:
+        frame = score(b, bars)
     atomic_write_parquet(out, frame)
     doc = {
         "out": str(out),
         "rows": frame.height,
         "signals": int(frame["signal"].sum()),
-        "threshold": b.meta["threshold"],
-        "epoch": epoch if epoch is not None else b.meta["best_epoch"],
+        "threshold": "mean of the members'" if ensemble else b_meta["threshold"],
+        "epoch": epoch if epoch is not None else b_meta["best_epoch"],
         "symbols": sorted(frame["symbol"].unique().to_list()),
     }
     if as_json:

@@ -129,6 +129,28 @@ def report(
     )  # fmt: skip
     if doc["importance"]:
         table([{"parameter": k, "importance": v} for k, v in doc["importance"].items()],
-              "parameter importance (fANOVA)")  # fmt: skip
+              "parameter importance (PED-ANOVA)")  # fmt: skip
     if "report" in doc:
         console.print(f"report: {doc['report']}")
+
+
+@app.command("best")
+@fail_cleanly
+def best(
+    config: Path | None = typer.Argument(None, help="the study's YAML config"),
+    out: Path = typer.Option(..., "--out", help="new directory for the exported bundle"),
+    top: int = typer.Option(1, "--top", min=1, help="k > 1: an ensemble of the k best trials"),
+    overrides: list[str] = typer.Option([], "--set", help="override"),
+    study_name: str | None = typer.Option(None, "--study-name"),
+    storage: str | None = typer.Option(None, "--storage"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Export the best trial's bundle, or an ensemble averaging the top k's probabilities."""
+    from cappuccino.tuning.export import export_best
+
+    cfg = _config(config, overrides, study_name, storage, None, None)
+    doc = export_best(cfg, out, top)
+    if as_json:
+        emit_json(doc)
+    else:
+        table([doc], "exported")

@@ -14,8 +14,9 @@ from cappuccino.utils.io import atomic_write_bytes
 
 
 def study_report(cfg: TuneConfig, top: int = 10) -> dict[str, Any]:
-    """``summarize`` plus the top trials, importances (fANOVA over complete trials; needs
-    two), the history (value and best so far per finished trial) and failed trials."""
+    """``summarize`` plus the top trials, importances (PED-ANOVA, Optuna's default, over
+    complete trials; needs two with different parameters), the history (value and best so
+    far per complete trial) and failed trials."""
     import optuna
 
     study = open_study(cfg, 0)
@@ -26,7 +27,10 @@ def study_report(cfg: TuneConfig, top: int = 10) -> dict[str, Any]:
     importance: dict[str, float] = {}
     if len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
         importance = {
-            k: float(v) for k, v in optuna.importance.get_param_importances(study).items()
+            k: float(v)
+            for k, v in optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+            ).items()
         }
     history, best = [], math.nan
     for t in sorted(complete, key=lambda t: t.number):
@@ -85,7 +89,7 @@ def write_report_html(report: dict[str, Any], path: Path) -> Path:
     )  # fmt: skip
     imp = sorted(report["importance"].items(), key=lambda kv: kv[1])
     fig_i = go.Figure(go.Bar(x=[v for _, v in imp], y=[k for k, _ in imp], orientation="h"))
-    fig_i.update_layout(title="parameter importance (fANOVA)", height=max(250, 28 * len(imp)))
+    fig_i.update_layout(title="parameter importance (PED-ANOVA)", height=max(250, 28 * len(imp)))
     html = (
         jinja2.Environment(autoescape=True)
         .from_string(_PAGE)
