@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.env_steps
 	$(BIN)/python -m benchmarks.ppo
 	$(BIN)/python -m benchmarks.supervised
+	$(BIN)/python -m benchmarks.tuning
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
