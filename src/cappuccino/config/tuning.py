@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cappuccino.config.models import _Model
+from cappuccino.config.rl import RLTrainConfig
 from cappuccino.config.supervised import SupervisedConfig
 
 
@@ -33,6 +34,24 @@ class StorageSettings(_Model):
     max_retry: int = Field(2, ge=0, description="re-runs of a trial whose worker died")
 
 
+class CVSettings(_Model):
+    """Combinatorial purged CV of an RL study: ``n_groups`` consecutive groups of bars,
+    every choice of ``n_test_groups`` tested once by a policy trained on the rest."""
+
+    n_groups: int = Field(6, ge=3, description="consecutive groups of bars")
+    n_test_groups: int = Field(2, ge=1, description="groups tested per fold")
+    purge_bars: int = Field(
+        24, ge=0, description="bars removed from train on both sides of a test block"
+    )
+    embargo_bars: int = Field(24, ge=0, description="further bars removed after a test block")
+    benchmark: str = Field(
+        "equal_weight:24", description="policy whose Sharpe on the same bars is subtracted"
+    )
+    max_folds: int | None = Field(
+        None, ge=1, description="run only the first k folds (a budget; paths need them all)"
+    )
+
+
 class TuneConfig(_Model):
     """``cappuccino tune``: a study over one model family's search space."""
 
@@ -48,6 +67,13 @@ class TuneConfig(_Model):
     space: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="range overrides: {dimension: {low, high, log, choices}}"
     )
+    kind: Literal["supervised", "rl"] = Field(
+        "supervised", description="supervised: a window classifier; rl: PPO over CPCV folds"
+    )
     supervised: SupervisedConfig = Field(
         default_factory=SupervisedConfig, description="the run every trial starts from"
     )
+    rl: RLTrainConfig = Field(
+        default_factory=RLTrainConfig, description="the PPO run every RL trial starts from"
+    )
+    cv: CVSettings = Field(default_factory=CVSettings)

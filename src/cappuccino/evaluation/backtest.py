@@ -31,6 +31,7 @@ from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules
 from cappuccino.training.rl.bundle import RLBundle
 from cappuccino.training.rl.env import BatchedTradingEnv
+from cappuccino.training.rl.policy import ActorCritic
 
 
 class Policy(Protocol):
@@ -65,13 +66,22 @@ class RebalancePolicy:
 
 
 @dataclass
-class BundlePolicy:
-    bundle: RLBundle
+class NetPolicy:
+    """A trained actor's deterministic action (the mode of its distribution)."""
+
+    net: ActorCritic
     name: str = "policy"
 
     def targets(self, env: BatchedTradingEnv, obs: Tensor, step: int) -> Tensor:
-        action = self.bundle.policy.act(obs.to("cpu")).to(env.device)
+        dev = next(self.net.parameters()).device
+        with torch.no_grad():
+            action = self.net.act(obs.to(dev)).to(env.device)
         return env.action_to_target_units(action)
+
+
+def BundlePolicy(bundle: RLBundle, name: str = "policy") -> NetPolicy:
+    """The policy of an RL bundle."""
+    return NetPolicy(bundle.policy, name)
 
 
 class SignalPolicy:

@@ -37,36 +37,118 @@ def study_report(cfg: TuneConfig, top: int = 10) -> dict[str, Any]:
         v = float(t.value or 0.0)
         best = v if math.isnan(best) else (max(best, v) if sign < 0 else min(best, v))
         history.append({"trial": t.number, "value": v, "best": best})
-    return summarize(cfg) | {
-        "top_trials": [
-            {
-                "trial": t.number,
-                "value": t.value,
-                "params": t.params,
-                "best_epoch": t.user_attrs.get("best_epoch"),
-                "bundle": t.user_attrs.get("bundle"),
-                "test": t.user_attrs.get("test"),
-                "seconds": t.duration.total_seconds() if t.duration else None,
-            }
-            for t in best_first[:top]
-        ],
-        "importance": importance,
-        "history": history,
-        "pruned_at": {
-            t.number: max(t.intermediate_values) if t.intermediate_values else None
-            for t in trials
-            if t.state == optuna.trial.TrialState.PRUNED
-        },
-        "failed": [
-            {
-                "trial": t.number,
-                "error": t.user_attrs.get("error"),
-                "skipped": t.user_attrs.get("skipped"),
-            }
-            for t in trials
-            if t.state == optuna.trial.TrialState.FAIL
-        ],
+    extra: dict[str, Any] = {}
+    if cfg.kind == "rl":
+        finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+        extra = rl_statistics(cfg, complete, len(finished))
+    return (
+        summarize(cfg)
+        | extra
+        | {
+            "top_trials": [
+                {
+                    "trial": t.number,
+                    "value": t.value,
+                    "params": t.params,
+                    "best_epoch": t.user_attrs.get("best_epoch"),
+                    "bundle": t.user_attrs.get("bundle"),
+                    "test": t.user_attrs.get("test"),
+                    "seconds": t.duration.total_seconds() if t.duration else None,
+                }
+                for t in best_first[:top]
+            ],
+            "importance": importance,
+            "history": history,
+            "pruned_at": {
+                t.number: max(t.intermediate_values) if t.intermediate_values else None
+                for t in trials
+                if t.state == optuna.trial.TrialState.PRUNED
+            },
+            "failed": [
+                {
+                    "trial": t.number,
+                    "error": t.user_attrs.get("error"),
+                    "skipped": t.user_attrs.get("skipped"),
+                }
+                for t in trials
+                if t.state == optuna.trial.TrialState.FAIL
+            ],
+        }
+    )
+
+
+def rl_statistics(cfg: TuneConfig, complete: list[Any], n_tried: int) -> dict[str, Any]:
+    """Out-of-sample statistics of an RL study from its trials' ``oos_returns.parquet``.
+
+    Each trial's per-bar returns are averaged over the folds that tested the bar (a bar is
+    tested by ``C(N-1, k-1)`` folds), giving one series per trial over the same bars.
+    ``pbo``: CSCV over those series (trials as strategies). ``deflated_sharpe``: the best
+    trial's series, deflated for ``n_tried`` trials and the variance of the trials'
+    Sharpe ratios. ``cpcv``: the best trial's Sharpe on each CPCV backtest path (every
+    group tested once, by a policy that never trained on it). Sharpe ratios here are
+    annualised for display; the DSR works per period.
+    """
+    import numpy as np
+    import polars as pl
+
+    from cappuccino.datasets.splits import cpcv_paths, group_bounds
+    from cappuccino.evaluation.metrics import sharpe_ratio
+    from cappuccino.evaluation.overfitting import deflated_sharpe, pbo_cscv, per_period_sharpe
+
+    frames = {t.number: pl.read_parquet(t.user_attrs["oos_returns"]) for t in complete}
+    if not frames:
+        return {}
+    series = [
+        f.group_by("bar").agg(pl.col("return").mean().alias(f"t{n}")).sort("bar")
+        for n, f in frames.items()
+    ]
+    wide = series[0]
+    for s_ in series[1:]:
+        wide = wide.join(s_, on="bar", how="inner")
+    m = wide.drop("bar").to_numpy()
+    n_total = int(complete[0].user_attrs["n_bars"])
+    ppy = float(complete[0].user_attrs["periods_per_year"])
+    srs = per_period_sharpe(m)
+    best_col = int(np.argmax(srs)) if len(complete) else 0
+    out: dict[str, Any] = {
+        "units": "per-bar simple returns averaged over the folds testing each bar; "
+        "annualised Sharpe x sqrt(bars per year); DSR and PSR are probabilities",
+        "bars": int(m.shape[0]),
+        "trial_sharpes": {n: float(x) * ppy**0.5 for n, x in zip(frames, srs, strict=True)},
     }
+    out["pbo"] = {"pbo": None, "reason": "needs 2 complete trials over 32 bars or more"}
+    if m.shape[1] >= 2 and m.shape[0] >= 32:
+        blocks = 16 if m.shape[0] >= 64 else 8
+        pbo = pbo_cscv(m, n_blocks=blocks)
+        out["pbo"] = {k: pbo[k] for k in ("pbo", "n_splits", "n_blocks", "n_trials",
+                                          "prob_oos_loss", "degradation_slope")}  # fmt: skip
+    var = float(np.var(srs, ddof=1)) if srs.size >= 2 else 0.0
+    dsr = deflated_sharpe(m[:, best_col], n_trials=max(n_tried, 1), var_trial_sharpe=var)
+    out["deflated_sharpe"] = dsr | {"trial": list(frames)[best_col]}
+    # CPCV paths of the best trial
+    best = frames[list(frames)[best_col]]
+    bounds = group_bounds(n_total, cfg.cv.n_groups)
+    edges = np.array([b for _, b in bounds])
+    group = np.searchsorted(edges, best["bar"].to_numpy(), side="right")
+    best = best.with_columns(pl.Series("group", group))
+    paths = cpcv_paths(cfg.cv.n_groups, cfg.cv.n_test_groups)
+    from cappuccino.tuning.rl_objective import cv_folds
+
+    n_folds = len(cv_folds(cfg, n_total))
+    path_sr = []
+    for path in paths:
+        if int(path.max()) >= n_folds:
+            continue  # max_folds ran fewer folds than the paths need
+        parts = [best.filter((pl.col("fold") == int(f)) & (pl.col("group") == g))["return"]
+                 for g, f in enumerate(path)]  # fmt: skip
+        path_sr.append(sharpe_ratio(pl.concat(parts).to_numpy(), ppy))
+    out["cpcv"] = {
+        "paths": len(path_sr), "path_sharpes": path_sr,
+        "mean": float(np.mean(path_sr)) if path_sr else None,
+        "std": float(np.std(path_sr, ddof=1)) if len(path_sr) > 1 else None,
+        "min": float(np.min(path_sr)) if path_sr else None,
+    }  # fmt: skip
+    return out
 
 
 def write_report_html(report: dict[str, Any], path: Path) -> Path:
@@ -122,6 +204,15 @@ trials with different parameters.</p>{% endif %}
 {% for t in r.top_trials %}<tr><td>{{ t.trial }}</td><td>{{ "%.4f"|format(t.value) }}</td>
 <td>{{ t.best_epoch }}</td><td>{{ "%.1f"|format(t.seconds or 0) }}</td>
 <td><code>{{ t.params }}</code></td></tr>{% endfor %}</table>
+{% if r.deflated_sharpe %}<h2>Out of sample (CPCV)</h2>
+<p>{{ r.units }}.</p><ul>
+<li>Probability of backtest overfitting (CSCV over {{ r.pbo.n_trials or "too few" }} trials):
+<b>{{ r.pbo.pbo if r.pbo.pbo is not none else r.pbo.reason }}</b></li>
+<li>Deflated Sharpe ratio of trial {{ r.deflated_sharpe.trial }} after
+{{ r.deflated_sharpe.n_trials|int }} trials: <b>{{ "%.3f"|format(r.deflated_sharpe.deflated_sharpe) }}</b>
+(probabilistic Sharpe {{ "%.3f"|format(r.deflated_sharpe.probabilistic_sharpe) }})</li>
+<li>CPCV paths of that trial: {{ r.cpcv.paths }}, Sharpe mean {{ r.cpcv.mean }}, std
+{{ r.cpcv.std }}, min {{ r.cpcv.min }}</li></ul>{% endif %}
 {% if r.failed %}<h2>Failed trials</h2><table><tr><th>trial</th><th>error</th></tr>
 {% for f in r.failed %}<tr><td>{{ f.trial }}</td><td><code>{{ f.error or f.skipped or
 "worker died (heartbeat stopped); re-queued" }}</code></td></tr>{% endfor %}</table>{% endif %}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import polars as pl
@@ -27,19 +28,28 @@ PARENT_ATTR = "mlflow_parent_run_id"
 def _tracker(cfg: TuneConfig) -> Tracker | None:
     from cappuccino.tracking import MlflowTracker
 
-    s = cfg.supervised
+    s = cfg.supervised  # RL studies track to the same URI and experiment settings
     return MlflowTracker(s.tracking_uri, s.experiment) if s.tracking_uri else None
 
 
 def work(cfg: TuneConfig, worker: int, bars: pl.DataFrame | None = None) -> dict[str, int]:
     """One worker: load the data once, then run trials until the study has its count."""
     study = open_study(cfg, worker)
-    s = cfg.supervised
-    if bars is None:
-        bars = ParquetStore(s.data.store).read_universe(s.data.tf, s.data.symbols)
     tracker = _tracker(cfg)
     parent = study.user_attrs.get(PARENT_ATTR)
-    objective = SupervisedObjective(cfg, bars, tracker, parent_run=parent)
+    objective: Callable[[Any], float]
+    if cfg.kind == "rl":
+        from cappuccino.training.rl.train import load_market
+        from cappuccino.tuning.rl_objective import RLObjective
+
+        r = cfg.rl
+        data = load_market(r.data.store, r.data.timeframe, r.data.symbols, r.env.feature_set)
+        objective = RLObjective(cfg, data, tracker, parent_run=parent)
+    else:
+        s = cfg.supervised
+        if bars is None:
+            bars = ParquetStore(s.data.store).read_universe(s.data.tf, s.data.symbols)
+        objective = SupervisedObjective(cfg, bars, tracker, parent_run=parent)
     return run_worker(cfg, objective, worker=worker)
 
 

@@ -1,0 +1,189 @@
+"""The RL objective: PPO trained and judged over combinatorial purged CV folds.
+
+For each fold, PPO trains on the fold's train segments only (episodes never cross a
+segment boundary; the observation scaler is fitted on those bars), then its deterministic
+policy is backtested on each test segment through the same market core, beside the
+benchmark policy on the very same bars. The fold's score is the annualised Sharpe of the
+policy's per-bar returns over its test segments minus the benchmark's. The trial's value
+is the mean over folds; the running mean is reported after each fold, so the pruner can
+stop a trial early. Each trial keeps, as files: ``folds.json`` (per-fold metrics),
+``oos_returns.parquet`` (every test bar: fold, close time, bar index, policy and
+benchmark return)
+and the bundle of its best fold's policy (nothing is retrained).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from cappuccino.config.loading import apply_overrides
+from cappuccino.config.rl import RLTrainConfig
+from cappuccino.config.tuning import TuneConfig
+from cappuccino.datasets.market import MarketArrays
+from cappuccino.datasets.splits import Fold, combinatorial_purged, segments_index
+from cappuccino.evaluation.metrics import sharpe_ratio
+from cappuccino.tracking import Tracker, run_name
+from cappuccino.tuning.spaces import Space, ppo_space
+from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
+
+if TYPE_CHECKING:
+    import optuna
+
+    from cappuccino.evaluation.backtest import BacktestResult, Policy
+
+
+def cv_folds(cfg: TuneConfig, n_bars: int) -> list[Fold]:
+    folds = combinatorial_purged(
+        n_bars, cfg.cv.n_groups, cfg.cv.n_test_groups,
+        purge=cfg.cv.purge_bars, embargo=cfg.cv.embargo_bars,
+    )  # fmt: skip
+    return folds[: cfg.cv.max_folds] if cfg.cv.max_folds else folds
+
+
+class RLObjective:
+    """See the module docstring. ``data``: the market arrays, loaded once per worker."""
+
+    def __init__(
+        self,
+        cfg: TuneConfig,
+        data: MarketArrays,
+        tracker: Tracker | None = None,
+        parent_run: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.tracker = tracker
+        self.parent_run = parent_run
+        self.space: Space = ppo_space().with_overrides(cfg.space)
+        self.folds = cv_folds(cfg, data.n_bars)
+
+    def config_for(self, overrides: dict[str, Any], number: int) -> RLTrainConfig:
+        base = self.cfg.rl.model_dump(mode="json")
+        data = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        data["output_dir"] = str(self.cfg.output_dir / self.cfg.study_name / f"trial_{number:04d}")
+        return RLTrainConfig.model_validate(data)
+
+    def _backtest(self, policy: Policy, cfg: RLTrainConfig, scaler: Any, seg: tuple[int, int]
+                  ) -> BacktestResult:  # fmt: skip
+        from cappuccino.evaluation.backtest import run_backtest
+
+        a, b = seg
+        history = cfg.env.lookback - 1
+        start = max(0, a - history)  # the observation's history may reach before the block
+        window = self.data.slice(start, b)
+        return run_backtest(
+            window, policy, env_settings=cfg.env, rules=cfg.market.rules(), scaler=scaler,
+            first=max(a, history) - start,
+        )  # fmt: skip
+
+    def run_fold(self, cfg: RLTrainConfig, fold: Fold) -> dict[str, Any]:
+        """Train on the fold's train segments, backtest on its test segments."""
+        from cappuccino.evaluation.backtest import NetPolicy, benchmark_policy
+        from cappuccino.features.scaling import Scaler
+        from cappuccino.training.rl.env import BatchedTradingEnv
+        from cappuccino.training.rl.ppo import train_ppo
+
+        scaler = Scaler.fit(self.data.features[fold.train_index()], cfg.env.scaler)
+        need = cfg.env.lookback + (cfg.env.episode_bars or 1)
+        train_segments = [s for s in fold.train if s[1] - s[0] >= need]
+        if not train_segments:
+            raise ValueError(
+                f"fold {list(fold.test_groups)}: no train segment holds lookback + episode "
+                f"({need} bars); use fewer groups or shorter episodes"
+            )
+        env = BatchedTradingEnv(
+            self.data, settings=cfg.env, rules=cfg.market.rules(), n_envs=cfg.ppo.n_envs,
+            scaler=scaler, segments=train_segments, seed=cfg.seed,
+        )  # fmt: skip
+        result = train_ppo(env, cfg.ppo, seed=cfg.seed)
+        bench = benchmark_policy(self.cfg.cv.benchmark, self.data.symbols)
+        pol, ben, ts = [], [], []
+        for seg in fold.test:
+            p = self._backtest(NetPolicy(result.policy), cfg, scaler, seg)
+            q = self._backtest(bench, cfg, scaler, seg)
+            pol.append(p.returns)
+            ben.append(q.returns)
+            ts.append(p.timestamps[1:])
+        r_p, r_b = np.concatenate(pol), np.concatenate(ben)
+        ppy = self.data.timeframe.periods_per_year
+        sr_p, sr_b = sharpe_ratio(r_p, ppy), sharpe_ratio(r_b, ppy)
+        return {
+            "policy": result.policy, "scaler": scaler, "history": result.history,
+            "train_segments": train_segments, "sharpe": sr_p, "benchmark_sharpe": sr_b,
+            "score": sr_p - sr_b, "returns": r_p, "benchmark_returns": r_b,
+            "timestamps": np.concatenate(ts),
+        }  # fmt: skip
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        _, overrides = self.space.sample(trial)
+        cfg = self.config_for(overrides, trial.number)
+        if self.tracker is None:
+            return self._run(trial, cfg, None)
+        name = run_name(self.cfg.rl.output_dir.name or "rl", "rl_cpcv", "ppo",
+                        f"{self.cfg.study_name}_t{trial.number}")  # fmt: skip
+        tags = {"phase": "tuning", "experiment_type": "rl_cpcv", "model_type": "ppo",
+                "dataset_version": f"{self.data.feature_set}:{self.data.describe()['start']}..."
+                f"{self.data.describe()['end']}"}  # fmt: skip
+        with self.tracker.start_run(name, tags, parent=self.parent_run):
+            self.tracker.log_params(cfg.model_dump(mode="json"))
+            return self._run(trial, cfg, self.tracker)
+
+    def _run(self, trial: optuna.Trial, cfg: RLTrainConfig, tracker: Tracker | None) -> float:
+        from cappuccino.training.rl.bundle import save_bundle
+        from cappuccino.tuning.study import _Pruned
+
+        out = cfg.output_dir
+        rows, frames, best = [], [], None
+        for i, fold in enumerate(self.folds):
+            r = self.run_fold(cfg, fold)
+            rows.append({"fold": i, "test_groups": list(fold.test_groups),
+                         "test_bars": fold.n_test, "train_bars": fold.n_train,
+                         **{k: r[k] for k in ("sharpe", "benchmark_sharpe", "score")}})  # fmt: skip
+            close_ms = self.data.timestamps + self.data.timeframe.ms
+            frames.append(pl.DataFrame({
+                "fold": np.full(r["returns"].size, i), "timestamp": r["timestamps"],
+                "bar": np.searchsorted(close_ms, r["timestamps"]),
+                "return": r["returns"], "benchmark_return": r["benchmark_returns"],
+            }))  # fmt: skip
+            if best is None or r["score"] > best[1]["score"]:
+                best = (i, r)
+            running = statistics.mean(x["score"] for x in rows)
+            if tracker is not None:
+                tracker.log_metrics({k: float(rows[-1][k]) for k in ("sharpe", "benchmark_sharpe",
+                                     "score")} | {"mean_score": running}, step=i)  # fmt: skip
+            trial.report(running, i)
+            if trial.should_prune():
+                raise _Pruned(f"pruned after fold {i}: mean score {running:.4g}")
+        assert best is not None
+        i, r = best
+        train_bars = segments_index(r["train_segments"])
+        bundle = save_bundle(
+            out / "bundle", r["policy"], data=self.data, env_settings=cfg.env,
+            rules=cfg.market.rules(), scaler=r["scaler"], config=cfg.model_dump(mode="json"),
+            history=r["history"],
+            train_period={"fold": i, "segments": r["train_segments"], "n_bars": int(train_bars.size)},
+        )  # fmt: skip
+        atomic_write_json(out / "folds.json", {"units": _UNITS, "folds": rows})
+        atomic_write_parquet(
+            out / "oos_returns.parquet",
+            pl.concat(frames).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC"))),
+        )
+        value = float(statistics.mean(x["score"] for x in rows))
+        trial.set_user_attr("bundle", str(bundle))
+        trial.set_user_attr("folds", str(out / "folds.json"))
+        trial.set_user_attr("oos_returns", str(out / "oos_returns.parquet"))
+        trial.set_user_attr("mean_oos_sharpe", statistics.mean(x["sharpe"] for x in rows))
+        trial.set_user_attr("n_bars", self.data.n_bars)
+        trial.set_user_attr("periods_per_year", self.data.timeframe.periods_per_year)
+        return value
+
+
+_UNITS = (
+    "sharpe: annualised (x sqrt(bars per year)) mean/std (ddof 1) of per-bar simple returns "
+    "over the fold's test segments, risk-free 0; score: sharpe - benchmark_sharpe"
+)

@@ -1,0 +1,104 @@
+"""The RL objective over CPCV folds on a synthetic market: no test bar is trained on, the
+files agree with the folds, a pruner can stop a trial after a fold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import polars as pl
+import pytest
+
+from cappuccino.config.tuning import TuneConfig
+from cappuccino.evaluation.metrics import sharpe_ratio
+from cappuccino.tuning.rl_objective import RLObjective
+
+from ..training.rl.helpers import random_market
+
+
+def _cfg(tmp_path: Path) -> TuneConfig:
+    return TuneConfig.model_validate(
+        {
+            "kind": "rl", "study_name": "rl", "output_dir": str(tmp_path),
+            "cv": {"n_groups": 4, "n_test_groups": 1, "purge_bars": 3, "embargo_bars": 2,
+                   "benchmark": "equal_weight:1"},
+            "space": {"lookback": {"choices": [2]}, "n_steps": {"choices": [32]},
+                      "minibatch_size": {"choices": [64]}, "n_epochs": {"choices": [2]}},
+            "rl": {"env": {"lookback": 2, "episode_bars": 20},
+                   "ppo": {"n_envs": 4, "total_timesteps": 256},
+                   "market": {"min_order_notional": 0.0}},
+        }
+    )  # fmt: skip
+
+
+def test_folds_train_on_train_bars_and_score_on_test_bars(tmp_path: Path) -> None:
+    data = random_market(t=400, a=3, seed=4)
+    cfg = _cfg(tmp_path)
+    obj = RLObjective(cfg, data)
+    assert len(obj.folds) == 4
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(obj, n_trials=1)
+    (trial,) = study.trials
+    assert trial.state.name == "COMPLETE"
+    folds = json.loads(Path(trial.user_attrs["folds"]).read_text())["folds"]
+    returns = pl.read_parquet(trial.user_attrs["oos_returns"])
+    assert trial.value == pytest.approx(np.mean([f["score"] for f in folds]))
+    ts_ms = returns["timestamp"].dt.epoch("ms").to_numpy()
+    close_ms = data.timestamps + data.timeframe.ms
+    for i, (f, fold) in enumerate(zip(folds, obj.folds, strict=True)):
+        assert f["score"] == pytest.approx(f["sharpe"] - f["benchmark_sharpe"])
+        mine = returns.filter(pl.col("fold") == i)
+        ppy = data.timeframe.periods_per_year
+        assert sharpe_ratio(mine["return"].to_numpy(), ppy) == pytest.approx(f["sharpe"])
+        # every scored bar's close is a test bar's close; none is a train bar's
+        bars = np.searchsorted(close_ms, ts_ms[returns["fold"].to_numpy() == i])
+        test = set(fold.test_index().tolist())
+        assert set(bars.tolist()) <= test
+        assert not set(bars.tolist()) & set(fold.train_index().tolist())
+        # each test segment contributes its bars after the first decision, which needs
+        # lookback - 1 = 1 bar of history (only the very first segment lacks it)
+        assert len(bars) == sum(b - max(a, 1) - 1 for a, b in fold.test)
+    meta = json.loads((Path(trial.user_attrs["bundle"]) / "bundle.json").read_text())
+    best = int(np.argmax([f["score"] for f in folds]))
+    assert meta["train_period"]["fold"] == best
+    assert [tuple(s) for s in meta["train_period"]["segments"]] == list(obj.folds[best].train)
+
+
+def test_a_pruner_stops_a_trial_after_its_first_fold(tmp_path: Path) -> None:
+    obj = RLObjective(_cfg(tmp_path), random_market(t=400, a=3, seed=5))
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1e9)
+    )
+    from cappuccino.tuning.study import guarded
+
+    study.optimize(guarded(obj, 5), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [0]
+    assert "bundle" not in trial.user_attrs
+
+
+def test_an_rl_study_reports_pbo_deflated_sharpe_and_cpcv_paths(tmp_path: Path) -> None:
+    from cappuccino.tuning.report import study_report, write_report_html
+    from cappuccino.tuning.study import run_worker
+
+    cfg = _cfg(tmp_path).model_copy(
+        update={"n_trials": 3, "storage": _cfg(tmp_path).storage.model_copy(
+            update={"url": f"sqlite:///{tmp_path / 'rl.db'}"}),
+            "pruner": _cfg(tmp_path).pruner.model_copy(update={"kind": "none"}),
+            "cv": _cfg(tmp_path).cv.model_copy(update={"n_test_groups": 2})}
+    )  # fmt: skip
+    data = random_market(t=400, a=3, seed=6)
+    assert run_worker(cfg, RLObjective(cfg, data)) == {"ran": 3, "skipped": 0}
+    rep = study_report(cfg)
+    assert rep["counts"] == {"COMPLETE": 3}
+    assert 0.0 <= rep["pbo"]["pbo"] <= 1.0 and rep["pbo"]["n_trials"] == 3
+    dsr = rep["deflated_sharpe"]
+    assert dsr["n_trials"] == 3 and 0.0 <= dsr["deflated_sharpe"] <= dsr["probabilistic_sharpe"]
+    assert rep["cpcv"]["paths"] == 3  # C(4, 2) * 2 / 4
+    # the best trial by the DSR's series is the one with the highest averaged-return Sharpe
+    sharpes = rep["trial_sharpes"]
+    assert dsr["trial"] == max(sharpes, key=lambda k: sharpes[k])
+    html = write_report_html(rep, tmp_path / "r.html").read_text()
+    assert "Probability of backtest overfitting" in html
