@@ -79,7 +79,8 @@ def run(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
     cfg = _config(config, overrides, study_name, storage, n_trials, timeout)
-    get_model(cfg.supervised.model)  # a bad name fails before the study is touched
+    if cfg.kind == "supervised":
+        get_model(cfg.supervised.model)  # a bad name fails before the study is touched
     if worker_index is not None:  # a worker started by a launcher
         mine = work(cfg, worker_index)
         emit_json({"worker": worker_index, **mine})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cappuccino.config.models import _Model
 from cappuccino.config.rl import RLTrainConfig
@@ -77,3 +77,14 @@ class TuneConfig(_Model):
         default_factory=RLTrainConfig, description="the PPO run every RL trial starts from"
     )
     cv: CVSettings = Field(default_factory=CVSettings)
+
+    @model_validator(mode="after")
+    def _rl_maximises(self) -> TuneConfig:
+        if self.kind == "rl" and self.direction != "maximize":
+            raise ValueError("direction: an RL study maximises its out-of-sample Sharpe excess")
+        if self.cv.n_test_groups >= self.cv.n_groups:
+            raise ValueError(
+                f"cv.n_test_groups: got {self.cv.n_test_groups}, expected < n_groups "
+                f"({self.cv.n_groups})"
+            )
+        return self

@@ -92,10 +92,11 @@ class _parent_run:
     def __enter__(self) -> str | None:
         if self.tracker is None or PARENT_ATTR in self.study.user_attrs:
             return None
+        model = self.cfg.supervised.model if self.cfg.kind == "supervised" else "ppo"
         self._cm = self.tracker.start_run(
             f"study_{self.cfg.study_name}",
-            {"phase": self.cfg.supervised.phase, "experiment_type": "study",
-             "model_type": self.cfg.supervised.model},
+            {"phase": self.cfg.supervised.phase, "experiment_type": f"study_{self.cfg.kind}",
+             "model_type": model},
         )  # fmt: skip
         run_id: str = self._cm.__enter__()
         self.tracker.log_params(self.cfg.model_dump(mode="json", exclude={"supervised"}))
@@ -114,7 +115,10 @@ def summarize(cfg: TuneConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "study_name": cfg.study_name,
         "storage": cfg.storage.url,  # holds no password (config.secrets.storage_url)
-        "metric": cfg.metric,
+        "kind": cfg.kind,
+        "metric": cfg.metric
+        if cfg.kind == "supervised"
+        else f"mean over CPCV folds of annualised OOS Sharpe minus {cfg.cv.benchmark}'s",
         "direction": cfg.direction,
         "counts": c,
         "finished": sum(c.get(s, 0) for s in FINISHED),
