@@ -178,3 +178,21 @@ def test_a_small_study_end_to_end(tmp_path: Path) -> None:
     # joining the finished study runs nothing more
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["counts"] == doc["counts"] and again["this_worker"] == {"ran": 0, "skipped": 0}
+
+
+def test_tune_with_two_local_workers(tmp_path: Path) -> None:
+    runner = CliRunner()
+    store = tmp_path / "store"
+    assert runner.invoke(app, ["data", "sample", "--store", str(store), "--json"]).exit_code == 0
+    res = runner.invoke(app, [
+        "tune", "--study-name", "w2", "--storage", f"sqlite:///{tmp_path / 'o.db'}",
+        "--n-trials", "3", "--workers", "2", "--json",
+        "--set", f"supervised.data.store={store}", "--set", "supervised.data.symbols=[ETH/USDT]",
+        "--set", "supervised.train.epochs=1", "--set", f"output_dir={tmp_path / 'out'}",
+        "--set", "supervised.tracking_uri=null", "--set", "supervised.backtest.enabled=false",
+        "--set", "pruner.kind=none", "--set", "space.lookback.choices=[4]",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)  # one document: the second worker writes to stderr
+    assert doc["workers"] == 2 and doc["counts"] == {"COMPLETE": 3}
+    assert doc["this_worker"]["ran"] <= 3

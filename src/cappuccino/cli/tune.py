@@ -6,7 +6,6 @@ not a subcommand name goes to it).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +74,7 @@ def run(
     import optuna
 
     from cappuccino.models.registry import get_model
-    from cappuccino.tuning.tune import tune, work, worker_command
+    from cappuccino.tuning.tune import tune, work
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
     cfg = _config(config, overrides, study_name, storage, n_trials, timeout)
@@ -85,11 +84,10 @@ def run(
         mine = work(cfg, worker_index)
         emit_json({"worker": worker_index, **mine})
         return
-    argv = worker_command(sys.argv[1:]) if workers > 1 else None
     with progress(
         f"study {cfg.study_name}: {cfg.n_trials} trials, {workers} worker(s)", not as_json
     ):
-        summary = tune(cfg, workers=workers, worker_argv=argv)
+        summary = tune(cfg, workers=workers)
     if as_json:
         emit_json(summary)
         return

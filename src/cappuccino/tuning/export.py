@@ -28,6 +28,11 @@ def export_best(cfg: TuneConfig, out: Path, top: int = 1) -> dict[str, Any]:
     ``top`` best; ``out`` appears complete or not at all (built beside it, then renamed)."""
     if top < 1:
         raise ValueError(f"top: got {top}, expected >= 1")
+    if cfg.kind == "rl" and top > 1:
+        raise ValueError(
+            "tune best --top K > 1: ensembles of RL policies (averaging actions) are not "
+            "supported yet; export the best policy with --top 1"
+        )
     trials = study_report(cfg, top=top)["top_trials"]
     if len(trials) < top:
         raise ValueError(f"study {cfg.study_name}: {len(trials)} complete trials, {top} asked")

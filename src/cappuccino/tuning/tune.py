@@ -20,6 +20,7 @@ from cappuccino.config.tuning import TuneConfig
 from cappuccino.data.store import ParquetStore
 from cappuccino.tracking import Tracker
 from cappuccino.tuning.study import FINISHED, SupervisedObjective, counts, open_study, run_worker
+from cappuccino.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -53,32 +54,39 @@ def work(cfg: TuneConfig, worker: int, bars: pl.DataFrame | None = None) -> dict
     return run_worker(cfg, objective, worker=worker)
 
 
-def tune(
-    cfg: TuneConfig,
-    *,
-    workers: int = 1,
-    worker_argv: list[str] | None = None,
-    bars: pl.DataFrame | None = None,
-) -> dict[str, Any]:
-    """Run the study with ``workers`` local processes; ``worker_argv`` is the command line
-    that starts one more worker (``--worker-index`` is appended)."""
+def tune(cfg: TuneConfig, *, workers: int = 1, bars: pl.DataFrame | None = None) -> dict[str, Any]:
+    """Run the study with ``workers`` local processes: this one and ``workers - 1`` started
+    with the resolved config (``<output_dir>/<study>/study.json``, no secrets in it); each
+    one's output goes to ``worker_<i>.log`` beside it."""
     study = open_study(cfg, 0)
     tracker = _tracker(cfg)
     procs: list[subprocess.Popen[bytes]] = []
+    logs = []
     with _parent_run(tracker, cfg, study) as _:
         if workers > 1:
-            if worker_argv is None:
-                raise ValueError("workers > 1 needs the worker command line")
-            procs = [
-                # a worker's own JSON goes to stderr: stdout carries one document, ours
-                subprocess.Popen([*worker_argv, "--worker-index", str(i)], stdout=sys.stderr)
-                for i in range(1, workers)
-            ]
-        mine = work(cfg, 0, bars)
-        codes = [p.wait() for p in procs]
+            folder = cfg.output_dir / cfg.study_name
+            resolved = folder / "study.json"
+            atomic_write_json(resolved, cfg.model_dump(mode="json"))
+            for i in range(1, workers):
+                log_file = open(folder / f"worker_{i}.log", "wb")  # noqa: SIM115 (closed below)
+                logs.append(log_file)
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "cappuccino.cli.main", "tune", "run", str(resolved),
+                     "--worker-index", str(i)],
+                    stdout=log_file, stderr=subprocess.STDOUT,
+                ))  # fmt: skip
+        try:
+            mine = work(cfg, 0, bars)
+        finally:
+            codes = [p.wait() for p in procs]
+            for f in logs:
+                f.close()
     bad = [i + 1 for i, c in enumerate(codes) if c != 0]
     if bad:
-        raise RuntimeError(f"worker(s) {bad} exited with codes {[codes[i - 1] for i in bad]}")
+        raise RuntimeError(
+            f"worker(s) {bad} exited with codes {[codes[i - 1] for i in bad]}; see "
+            f"{cfg.output_dir / cfg.study_name}/worker_<i>.log"
+        )
     return summarize(cfg) | {"this_worker": mine, "workers": workers}
 
 
@@ -136,16 +144,3 @@ def summarize(cfg: TuneConfig) -> dict[str, Any]:
             "best_trial": best.number,
         }
     return out
-
-
-def worker_command(argv: list[str]) -> list[str]:
-    """The command line of one more worker: this one's, run with one worker."""
-    args, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--workers":
-            skip = True
-        elif not a.startswith("--workers="):
-            args.append(a)
-    return [sys.executable, "-m", "cappuccino.cli.main", *args, "--workers", "1"]
