@@ -170,3 +170,46 @@ def test_signal_policy_trades_slots_for_the_hold_period_by_hand() -> None:
         )
     ev = evaluate(data, policy, rules=rules, benchmarks=["cash"])
     assert ev.policy.name == "clf" and ev.verdict is not None  # classifiers get the verdict
+
+
+def _rl_bundle(tmp: Path, data: object, seed: int, lookback: int = 2) -> object:
+    import torch
+
+    from cappuccino.config.rl import PPOSettings
+    from cappuccino.training.rl.bundle import load_bundle, save_bundle
+    from cappuccino.training.rl.ppo import build_policy
+
+    from ..training.rl.helpers import make_env
+
+    env = make_env(data, lookback=lookback)  # type: ignore[arg-type]
+    torch.manual_seed(seed)
+    net = build_policy(env, PPOSettings(hidden_sizes=[16]))
+    path = save_bundle(
+        tmp / f"b{seed}", net, data=data, env_settings=env.settings, rules=env.rules,  # type: ignore[arg-type]
+        scaler=env.scaler, config={}, history=[], train_period={},
+    )  # fmt: skip
+    return load_bundle(path)
+
+
+def test_ensemble_policy_acts_with_the_mean_of_its_members_actions(tmp_path: Path) -> None:
+    import torch
+
+    from cappuccino.evaluation.backtest import BundlePolicy, EnsemblePolicy
+
+    from ..training.rl.helpers import make_env, random_market
+
+    data = random_market(t=120, a=3, seed=2)
+    a, b = _rl_bundle(tmp_path, data, 1), _rl_bundle(tmp_path, data, 2)
+    rules = a.rules  # type: ignore[attr-defined]
+    # two copies of one policy: exactly that policy
+    solo = run_backtest(data, BundlePolicy(a), env_settings=a.env_settings, rules=rules,  # type: ignore[attr-defined]
+                        scaler=a.scaler, first=1)  # type: ignore[attr-defined]  # fmt: skip
+    twice = run_backtest(data, EnsemblePolicy([a, a]), env_settings=a.env_settings,  # type: ignore[attr-defined]
+                         rules=rules, scaler=a.scaler, first=1)  # type: ignore[attr-defined]  # fmt: skip
+    np.testing.assert_allclose(twice.equity, solo.equity)
+    # two policies on one state: the target of the mean action
+    env = make_env(data, lookback=2, scaler=a.scaler)  # type: ignore[attr-defined]
+    obs = env.reset(starts=torch.tensor([5]))
+    mean = (a.policy.act(obs) + b.policy.act(obs)) / 2  # type: ignore[attr-defined]
+    got = EnsemblePolicy([a, b]).targets(env, obs, 0)  # type: ignore[list-item]
+    torch.testing.assert_close(got, env.action_to_target_units(mean))

@@ -102,3 +102,13 @@ def test_an_rl_study_reports_pbo_deflated_sharpe_and_cpcv_paths(tmp_path: Path) 
     assert dsr["trial"] == max(sharpes, key=lambda k: sharpes[k])
     html = write_report_html(rep, tmp_path / "r.html").read_text()
     assert "Probability of backtest overfitting" in html
+    # the top two as an ensemble averaging actions, backtested through the market core
+    from cappuccino.evaluation.evaluate import evaluate
+    from cappuccino.tuning.export import export_best, load_rl_ensemble
+
+    doc = export_best(cfg, tmp_path / "ens", top=2)
+    assert doc["ensemble"] and doc["trials"] == [t["trial"] for t in rep["top_trials"][:2]]
+    ens = load_rl_ensemble(tmp_path / "ens")
+    ev = evaluate(data, ens, rules=ens.rules, benchmarks=["cash"])
+    assert ev.policy.name == "ensemble" and ev.verdict is not None
+    assert ev.policy.equity.size == data.n_bars - ens.env_settings.lookback + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -39,18 +40,24 @@ def backtest(
 
     from cappuccino.evaluation.evaluate import evaluate, write_evaluation
     from cappuccino.market import MarketRules
-    from cappuccino.training.rl.bundle import RLBundle, load_bundle
+    from cappuccino.training.rl.bundle import load_bundle
     from cappuccino.training.rl.train import load_market
 
-    target: str | RLBundle = policy
-    if Path(policy).is_dir():
+    target: Any = policy
+    if (Path(policy) / "ensemble.json").is_file():  # cappuccino tune best --top K (RL)
+        from cappuccino.tuning.export import load_rl_ensemble
+
+        target = load_rl_ensemble(Path(policy))
+        first = target.members[0]
+        symbols, feature_set = list(first.symbols), first.feature_set
+    elif Path(policy).is_dir():
         target = load_bundle(Path(policy))
         if symbols and [s.upper() for s in symbols] != list(target.symbols):
             raise ValueError(
                 f"--symbols {symbols} differ from the bundle's symbols {list(target.symbols)}"
             )
         symbols, feature_set = list(target.symbols), target.feature_set
-    rules = target.rules if isinstance(target, RLBundle) else MarketRules()
+    rules = getattr(target, "rules", None) or MarketRules()
     if fee_pct is not None:
         rules = dataclasses.replace(rules, buy_fee_pct=fee_pct, sell_fee_pct=fee_pct)
     with progress("backtesting", not as_json):

@@ -84,6 +84,48 @@ def BundlePolicy(bundle: RLBundle, name: str = "policy") -> NetPolicy:
     return NetPolicy(bundle.policy, name)
 
 
+class EnsemblePolicy:
+    """The mean action of several RL bundles (``cappuccino tune best --top K``).
+
+    Each member observes the state through its own lookback and scaler (a shadow env on
+    the same bars builds its observation); the mean of their deterministic actions goes
+    through the running env's action mode, which every member must share. ``lookback``
+    (in ``env_settings``) is the longest member's, so the first decision has history for
+    all; ``rules`` are the first member's.
+    """
+
+    def __init__(self, members: list[RLBundle], name: str = "ensemble") -> None:
+        if not members:
+            raise ValueError("ensemble: no members")
+        modes = {(m.env_settings.action_mode, m.env_settings.trade_fraction) for m in members}
+        if len(modes) > 1:
+            raise ValueError(f"ensemble: members differ in action mode / trade fraction: {modes}")
+        self.members = members
+        self.name = name
+        lookback = max(m.env_settings.lookback for m in members)
+        self.env_settings = members[0].env_settings.model_copy(update={"lookback": lookback})
+        self.rules = members[0].rules
+        self._shadows: tuple[MarketArrays, list[BatchedTradingEnv]] | None = None
+
+    def targets(self, env: BatchedTradingEnv, obs: Tensor, step: int) -> Tensor:
+        if self._shadows is None or self._shadows[0] is not env.data:
+            for m in self.members:
+                m.check_data(env.data)
+            shadows = [
+                BatchedTradingEnv(env.data, settings=m.env_settings, rules=m.rules, n_envs=1,
+                                  scaler=m.scaler, device=env.device, autoreset=False)
+                for m in self.members
+            ]  # fmt: skip
+            self._shadows = (env.data, shadows)
+        pf = env.portfolio
+        actions = []
+        with torch.no_grad():
+            for m, shadow in zip(self.members, self._shadows[1], strict=True):
+                o = shadow.observe_state(env.t, pf.cash, pf.units, env.equity)
+                actions.append(m.policy.act(o.to("cpu")).to(env.device))
+        return env.action_to_target_units(torch.stack(actions).mean(dim=0))
+
+
 class SignalPolicy:
     """Trade a classifier's buy signals: long-only, one equal slot (``1/A`` of equity) per asset.
 

@@ -96,7 +96,10 @@ def evaluate(
         main: Policy = BundlePolicy(policy)
     else:
         main = benchmark_policy(policy, data.symbols) if isinstance(policy, str) else policy
-        settings = EnvSettings(feature_set=data.feature_set, lookback=1)
+        # a policy that acts through the env (an ensemble) brings its env settings
+        settings = getattr(main, "env_settings", None) or EnvSettings(
+            feature_set=data.feature_set, lookback=1
+        )
         scaler = Scaler.fit(data.features)  # observations are not read by these policies
         rules = rules or MarketRules()
     window, first = period_window(data, start, end, settings.lookback)

@@ -1,9 +1,11 @@
 """``cappuccino tune best``: export a study's best bundle, or an ensemble of its top k.
 
 An ensemble bundle is a directory holding its members (copies of the trials' bundles,
-``members/0 ..``) and ``ensemble.json``; it scores bars by averaging the members'
-probabilities (each member through its own features, window and scaler), and signals at
-the mean of the members' validation thresholds.
+``members/0 ..``) and ``ensemble.json``. A supervised ensemble scores bars by averaging
+the members' probabilities (each member through its own features, window and scaler) and
+signals at the mean of the members' validation thresholds; an RL ensemble acts with the
+mean of its members' actions (:class:`~cappuccino.evaluation.backtest.EnsemblePolicy`,
+``cappuccino backtest --policy DIR``).
 """
 
 from __future__ import annotations
@@ -28,11 +30,6 @@ def export_best(cfg: TuneConfig, out: Path, top: int = 1) -> dict[str, Any]:
     ``top`` best; ``out`` appears complete or not at all (built beside it, then renamed)."""
     if top < 1:
         raise ValueError(f"top: got {top}, expected >= 1")
-    if cfg.kind == "rl" and top > 1:
-        raise ValueError(
-            "tune best --top K > 1: ensembles of RL policies (averaging actions) are not "
-            "supported yet; export the best policy with --top 1"
-        )
     trials = study_report(cfg, top=top)["top_trials"]
     if len(trials) < top:
         raise ValueError(f"study {cfg.study_name}: {len(trials)} complete trials, {top} asked")
@@ -54,6 +51,7 @@ def export_best(cfg: TuneConfig, out: Path, top: int = 1) -> dict[str, Any]:
                 tmp / "ensemble.json",
                 {
                     "format": ENSEMBLE_FORMAT,
+                    "kind": cfg.kind,  # supervised: mean probability; rl: mean action
                     "study": cfg.study_name,
                     "metric": cfg.metric,
                     "members": [
@@ -94,3 +92,14 @@ def predict_ensemble(path: Path, bars: pl.DataFrame) -> pl.DataFrame:
         .with_columns((pl.col("prob") >= threshold).alias("signal"))
         .sort(["timestamp", "symbol"])
     )
+
+
+def load_rl_ensemble(path: Path) -> Any:
+    """The :class:`~cappuccino.evaluation.backtest.EnsemblePolicy` of an RL ensemble."""
+    from cappuccino.evaluation.backtest import EnsemblePolicy
+    from cappuccino.training.rl.bundle import load_bundle
+
+    meta = json.loads((Path(path) / "ensemble.json").read_text())
+    if meta.get("format") != ENSEMBLE_FORMAT or meta.get("kind") != "rl":
+        raise ValueError(f"{path}: not an RL ensemble ({meta.get('format')}, {meta.get('kind')})")
+    return EnsemblePolicy([load_bundle(Path(path) / m["path"]) for m in meta["members"]])
