@@ -9,7 +9,7 @@ from typing import Any
 
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.tuning.study import open_study
-from cappuccino.tuning.tune import summarize
+from cappuccino.tuning.tune import stored_config, summarize
 from cappuccino.utils.io import atomic_write_bytes
 
 
@@ -19,6 +19,7 @@ def study_report(cfg: TuneConfig, top: int = 10) -> dict[str, Any]:
     far per complete trial) and failed trials."""
     import optuna
 
+    cfg = stored_config(cfg)
     study = open_study(cfg, 0)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -191,8 +192,9 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 code{font-size:.85em}</style></head><body>
 <h1>Study {{ r.study_name }}</h1>
-<p>Storage <code>{{ r.storage }}</code>; {{ r.direction }} <b>{{ r.metric }}</b> (value at each
-trial's kept epoch). Trials by state:
+<p>Storage <code>{{ r.storage }}</code>; {{ r.direction }} <b>{{ r.metric }}</b>
+({{ "mean over the trial's folds" if r.kind == "rl" else "value at each trial's kept epoch" }}).
+Trials by state:
 {% for k, v in r.counts|dictsort %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>
 <p>Best: trial {{ r.best_trial }}, {{ r.metric }} = {{ r.best_value }};
 bundle <code>{{ r.best_bundle }}</code>.</p>

@@ -24,6 +24,18 @@ from cappuccino.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
+CONFIG_ATTR = "config"
+
+
+def stored_config(cfg: TuneConfig) -> TuneConfig:
+    """The config the study was started with (kind, CV, metric), located by ``cfg``'s
+    storage and study name; ``cfg`` itself for a study started without one."""
+    stored = open_study(cfg, 0).user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        return cfg
+    return TuneConfig.model_validate(
+        {**stored, "storage": cfg.storage.model_dump(mode="json"), "study_name": cfg.study_name}
+    )
 
 
 def _tracker(cfg: TuneConfig) -> Tracker | None:
@@ -59,6 +71,8 @@ def tune(cfg: TuneConfig, *, workers: int = 1, bars: pl.DataFrame | None = None)
     with the resolved config (``<output_dir>/<study>/study.json``, no secrets in it); each
     one's output goes to ``worker_<i>.log`` beside it."""
     study = open_study(cfg, 0)
+    if CONFIG_ATTR not in study.user_attrs:  # what `tune report` reads back
+        study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
     tracker = _tracker(cfg)
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
@@ -118,6 +132,7 @@ class _parent_run:
 
 def summarize(cfg: TuneConfig) -> dict[str, Any]:
     """Counts by state, the best value, parameters and bundle (JSON-ready)."""
+    cfg = stored_config(cfg)
     study = open_study(cfg, 0)
     c = counts(study)
     out: dict[str, Any] = {
