@@ -57,22 +57,25 @@ def pruning(root: Path, trials: int, epochs: int) -> None:
     bars = pl.read_parquet(sample_path()).filter(pl.col("symbol").is_in(SYMBOLS))
     # untimed warm-up: imports, first-call kernels, page cache
     tune(_cfg(root, "warmup", f"sqlite:///{root / 'w.db'}", 1, 1, {"kind": "none"}), bars=bars)
-    rows = []
-    for label, pruner in (
-        ("no pruning", {"kind": "none"}),
-        ("median pruner", {"kind": "median", "n_startup_trials": 3, "n_warmup_steps": 2}),
-    ):
-        cfg = _cfg(
-            root, label.replace(" ", "_"), f"sqlite:///{root / 'p.db'}", trials, epochs, pruner
-        )
-        t0 = time.perf_counter()
-        s = tune(cfg, bars=bars)
-        rows.append((label, time.perf_counter() - t0, s["best_value"], s["counts"]))
-    base = rows[0][1]
-    print(f"\n## Pruning: {trials} mlp trials x {epochs} epochs, val PR-AUC (maximised)\n")
-    print("| study | wall s | saved | best val PR-AUC | trials by state |\n|---|---|---|---|---|")
-    for label, wall, best, counts in rows:
-        print(f"| {label} | {wall:.1f} | {1 - wall / base:.0%} | {best:.4f} | {counts} |")
+    print(f"\n## Pruning: {trials} mlp trials x {epochs} epochs, same sampler seed\n")
+    print("| metric | study | wall s | saved | best value | trials by state |")
+    print("|---|---|---|---|---|---|")
+    for metric, direction in (("val_pr_auc", "maximize"), ("val_loss", "minimize")):
+        rows = []
+        for label, pruner in (
+            ("no pruning", {"kind": "none"}),
+            ("median pruner", {"kind": "median", "n_startup_trials": 3, "n_warmup_steps": 2}),
+        ):
+            name = f"{metric}-{label.replace(' ', '_')}"
+            cfg = _cfg(root, name, f"sqlite:///{root / 'p.db'}", trials, epochs, pruner)
+            cfg = cfg.model_copy(update={"metric": metric, "direction": direction})
+            t0 = time.perf_counter()
+            s = tune(cfg, bars=bars)
+            rows.append((label, time.perf_counter() - t0, s["best_value"], s["counts"]))
+        base = rows[0][1]
+        for label, wall, best, counts in rows:
+            print(f"| {metric} ({direction}) | {label} | {wall:.1f} | {1 - wall / base:.0%} | "
+                  f"{best:.4f} | {counts} |")  # fmt: skip
 
 
 def scale(root: Path, trials: int, epochs: int) -> None:

@@ -9,6 +9,7 @@ itself, waits for them, and reports. A worker that exits non-zero is an error.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,7 +70,14 @@ def work(cfg: TuneConfig, worker: int, bars: pl.DataFrame | None = None) -> dict
 def tune(cfg: TuneConfig, *, workers: int = 1, bars: pl.DataFrame | None = None) -> dict[str, Any]:
     """Run the study with ``workers`` local processes: this one and ``workers - 1`` started
     with the resolved config (``<output_dir>/<study>/study.json``, no secrets in it); each
-    one's output goes to ``worker_<i>.log`` beside it."""
+    one's output goes to ``worker_<i>.log`` beside it. Local workers split the machine's
+    cores between them (torch threads = cores // workers)."""
+    threads = None
+    if workers > 1:  # N workers on one machine share its cores: no oversubscription
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
     study = open_study(cfg, 0)
     if CONFIG_ATTR not in study.user_attrs:  # what `tune report` reads back
         study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
@@ -88,6 +96,8 @@ def tune(cfg: TuneConfig, *, workers: int = 1, bars: pl.DataFrame | None = None)
                     [sys.executable, "-m", "cappuccino.cli.main", "tune", "run", str(resolved),
                      "--worker-index", str(i)],
                     stdout=log_file, stderr=subprocess.STDOUT,
+                    env={**os.environ, "OMP_NUM_THREADS": str(threads),
+                         "MKL_NUM_THREADS": str(threads)},
                 ))  # fmt: skip
         try:
             mine = work(cfg, 0, bars)
