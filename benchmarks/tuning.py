@@ -57,7 +57,7 @@ def pruning(root: Path, trials: int, epochs: int) -> None:
     bars = pl.read_parquet(sample_path()).filter(pl.col("symbol").is_in(SYMBOLS))
     # untimed warm-up: imports, first-call kernels, page cache
     tune(_cfg(root, "warmup", f"sqlite:///{root / 'w.db'}", 1, 1, {"kind": "none"}), bars=bars)
-    print(f"\n## Pruning: {trials} mlp trials x {epochs} epochs, same sampler seed\n")
+    print(f"\n## Pruning: {trials} mlp trials x {epochs} epochs (BCE), same sampler seed\n")
     print("| metric | study | wall s | saved | best value | trials by state |")
     print("|---|---|---|---|---|---|")
     for metric, direction in (("val_pr_auc", "maximize"), ("val_loss", "minimize")):
@@ -68,7 +68,8 @@ def pruning(root: Path, trials: int, epochs: int) -> None:
         ):
             name = f"{metric}-{label.replace(' ', '_')}"
             cfg = _cfg(root, name, f"sqlite:///{root / 'p.db'}", trials, epochs, pruner)
-            cfg = cfg.model_copy(update={"metric": metric, "direction": direction})
+            space = {**cfg.space, "loss": {"choices": ["bce"]}}  # losses compare only alike
+            cfg = cfg.model_copy(update={"metric": metric, "direction": direction, "space": space})
             t0 = time.perf_counter()
             s = tune(cfg, bars=bars)
             rows.append((label, time.perf_counter() - t0, s["best_value"], s["counts"]))

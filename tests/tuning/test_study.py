@@ -100,6 +100,8 @@ def test_space_ranges_are_overridable_and_unknown_names_are_clear() -> None:
         assert 0.01 <= params["learning_rate"] <= 0.02 and params["activation"] == "tanh"
     with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
         supervised_space("mlp").with_overrides({"learnig_rate": {"low": 0.1}})
+    with pytest.raises(ValueError, match="not comparable across trials"):
+        SupervisedObjective(TuneConfig(metric="val_loss", direction="minimize"), pl.DataFrame())
     with pytest.raises(ValueError, match="low 0.5 > high 0.1"):
         supervised_space("mlp").with_overrides({"dropout": {"low": 0.5, "high": 0.1}})
 

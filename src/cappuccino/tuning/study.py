@@ -140,6 +140,13 @@ class SupervisedObjective:
         self.cfg = cfg
         self.bars = bars
         self.space: Space = supervised_space(cfg.supervised.model).with_overrides(cfg.space)
+        losses = next(d.choices for d in self.space.dims if d.name == "loss")
+        if cfg.metric.endswith("_loss") and len(losses) > 1:
+            raise ValueError(
+                f"metric {cfg.metric}: losses {list(losses)} are sampled, and their values are "
+                "not comparable across trials; fix one (space.loss.choices=[bce]) or tune a "
+                "loss-free metric (val_pr_auc, val_f1_pos, ...)"
+            )
         self.tracker = tracker
         self.parent_run = parent_run
         self._tables: dict[tuple[str, str], tuple[pl.DataFrame, str]] = {}
