@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.ppo
 	$(BIN)/python -m benchmarks.supervised
 	$(BIN)/python -m benchmarks.tuning
+	$(BIN)/python -m benchmarks.ft_encoder
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
