@@ -69,6 +69,20 @@ class EnvSettings(_Model):
     obs_clip: float = Field(10.0, gt=0, description="scaled features are clipped to +-obs_clip")
 
 
+class FTPolicySettings(_Model):
+    """An FT-Transformer state encoder (``models.ft_transformer.FTStateEncoder``) under
+    PPO's actor and critic heads."""
+
+    d_token: int = Field(32, ge=1, description="token width (divisible by n_heads)")
+    n_blocks: int = Field(2, ge=1, description="transformer blocks")
+    n_heads: int = Field(4, ge=1, description="attention heads")
+    dropout: float = Field(0.1, ge=0, lt=1, description="attention and feed-forward dropout")
+    d_out: int = Field(64, ge=1, description="encoding width fed to the heads")
+    share: bool = Field(True, description="one encoder for actor and critic (else one each)")
+    freeze: bool = Field(False, description="keep the encoder's weights fixed")
+    lr_scale: float = Field(1.0, gt=0, description="encoder learning rate / PPO learning rate")
+
+
 class PPOSettings(_Model):
     """In-house PPO (CleanRL-style). Every field is read by ``cappuccino.training.rl.ppo``."""
 
@@ -100,6 +114,9 @@ class PPOSettings(_Model):
     )
     activation: Literal["tanh", "relu"] = Field("tanh", description="MLP activation")
     log_std_init: float = Field(-0.5, description="initial log std of the Gaussian")
+    ft: FTPolicySettings | None = Field(
+        None, description="FT-Transformer encoder under the heads (None: MLP on the flat obs)"
+    )
     action_dist: Literal["tanh_gaussian", "clipped_gaussian"] = Field(
         "tanh_gaussian",
         description="tanh_gaussian: a = tanh(u), log-prob with the tanh correction; "

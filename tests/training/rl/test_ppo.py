@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import torch
 
-from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings
+from cappuccino.config.rl import EnvSettings, FTPolicySettings, MarketSettings, PPOSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import build_market_arrays
@@ -76,6 +76,7 @@ CHANGES: dict[str, Any] = {
     "activation": "relu",
     "log_std_init": 0.0,
     "action_dist": "clipped_gaussian",
+    "ft": {"d_token": 8, "n_heads": 2, "d_out": 8},
 }
 
 
@@ -86,6 +87,64 @@ def test_every_hyperparameter_changes_training() -> None:
     for name, value in CHANGES.items():
         assert getattr(PPOSettings(**TINY), name) != value, name
         assert not _same(base, _train(**{name: value})), f"{name}={value!r} changed nothing"
+
+
+FT = {"d_token": 8, "n_heads": 2, "d_out": 8, "n_blocks": 1}
+FT_CHANGES: dict[str, Any] = {
+    "d_token": 16, "n_blocks": 2, "n_heads": 4, "dropout": 0.5, "d_out": 4, "share": False,
+    "freeze": True, "lr_scale": 0.1,
+}  # fmt: skip
+
+
+def test_every_ft_encoder_setting_changes_training() -> None:
+    assert set(FTPolicySettings.model_fields) == set(FT_CHANGES), "a new FT setting needs a change"
+    base = _train(ft=FT)
+    for name, value in FT_CHANGES.items():
+        assert getattr(FTPolicySettings(**FT), name) != value, name
+        assert not _same(base, _train(ft={**FT, name: value})), (
+            f"ft.{name}={value!r} changed nothing"
+        )
+
+
+def test_ft_policy_uses_its_encoder_and_freezing_really_freezes() -> None:
+    from cappuccino.models.ft_transformer import count_parameters_formula
+    from cappuccino.training.rl.ppo import build_policy
+
+    env = make_env(random_market(t=120, a=3), n_envs=4, episode_bars=10, lookback=2)
+    torch.manual_seed(0)
+    pol = build_policy(env, PPOSettings(**TINY, ft=FT, hidden_sizes=[16]))
+    enc = count_parameters_formula(n_assets=3, n_features=2, lookback=2, d_token=8, n_blocks=1,
+                                   d_out=8)  # fmt: skip
+    heads = (8 * 16 + 16 + 16 * 3 + 3) + (8 * 16 + 16 + 16 + 1)  # actor, critic MLPs
+    assert sum(p.numel() for p in pol.parameters()) == enc + heads + 3  # + log std
+    obs = env.reset()
+    before = pol.act(obs)
+    with torch.no_grad():
+        pol.encoder.temporal_weight.add_(0.5)  # type: ignore[union-attr]
+    assert not torch.allclose(pol.act(obs), before)  # the encoder is in the forward pass
+    # frozen: the encoder ends as it started, the heads learn
+    torch.manual_seed(0)
+    start = build_policy(env, PPOSettings(**TINY, ft={**FT, "freeze": True}))
+    enc0 = {k: v.clone() for k, v in start.encoder.state_dict().items()}  # type: ignore[union-attr]
+    head0 = {k: v.clone() for k, v in start.actor.state_dict().items()}
+    res = train_ppo(env, PPOSettings(**TINY, ft={**FT, "freeze": True}), seed=0, policy=start)
+    assert all(torch.equal(v, enc0[k]) for k, v in res.policy.encoder.state_dict().items())  # type: ignore[union-attr]
+    assert not all(torch.equal(v, head0[k]) for k, v in res.policy.actor.state_dict().items())
+    with pytest.raises(ValueError, match="d_token 8 is not divisible by n_heads 3"):
+        build_policy(env, PPOSettings(**TINY, ft={**FT, "n_heads": 3}))
+
+
+def test_an_ft_policy_bundle_round_trips(tmp_path: Path) -> None:
+    data = random_market(t=120, a=3)
+    env = make_env(data, n_envs=4, episode_bars=10, lookback=2)
+    res = train_ppo(env, PPOSettings(**TINY, ft={**FT, "share": False}), seed=0)
+    path = save_bundle(tmp_path / "b", res.policy, data=data, env_settings=env.settings,
+                       rules=env.rules, scaler=env.scaler, config={}, history=res.history,
+                       train_period={})  # fmt: skip
+    b = load_bundle(path)
+    obs = env.reset()
+    torch.testing.assert_close(b.policy.act(obs), res.policy.eval().act(obs))
+    assert b.policy.critic_encoder is not b.policy.encoder  # separate encoders survive
 
 
 def test_device_setting_is_validated_by_torch() -> None:

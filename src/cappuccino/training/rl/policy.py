@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,11 @@ class ActorCritic(nn.Module):
         activation: str = "tanh",
         log_std_init: float = 0.0,
         action_dist: str = "tanh_gaussian",
+        encoder: dict[str, Any] | None = None,
     ) -> None:
+        """``encoder``: an :class:`~cappuccino.models.ft_transformer.FTStateEncoder` config
+        plus ``share`` (one encoder for both heads) and ``freeze`` (its weights fixed);
+        the heads then read its ``d_out``-wide encoding instead of the flat observation."""
         super().__init__()
         if action_dist not in ("tanh_gaussian", "clipped_gaussian"):
             raise ValueError(
@@ -76,20 +80,56 @@ class ActorCritic(nn.Module):
             "activation": activation,
             "log_std_init": float(log_std_init),
             "action_dist": action_dist,
+            "encoder": dict(encoder) if encoder is not None else None,
         }
+        self.encoder: nn.Module | None = None
+        self.critic_encoder: nn.Module | None = None
+        head_in = obs_dim
+        if encoder is not None:
+            from cappuccino.models.ft_transformer import FTStateEncoder
+
+            enc = {k: v for k, v in encoder.items() if k not in ("share", "freeze")}
+            self.encoder = FTStateEncoder(**enc)
+            if self.encoder.obs_dim != obs_dim:
+                raise ValueError(
+                    f"encoder: built for observations of {self.encoder.obs_dim} floats, "
+                    f"the policy gets {obs_dim}"
+                )
+            self.critic_encoder = (
+                self.encoder if encoder.get("share", True) else FTStateEncoder(**enc)
+            )
+            if encoder.get("freeze", False):
+                for p in (*self.encoder.parameters(), *self.critic_encoder.parameters()):
+                    p.requires_grad_(False)
+            head_in = self.encoder.d_out
         self.actor = MLP(
-            in_dim=obs_dim, hidden=hidden_sizes, out_dim=action_dim, activation_name=activation
+            in_dim=head_in, hidden=hidden_sizes, out_dim=action_dim, activation_name=activation
         )
         self.critic = MLP(
-            in_dim=obs_dim, hidden=hidden_sizes, out_dim=1, activation_name=activation
+            in_dim=head_in, hidden=hidden_sizes, out_dim=1, activation_name=activation
         )
         self.actor.orthogonal_init(last_gain=0.01)
         self.critic.orthogonal_init(last_gain=1.0)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
+    def mean(self, obs: Tensor) -> Tensor:
+        """The actor's pre-squash mean action ``(B, action_dim)``."""
+        x = obs if self.encoder is None else self.encoder(obs)
+        return self.actor(x)  # type: ignore[no-any-return]
+
     def value(self, obs: Tensor) -> Tensor:
         """``V(s)``, shape ``(B,)``."""
-        return self.critic(obs).squeeze(-1)  # type: ignore[no-any-return]
+        x = obs if self.critic_encoder is None else self.critic_encoder(obs)
+        return self.critic(x).squeeze(-1)  # type: ignore[no-any-return]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The encoders' parameters (once each, shared or not); empty for the MLP policy."""
+        seen: dict[int, nn.Parameter] = {}
+        for enc in (self.encoder, self.critic_encoder):
+            if enc is not None:
+                for p in enc.parameters():
+                    seen.setdefault(id(p), p)
+        return list(seen.values())
 
     def squash(self, u: Tensor) -> Tensor:
         return torch.tanh(u) if self.action_dist == "tanh_gaussian" else u.clamp(-1.0, 1.0)
@@ -100,7 +140,7 @@ class ActorCritic(nn.Module):
 
     def sample(self, obs: Tensor, generator: torch.Generator | None = None) -> PolicyStep:
         """Draw an action for each state (use under ``torch.no_grad()`` for rollouts)."""
-        mean = self.actor(obs)
+        mean = self.mean(obs)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         u = mean + torch.exp(self.log_std) * eps
         return PolicyStep(u, self.squash(u), self.log_prob(u, mean), self.value(obs))
@@ -113,7 +153,7 @@ class ActorCritic(nn.Module):
         ``noise`` ``(B, action_dim)`` standard normal draws for the tanh entropy estimate
         (drawn here when None); unused by ``clipped_gaussian``.
         """
-        mean = self.actor(obs)
+        mean = self.mean(obs)
         entropy = (self.log_std + _HALF_LOG_2PI_E).sum().expand(obs.shape[0])
         if self.action_dist == "tanh_gaussian":
             eps = torch.randn_like(mean) if noise is None else noise
@@ -124,7 +164,7 @@ class ActorCritic(nn.Module):
     def act(self, obs: Tensor, *, deterministic: bool = True) -> Tensor:
         """Env actions ``(B, action_dim)``; the distribution's mode is squashed when deterministic."""
         if deterministic:
-            return self.squash(self.actor(obs))
+            return self.squash(self.mean(obs))
         return self.sample(obs).action
 
     def config(self) -> dict[str, object]:

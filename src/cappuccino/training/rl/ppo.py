@@ -51,7 +51,14 @@ def build_policy(env: BatchedTradingEnv, settings: PPOSettings) -> ActorCritic:
         activation=settings.activation,
         log_std_init=settings.log_std_init,
         action_dist=settings.action_dist,
-    ).to(env.device)
+        encoder=None if settings.ft is None else {
+            "n_assets": env.n_assets, "n_features": env.n_features, "lookback": env.lookback,
+            "d_token": settings.ft.d_token, "n_blocks": settings.ft.n_blocks,
+            "n_heads": settings.ft.n_heads, "attention_dropout": settings.ft.dropout,
+            "ffn_dropout": settings.ft.dropout, "d_out": settings.ft.d_out,
+            "share": settings.ft.share, "freeze": settings.ft.freeze,
+        },
+    ).to(env.device)  # fmt: skip
 
 
 def train_ppo(
@@ -78,8 +85,16 @@ def train_ppo(
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     policy = policy if policy is not None else build_policy(env, settings)
+    # the encoder (if any) in its own group: its learning rate is scaled; frozen: left out
+    enc_ids = {id(p) for p in policy.encoder_parameters()}
+    scale = settings.ft.lr_scale if settings.ft is not None else 1.0
+    groups = [
+        {"params": [p for p in policy.parameters() if id(p) not in enc_ids], "lr_scale": 1.0},
+        {"params": [p for p in policy.encoder_parameters() if p.requires_grad], "lr_scale": scale},
+    ]
     opt = torch.optim.Adam(
-        policy.parameters(), lr=settings.learning_rate, eps=settings.adam_eps, fused=True
+        [g for g in groups if g["params"]], lr=settings.learning_rate, eps=settings.adam_eps,
+        fused=True
     )  # fmt: skip
 
     def minibatch_loss(
@@ -112,7 +127,7 @@ def train_ppo(
         frac = 1.0 - update / settings.n_updates
         lr = settings.learning_rate * (frac if settings.lr_schedule == "linear" else 1.0)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         done_growth = torch.zeros((), dtype=torch.float64, device=dev)
         done_count = torch.zeros((), dtype=torch.float64, device=dev)
         with torch.no_grad():
