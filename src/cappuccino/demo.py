@@ -133,6 +133,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     return result
 
 
+def _tracking_uri(cfg: DemoConfig) -> str:
+    """The demo's MLflow store: the configured URI, else ``<output_dir>/mlflow.db``."""
+    return cfg.supervised.tracking_uri or f"sqlite:///{(cfg.output_dir / 'mlflow.db').resolve()}"
+
+
 def _run_tune(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     """A short study of the supervised model in ``<output_dir>/tune`` (SQLite storage,
     MLflow parent run with nested trials); a re-run starts a fresh study."""
@@ -143,7 +148,7 @@ def _run_tune(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     out = cfg.output_dir / "tune"
     db = out / "optuna.db"
     db.unlink(missing_ok=True)  # the demo's study is new each run: same seed, same trials
-    uri = s.tracking_uri or f"sqlite:///{(cfg.output_dir / 'mlflow.db').resolve()}"
+    uri = _tracking_uri(cfg)
     tune_cfg = TuneConfig.model_validate(
         {
             "seed": cfg.seed,
@@ -214,7 +219,7 @@ def _run_supervised(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     from cappuccino.training.supervised_run import train_supervised
 
     s = cfg.supervised
-    uri = s.tracking_uri or f"sqlite:///{(cfg.output_dir / 'mlflow.db').resolve()}"
+    uri = _tracking_uri(cfg)
     run_cfg = SupervisedConfig(
         seed=cfg.seed,
         output_dir=cfg.output_dir / "supervised",

@@ -38,7 +38,8 @@ def demo(
     )
     if result.supervised is not None:
         sv = result.supervised
-        keys = ("loss", "accuracy", "precision", "recall", "f1_pos", "roc_auc", "pr_auc")
+        from cappuccino.training.supervised import SHOWN_METRICS as keys
+
         table(
             [{"split": k, **{m: sv[k][m] for m in keys}} for k in ("val", "test")],
             f"{sv['model']} ({sv['parameters']:,} parameters), best epoch {sv['best_epoch']}, "

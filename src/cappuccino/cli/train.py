@@ -33,7 +33,8 @@ def train(
     if as_json:
         emit_json(summary)
         return
-    keys = ("loss", "accuracy", "precision", "recall", "f1_pos", "roc_auc", "pr_auc")
+    from cappuccino.training.supervised import SHOWN_METRICS as keys
+
     rows = [{"split": s, **{k: summary[s][k] for k in keys}} for s in ("val", "test")]
     table(
         rows,

@@ -12,13 +12,11 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set nested keys from ``key.path=value`` strings; values are parsed as YAML scalars/lists."""
+def apply_values(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with each dotted ``key.path`` of ``values`` set (parents copied, or
+    created when missing)."""
     out = dict(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override: got {item!r}, expected key.path=value")
+    for key, value in values.items():
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -26,8 +24,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             child = dict(child) if isinstance(child, dict) else {}
             node[p] = child
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = value
     return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set nested keys from ``key.path=value`` strings; values are parsed as YAML scalars/lists."""
+    values: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override: got {item!r}, expected key.path=value")
+        values[key.strip()] = yaml.safe_load(raw)
+    return apply_values(data, values)
 
 
 def load_config(model: type[M], path: Path | None = None, overrides: list[str] | None = None) -> M:

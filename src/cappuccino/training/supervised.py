@@ -29,6 +29,10 @@ from cappuccino.evaluation.classification import summary, threshold_for
 from cappuccino.training.losses import LossFn, bce, class_weights, focal, weighted_bce
 
 log = logging.getLogger(__name__)
+# per epoch, for train and val (threshold 0.5 for the decision metrics)
+HISTORY_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "f1_pos", "roc_auc", "pr_auc")
+# what the command line shows of a split's final metrics
+SHOWN_METRICS = ("loss", "accuracy", "precision", "recall", "f1_pos", "roc_auc", "pr_auc")
 
 
 @dataclass(frozen=True)
@@ -175,16 +179,7 @@ def fit(
         va = evaluate_split(model, val, loss_fn, settings.eval_batch_size)
         row: dict[str, float] = {"epoch": float(epoch), "lr": float(opt.param_groups[0]["lr"])}
         for prefix, m in (("train", tr), ("val", va)):
-            for k in (
-                "loss",
-                "accuracy",
-                "precision",
-                "recall",
-                "f1",
-                "f1_pos",
-                "roc_auc",
-                "pr_auc",
-            ):
+            for k in HISTORY_METRICS:
                 row[f"{prefix}_{k}"] = float(m[k])
         row["seconds"] = time.perf_counter() - t0
         if es.metric not in row:
@@ -232,4 +227,13 @@ def fit(
     return result
 
 
-__all__ = ["Checkpoint", "FitResult", "evaluate_split", "fit", "make_loss", "predict_split"]
+__all__ = [
+    "HISTORY_METRICS",
+    "SHOWN_METRICS",
+    "Checkpoint",
+    "FitResult",
+    "evaluate_split",
+    "fit",
+    "make_loss",
+    "predict_split",
+]

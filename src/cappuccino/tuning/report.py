@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cappuccino.config.tuning import TuneConfig
-from cappuccino.tuning.study import open_study
-from cappuccino.tuning.tune import stored_config, summarize
+from cappuccino.tuning.tune import load_study, summarize
 from cappuccino.utils.io import atomic_write_bytes
 
 
@@ -19,8 +18,7 @@ def study_report(cfg: TuneConfig, top: int = 10) -> dict[str, Any]:
     far per complete trial) and failed trials."""
     import optuna
 
-    cfg = stored_config(cfg)
-    study = open_study(cfg, 0)
+    cfg, study = load_study(cfg)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     sign = -1.0 if cfg.direction == "maximize" else 1.0

@@ -14,14 +14,13 @@ and the bundle of its best fold's policy (nothing is retrained).
 
 from __future__ import annotations
 
-import json
 import statistics
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from cappuccino.config.loading import apply_overrides
+from cappuccino.config.loading import apply_values
 from cappuccino.config.rl import RLTrainConfig
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.datasets.market import MarketArrays
@@ -64,7 +63,7 @@ class RLObjective:
 
     def config_for(self, overrides: dict[str, Any], number: int) -> RLTrainConfig:
         base = self.cfg.rl.model_dump(mode="json")
-        data = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        data = apply_values(base, overrides)
         data["output_dir"] = str(self.cfg.output_dir / self.cfg.study_name / f"trial_{number:04d}")
         return RLTrainConfig.model_validate(data)
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from cappuccino.config.loading import apply_overrides
+from cappuccino.config.loading import apply_values
 from cappuccino.config.secrets import storage_url
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.config.tuning import PrunerSettings, StorageSettings, TuneConfig
@@ -155,8 +155,7 @@ class SupervisedObjective:
         """The trial's run config: the study's base plus the sampled overrides; the kept
         epoch is chosen on the study's metric."""
         base = self.cfg.supervised.model_dump(mode="json", by_alias=True)
-        pairs = [f"{k}={_yaml_scalar(v)}" for k, v in overrides.items()]
-        data = apply_overrides(base, pairs)
+        data = apply_values(base, overrides)
         data["train"]["early_stopping"]["metric"] = self.cfg.metric
         data["train"]["early_stopping"]["mode"] = (
             "max" if self.cfg.direction == "maximize" else "min"
@@ -201,12 +200,6 @@ class SupervisedObjective:
         if value is None:
             raise ValueError(f"{self.cfg.metric}: no finite value in any epoch")
         return float(value)
-
-
-def _yaml_scalar(v: Any) -> str:
-    import json
-
-    return json.dumps(v)  # JSON is YAML: lists, bools, numbers and strings round-trip
 
 
 def guarded(

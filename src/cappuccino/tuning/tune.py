@@ -28,15 +28,16 @@ PARENT_ATTR = "mlflow_parent_run_id"
 CONFIG_ATTR = "config"
 
 
-def stored_config(cfg: TuneConfig) -> TuneConfig:
-    """The config the study was started with (kind, CV, metric), located by ``cfg``'s
-    storage and study name; ``cfg`` itself for a study started without one."""
-    stored = open_study(cfg, 0).user_attrs.get(CONFIG_ATTR)
-    if stored is None:
-        return cfg
-    return TuneConfig.model_validate(
-        {**stored, "storage": cfg.storage.model_dump(mode="json"), "study_name": cfg.study_name}
-    )
+def load_study(cfg: TuneConfig) -> tuple[TuneConfig, Any]:
+    """The study located by ``cfg``'s storage and name, with the config it was started with
+    (kind, CV, metric); ``cfg`` itself for a study started without one."""
+    study = open_study(cfg, 0)
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is not None:
+        cfg = TuneConfig.model_validate(
+            {**stored, "storage": cfg.storage.model_dump(mode="json"), "study_name": cfg.study_name}
+        )
+    return cfg, study
 
 
 def _tracker(cfg: TuneConfig) -> Tracker | None:
@@ -140,10 +141,11 @@ class _parent_run:
             self._cm.__exit__(*exc)
 
 
-def summarize(cfg: TuneConfig) -> dict[str, Any]:
-    """Counts by state, the best value, parameters and bundle (JSON-ready)."""
-    cfg = stored_config(cfg)
-    study = open_study(cfg, 0)
+def summarize(cfg: TuneConfig, study: Any = None) -> dict[str, Any]:
+    """Counts by state, the best value, parameters and bundle (JSON-ready); ``study``: the
+    already-opened study of ``cfg`` (its stored config applied)."""
+    if study is None:
+        cfg, study = load_study(cfg)
     c = counts(study)
     out: dict[str, Any] = {
         "study_name": cfg.study_name,
