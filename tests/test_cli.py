@@ -198,7 +198,12 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
         "--set", "supervised.train.epochs=1", "--set", "tune.n_trials=2",
         "--set", "tune.epochs=2",
     ]  # fmt: skip
-    doc = run_json("demo", "--set", f"output_dir={out}", *quick)
+    ab_quick = [
+        "--set", "compare.arms=[mlp,ft_frozen]", "--set", "compare.ppo.total_timesteps=1024",
+        "--set", "compare.pretrain.epochs=1", "--set", "compare.eval_points=1",
+    ]  # fmt: skip
+    doc = run_json("demo", "--set", f"output_dir={out}", *quick, "--set", "compare.enabled=false")
+    assert doc["compare"] is None
     assert doc["audit"]["passed"] is True
     assert {r["symbol"] for r in doc["summary"]} == {
         "BTC/USDT",
@@ -240,12 +245,20 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     assert isinstance(rl["degenerate"]["degenerate"], bool)
     html = Path(rl["outputs"]["report"]).read_text()
     assert "Degenerate-policy check" in html and "equal_weight:24" in html
-    table = runner.invoke(app, ["demo", "--set", f"output_dir={out}", *quick])
+    table = runner.invoke(app, ["demo", "--set", f"output_dir={out}", *quick, *ab_quick])
     assert table.exit_code == 0 and "lookahead audit: PASS" in table.stdout
     assert "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30" in table.stdout
     assert "MLflow run demo_supervised_mlp_default_" in table.stdout
     assert "mlp test-period signals through the market core" in table.stdout
     assert "Optuna study of mlp" in table.stdout
+    assert "A/B out of sample 2021-04-02 .. 2021-06-30" in table.stdout
+    ab = json.loads((out / "summary.json").read_text())["compare"]
+    assert set(ab["arms"]) == {"mlp", "ft_frozen"}
+    assert ab["encoder"] == str(out / "compare" / "encoder")
+    assert ab["period"] == rl["test_period"]  # the same held-out bars as the PPO backtest
+    assert ab["warnings"] == ["2 seeds per arm: fewer than 5, the tests have little power"]
+    assert ab["verdicts"][0].startswith("ft_frozen ") and " mlp" in ab["verdicts"][0]
+    assert Path(ab["report"]).is_file()
 
 
 def test_rl_train_then_backtest_the_bundle(tmp_path: Path) -> None:
@@ -399,3 +412,23 @@ def test_campaign_baseline_writes_the_comparison(tmp_path: Path) -> None:
         app, ["campaign", "baseline", "--models", "svm", "--set", f"data.store={store}"]
     )
     assert bad.exit_code == 2 and "svm" in bad.output
+
+
+def test_rl_pretrain_encoder_then_a_mismatched_run_is_refused(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    run_json("data", "sample", "--store", store)
+    enc = tmp_path / "enc"
+    common = ["--set", f"data.store={store}", "--set", "data.symbols=[BTC/USDT, ETH/USDT]",
+              "--set", "split.train_start=2021-02-01T00:00:00Z",
+              "--set", "split.train_end=2021-03-01T00:00:00Z"]  # fmt: skip
+    doc = run_json("rl", "pretrain-encoder", *common, "--set", f"output_dir={enc}",
+                   "--set", "env.lookback=2", "--set", "encoder.d_token=8",
+                   "--set", "encoder.n_heads=2", "--set", "pretrain.epochs=1")  # fmt: skip
+    assert doc["epochs_run"] == 1 and doc["val_baseline_loss"] > 0
+    assert (enc / "best_encoder.pt").is_file() and (enc / "encoder.json").is_file()
+    res = runner.invoke(app, ["rl", "train", *common, "--set", f"output_dir={tmp_path / 'rl'}",
+                              "--set", "env.lookback=3", "--set", f"ppo.ft.pretrained={enc}",
+                              "--set", "ppo.ft.d_token=8", "--set", "ppo.ft.n_heads=2"])  # fmt: skip
+    assert res.exit_code == 2
+    assert "lookback 2 in encoder, 3 in env" in res.output
+    assert "d_token" not in res.output  # only the real mismatch is named

@@ -41,6 +41,7 @@ class DemoResult:
     rl: dict[str, Any] | None = None
     supervised: dict[str, Any] | None = None
     tune: dict[str, Any] | None = None
+    compare: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class DemoResult:
             "supervised": self.supervised,
             "rl": self.rl,
             "tune": self.tune,
+            "compare": self.compare,
             "seconds": round(self.seconds, 3),
         }
 
@@ -119,6 +121,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     supervised = _run_supervised(cfg, bars) if cfg.supervised.enabled else None
     rl = _run_rl(cfg, bars) if cfg.rl.enabled else None
     study = _run_tune(cfg, bars) if cfg.tune.enabled else None
+    ab = _run_compare(cfg) if cfg.compare.enabled else None
     result = DemoResult(
         imported=imported,
         table=treport,
@@ -128,6 +131,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         rl=rl,
         supervised=supervised,
         tune=study,
+        compare=ab,
     )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
@@ -170,6 +174,31 @@ def _run_tune(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     )  # fmt: skip
     log.info("tuning %s: %d trials", s.model, t.n_trials)
     return tune(tune_cfg, bars=bars)
+
+
+def _run_compare(cfg: DemoConfig) -> dict[str, Any]:
+    """A miniature A/B in ``<output_dir>/compare``: an encoder pretrained on the training
+    period, then every arm and seed in this process."""
+    from cappuccino.config.rl import CompareConfig
+    from cappuccino.training.rl.compare import compare
+
+    c = cfg.compare
+    ab = CompareConfig.model_validate({
+        "seeds": c.seeds, "output_dir": str(cfg.output_dir / "compare"), "arms": c.arms,
+        "rl": {"seed": cfg.seed, "data": {**cfg.data.model_dump(mode="json"),
+                                          "store": str(cfg.store_path)},
+               "split": cfg.rl.split.model_dump(mode="json"),
+               "market": cfg.rl.market.model_dump(mode="json"),
+               "env": c.env.model_dump(mode="json"), "ppo": c.ppo.model_dump(mode="json")},
+        "encoder": c.encoder.model_dump(mode="json"), "pretrain": c.pretrain.model_dump(mode="json"),
+        "eval_points": c.eval_points, "processes": False,
+    })  # fmt: skip
+    log.info("A/B: %s x %d seeds, %d timesteps each", ", ".join(c.arms), len(c.seeds),
+             c.ppo.total_timesteps)  # fmt: skip
+    rep = compare(ab)
+    return {k: rep[k] for k in ("arms", "comparisons", "verdicts", "warnings", "period",
+                                "encoder", "pretraining")} | {
+        "report": str(cfg.output_dir / "compare" / "report.html")}  # fmt: skip
 
 
 def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:

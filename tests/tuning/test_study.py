@@ -73,10 +73,20 @@ def test_every_sampled_value_reaches_the_config_and_the_model(model: str) -> Non
 
 
 def test_ppo_space_values_reach_the_rl_config() -> None:
-    space = ppo_space()
+    """Every sampled value lands in the validated config; the FT arm's architecture is
+    sampled from scratch and taken from the encoder when pretrained (never both)."""
+    from cappuccino.training.rl.pretrain import PretrainedEncoder
+
+    enc = PretrainedEncoder(
+        path=Path("/encoders/e1"), state_dict={}, scaler=None, weights="best",  # type: ignore[arg-type]
+        meta={"encoder": {"d_token": 24, "n_blocks": 2, "n_heads": 3, "d_out": 16},
+              "env": {"lookback": 7, "scaler": "robust"}},
+    )  # fmt: skip
+    space = ppo_space(enc)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     base = RLTrainConfig().model_dump(mode="json")
-    for _ in range(5):
+    kinds = set()
+    for _ in range(60):
         trial = study.ask()
         params, overrides = space.sample(trial)
         cfg = RLTrainConfig.model_validate(
@@ -86,8 +96,28 @@ def test_ppo_space_values_reach_the_rl_config() -> None:
         for path, value in overrides.items():
             assert _at(tree, path) == value, path
         assert cfg.ppo.hidden_sizes == [params["width"]] * params["depth"]
-        assert set(params) == set(space.names())  # nothing conditional, nothing dropped
+        ft = cfg.ppo.ft
+        if not params["use_ft_encoder"]:
+            kinds.add("mlp")
+            assert ft is None and "ft_use_pretrained" not in params
+            assert cfg.env.lookback == params["lookback"]
+        elif not params["ft_use_pretrained"]:
+            kinds.add("scratch")
+            assert ft is not None and ft.pretrained is None
+            assert (ft.d_token, ft.n_blocks) == (params["ft_d_token"], params["ft_n_blocks"])
+            assert ft.n_heads == params[f"ft_n_heads_w{ft.d_token}"]
+            assert ft.d_token % ft.n_heads == 0 and ft.dropout == params["ft_dropout"]
+        else:
+            kinds.add("pretrained")
+            assert ft is not None and ft.pretrained == "/encoders/e1"
+            # nothing the encoder fixes was sampled
+            assert not {"lookback", "scaler", "ft_d_token", "ft_n_blocks"} & set(params)
+            assert (ft.d_token, ft.n_blocks, ft.n_heads, ft.d_out) == (24, 2, 3, 16)
+            assert (cfg.env.lookback, cfg.env.scaler) == (7, "robust")
+            assert ft.freeze == params["ft_freeze_encoder"]
+            assert ft.lr_scale == (1.0 if ft.freeze else params["ft_lr_scale"])
         study.tell(trial, 0.0)
+    assert kinds == {"mlp", "scratch", "pretrained"}
 
 
 def test_space_ranges_are_overridable_and_unknown_names_are_clear() -> None:

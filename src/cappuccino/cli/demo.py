@@ -84,6 +84,19 @@ def demo(
             f"best {st['metric']} = {st['best_value']:.4f} (trial {st['best_trial']}), "
             f"bundle {st['best_bundle']}"
         )
+    if result.compare is not None:
+        ab = result.compare
+        table(
+            [{"arm": k, "sharpe": v["sharpe"]["mean"], "sharpe_95_low": v["sharpe"]["low"],
+              "sharpe_95_high": v["sharpe"]["high"], "total_return": v["total_return"]["mean"],
+              "train_s": v["seconds"], "degenerate_runs": v["degenerate_runs"]}
+             for k, v in ab["arms"].items()],
+            f"A/B out of sample {ab['period']['start'][:10]} .. {ab['period']['end'][:10]} "
+            "(annualised Sharpe of hourly simple returns; mean over seeds, 95 % t interval)",
+        )  # fmt: skip
+        for line in [*ab["warnings"], *ab["verdicts"]]:
+            console.print(f"- {line}")
+        console.print(f"report: {ab['report']}")
     console.print(f"outputs in {cfg.output_dir} ({result.seconds:.1f} s)")
     if not a.passed:
         raise typer.Exit(1)

@@ -7,7 +7,15 @@ from pathlib import Path
 from pydantic import Field
 
 from cappuccino.config.models import DataSettings, FeatureSetName, FeatureSettings, _Model
-from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings, SplitSettings
+from cappuccino.config.rl import (
+    ArmName,
+    EnvSettings,
+    FTEncoderSettings,
+    MarketSettings,
+    PPOSettings,
+    PretrainSettings,
+    SplitSettings,
+)
 from cappuccino.config.supervised import SignalBacktestSettings, TrainSettings, WindowSettings
 
 
@@ -49,6 +57,26 @@ class DemoRLSettings(_Model):
     )
 
 
+def _compare_ppo() -> PPOSettings:
+    return PPOSettings(total_timesteps=4096, n_envs=8, n_steps=128, minibatch_size=256, n_epochs=2)
+
+
+class DemoCompareSettings(_Model):
+    """A miniature A/B (``rl compare``): MLP vs the FT encoder from scratch and pretrained
+    (frozen, fine-tuned), two seeds, a tiny budget; the report flags its low power."""
+
+    enabled: bool = Field(True, description="pretrain an encoder and run the A/B")
+    seeds: list[int] = Field([0, 1], min_length=2, description="seeds per arm")
+    arms: list[ArmName] = Field(["mlp", "ft_scratch", "ft_frozen", "ft_finetuned"], min_length=2)
+    env: EnvSettings = Field(default_factory=lambda: EnvSettings(lookback=5, episode_bars=256))
+    ppo: PPOSettings = Field(default_factory=_compare_ppo)
+    encoder: FTEncoderSettings = Field(
+        default_factory=lambda: FTEncoderSettings(d_token=16, n_blocks=1, n_heads=2, d_out=32)
+    )
+    pretrain: PretrainSettings = Field(default_factory=lambda: PretrainSettings(epochs=2))
+    eval_points: int = Field(2, ge=0, description="out-of-sample checkpoints during training")
+
+
 class DemoTuneSettings(_Model):
     """A short Optuna study of the supervised model (a few trials, pruned by the median)."""
 
@@ -70,6 +98,7 @@ class DemoConfig(_Model):
     supervised: DemoSupervisedSettings = Field(default_factory=DemoSupervisedSettings)
     rl: DemoRLSettings = Field(default_factory=DemoRLSettings)
     tune: DemoTuneSettings = Field(default_factory=DemoTuneSettings)
+    compare: DemoCompareSettings = Field(default_factory=DemoCompareSettings)
 
     @property
     def store_path(self) -> Path:

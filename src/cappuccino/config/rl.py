@@ -69,18 +69,45 @@ class EnvSettings(_Model):
     obs_clip: float = Field(10.0, gt=0, description="scaled features are clipped to +-obs_clip")
 
 
-class FTPolicySettings(_Model):
-    """An FT-Transformer state encoder (``models.ft_transformer.FTStateEncoder``) under
-    PPO's actor and critic heads."""
+class FTEncoderSettings(_Model):
+    """The architecture of an FT-Transformer state encoder
+    (``models.ft_transformer.FTStateEncoder``)."""
 
     d_token: int = Field(32, ge=1, description="token width (divisible by n_heads)")
     n_blocks: int = Field(2, ge=1, description="transformer blocks")
     n_heads: int = Field(4, ge=1, description="attention heads")
     dropout: float = Field(0.1, ge=0, lt=1, description="attention and feed-forward dropout")
     d_out: int = Field(64, ge=1, description="encoding width fed to the heads")
+
+    @model_validator(mode="after")
+    def _heads(self) -> FTEncoderSettings:
+        if self.d_token % self.n_heads:
+            raise ValueError(
+                f"d_token {self.d_token} is not divisible by n_heads {self.n_heads}: each head "
+                "needs d_token / n_heads dimensions"
+            )
+        return self
+
+
+class FTPolicySettings(FTEncoderSettings):
+    """An FT-Transformer state encoder under PPO's actor and critic heads, from scratch or
+    from a pretrained encoder (``cappuccino rl pretrain-encoder``)."""
+
     share: bool = Field(True, description="one encoder for actor and critic (else one each)")
     freeze: bool = Field(False, description="keep the encoder's weights fixed")
     lr_scale: float = Field(1.0, gt=0, description="encoder learning rate / PPO learning rate")
+    pretrained: str | None = Field(
+        None,
+        description="a pretrained encoder directory, 'auto' (the latest compatible one under "
+        "pretrained_root) or None (from scratch); its architecture, lookback and scaler must "
+        "match the run, which observes through the encoder's scaler",
+    )
+    pretrained_root: Path = Field(
+        Path("runs/pretrain"), description="where 'auto' looks for encoders (recursively)"
+    )
+    pretrained_weights: Literal["best", "final"] = Field(
+        "best", description="best (lowest val loss) or final encoder of the pretraining run"
+    )
 
 
 class PPOSettings(_Model):
@@ -156,6 +183,56 @@ class SplitSettings(_Model):
     embargo_bars: int = Field(24, ge=0, description="bars skipped between train and test")
 
 
+class PretrainSettings(_Model):
+    """Masked feature modelling (``cappuccino rl pretrain-encoder``)."""
+
+    mask_ratio: float = Field(0.15, gt=0, lt=1, description="share of feature tokens masked")
+    epochs: int = Field(20, ge=1, description="passes over the pretraining windows")
+    batch_size: int = Field(256, ge=1, description="windows per step")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay")
+    val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="last share of the training period used for validation"
+    )
+    embargo_bars: int | None = Field(
+        None,
+        ge=0,
+        description="bars dropped between pretrain-train and val (None: lookback; "
+        "must be >= lookback)",
+    )
+    patience: int | None = Field(5, ge=1, description="stop after this many epochs without a "
+                                 "better val loss (None: run every epoch)")  # fmt: skip
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N")
+
+
+class PretrainConfig(_Model):
+    """``cappuccino rl pretrain-encoder``: an FT encoder pretrained by masked feature
+    modelling on the training period of a split (never on bars later used for testing)."""
+
+    seed: int = Field(0, ge=0, description="the one seed for every random choice in the run")
+    output_dir: Path = Field(
+        Path("runs/pretrain/encoder"), description="encoder files are written here"
+    )
+    data: DataSettings = Field(default_factory=DataSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    env: EnvSettings = Field(
+        default_factory=EnvSettings,
+        description="observation settings (feature_set, lookback, scaler, obs_clip) of the "
+        "RL runs that will load the encoder",
+    )
+    encoder: FTEncoderSettings = Field(default_factory=FTEncoderSettings)
+    pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
+
+    @model_validator(mode="after")
+    def _embargo(self) -> PretrainConfig:
+        e = self.pretrain.embargo_bars
+        if e is not None and e < self.env.lookback:
+            raise ValueError(
+                f"pretrain.embargo_bars: got {e}, expected >= env.lookback ({self.env.lookback})"
+            )
+        return self
+
+
 class RLTrainConfig(_Model):
     """``cappuccino rl train``: PPO on the training period of a store's symbols."""
 
@@ -171,3 +248,61 @@ class RLTrainConfig(_Model):
         description="torch.compile the env transition and the PPO loss (speed only: a one-off "
         "compilation, same results up to floating-point rounding; needs a C++ compiler on CPU)",
     )
+
+
+ArmName = Literal["mlp", "ft_scratch", "ft_frozen", "ft_finetuned"]
+
+
+class CompareConfig(_Model):
+    """``cappuccino rl compare``: PPO arms on identical data, budget and seeds, judged out of
+    sample on the split's test period.
+
+    Arms: ``mlp`` (the MLP baseline), ``ft_scratch`` (the FT encoder from random weights),
+    ``ft_frozen`` and ``ft_finetuned`` (from the pretrained encoder, frozen, or trained
+    at ``finetune_lr_scale`` times the PPO learning rate). Every FT arm has the
+    ``encoder`` architecture; the pretrained encoder is ``pretrained`` or, when None, one
+    pretrained by this comparison on the training period (its time is reported apart).
+    """
+
+    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=2, description="one run per arm and seed")
+    output_dir: Path = Field(Path("runs/compare"), description="runs, encoder and report")
+    rl: RLTrainConfig = Field(
+        default_factory=RLTrainConfig,
+        description="the run every arm starts from (data, split, market, env, ppo); its "
+        "ppo.ft is replaced by the arm's",
+    )
+    arms: list[ArmName] = Field(
+        ["mlp", "ft_scratch", "ft_frozen", "ft_finetuned"],
+        min_length=2,
+        description="arms compared; the first is the baseline",
+    )
+    encoder: FTEncoderSettings = Field(default_factory=FTEncoderSettings)
+    finetune_lr_scale: float = Field(0.1, gt=0, description="ft_finetuned encoder lr / PPO lr")
+    pretrained: Path | None = Field(
+        None, description="an existing pretrained encoder (None: pretrain one now)"
+    )
+    pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
+    benchmarks: list[str] = Field(
+        ["equal_weight:24", "buy_and_hold", "cash"],
+        description="benchmarks backtested on the test period (degenerate-policy check)",
+    )
+    eval_points: int = Field(4, ge=0, description="out-of-sample checkpoints during training")
+    smooth_updates: int = Field(5, ge=1, description="updates in the learning curve's mean")
+    efficiency_level: float | None = Field(
+        None,
+        description="training episode log return whose first reach is the sample "
+        "efficiency (None: the median over runs of the final smoothed value)",
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level (Holm-adjusted)")
+    bootstrap_block: int = Field(24, ge=1, description="bars per bootstrap block")
+    processes: bool = Field(
+        True, description="each run in its own process (peak memory per run is measurable)"
+    )
+
+    @model_validator(mode="after")
+    def _arms(self) -> CompareConfig:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms: got {self.arms}, expected each arm once")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: got {self.seeds}, expected distinct seeds")
+        return self

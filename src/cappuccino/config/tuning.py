@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,12 @@ class CVSettings(_Model):
     benchmark: str = Field(
         "equal_weight:24", description="policy whose Sharpe on the same bars is subtracted"
     )
+    start: datetime | None = Field(
+        None,
+        description="first bar of the study's data (None: the store's first); with a "
+        "pretrained encoder, a date after the bars it was pretrained on",
+    )
+    end: datetime | None = Field(None, description="last bar of the study's data (None: last)")
     max_folds: int | None = Field(
         None, ge=1, description="run only the first k folds (a budget; paths need them all)"
     )

@@ -106,20 +106,51 @@ class FTStateEncoder(nn.Module):
         """Constructor arguments (JSON), to rebuild the module and check compatibility."""
         return dict(self._config)
 
-    def tokens(self, obs: Tensor) -> Tensor:
-        """``(B, n_tokens, d_token)``: [CLS], feature tokens, portfolio tokens."""
+    def tokens(self, obs: Tensor, mask: Tensor | None = None, mask_token: Tensor | None = None
+               ) -> Tensor:  # fmt: skip
+        """``(B, n_tokens, d_token)``: [CLS], feature tokens, portfolio tokens.
+
+        ``mask`` ``(B, n_assets * n_features)`` bool (masked feature modelling): a masked
+        slot's token is ``mask_token + temporal_bias[slot]``, so its values are hidden and
+        its identity (the slot's bias, as rtdl's per-feature bias) is kept.
+        """
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise ValueError(
                 f"observation: got shape {tuple(obs.shape)}, expected (batch, {self.obs_dim}) "
                 f"for {self.n_assets} assets, {self.n_features} features, lookback {self.lookback}"
             )
-        b, k = obs.shape[0], 1 + self.n_assets
-        # (B, L, n, F) with index 0 the latest bar -> (B, n*F, L)
-        window = obs[:, k:].reshape(b, self.lookback, self.n_assets * self.n_features)
-        feats = torch.einsum("bls,sld->bsd", window, self.temporal_weight) + self.temporal_bias
+        feats = self.slot_values(obs)
+        emb = torch.einsum("bsl,sld->bsd", feats, self.temporal_weight) + self.temporal_bias
+        if mask is not None:
+            if mask_token is None:
+                raise ValueError("tokens: a mask needs a mask_token")
+            emb = torch.where(mask.unsqueeze(-1), mask_token + self.temporal_bias, emb)
+        k = 1 + self.n_assets
         port = self.portfolio(obs[:, :k])
-        cls = self.cls.expand(b, 1, -1)
-        return torch.cat([cls, feats, port], dim=1)
+        cls = self.cls.expand(obs.shape[0], 1, -1)
+        return torch.cat([cls, emb, port], dim=1)
+
+    def slot_values(self, obs: Tensor) -> Tensor:
+        """``(B, n_assets * n_features, L)``: each (asset, feature) slot's lagged values,
+        index 0 the latest bar (the targets of masked feature modelling)."""
+        b, k = obs.shape[0], 1 + self.n_assets
+        window = obs[:, k:].reshape(b, self.lookback, self.n_assets * self.n_features)
+        return window.transpose(1, 2)
+
+    def token_states(self, tokens: Tensor) -> Tensor:
+        """Every token's final representation ``(B, n_tokens, d_token)``: the backbone's
+        blocks as published, except that the last block attends from every token, not from
+        [CLS] only (masked feature modelling needs the masked tokens' outputs; the weights
+        are the same ones ``forward`` uses)."""
+        x = tokens
+        for block in self.backbone.blocks:
+            x_id = x
+            if "attention_normalization" in block:
+                x = block["attention_normalization"](x)
+            x = x_id + block["attention_residual_dropout"](block["attention"](x, x))
+            x_id = x
+            x = x_id + block["ffn_residual_dropout"](block["ffn"](block["ffn_normalization"](x)))
+        return x
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.backbone(self.tokens(obs))  # type: ignore[no-any-return]

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+import torch
 
 from cappuccino.config.loading import apply_values
-from cappuccino.config.rl import RLTrainConfig
+from cappuccino.config.rl import FTPolicySettings, RLTrainConfig
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.datasets.splits import Fold, combinatorial_purged, segments_index
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     import optuna
 
     from cappuccino.evaluation.backtest import BacktestResult, Policy
+    from cappuccino.training.rl.pretrain import PretrainedEncoder
 
 
 def cv_folds(cfg: TuneConfig, n_bars: int) -> list[Fold]:
@@ -58,8 +60,34 @@ class RLObjective:
         self.data = data
         self.tracker = tracker
         self.parent_run = parent_run
-        self.space: Space = ppo_space().with_overrides(cfg.space)
         self.folds = cv_folds(cfg, data.n_bars)
+        self.encoder = self._find_encoder()
+        self.space: Space = ppo_space(self.encoder).with_overrides(cfg.space)
+
+    def _find_encoder(self) -> PretrainedEncoder | None:
+        """The latest compatible pretrained encoder when the space can choose one: it must
+        fit the data and env (its architecture and lookback are the arm's) and must not
+        have seen any bar a fold tests on."""
+        dims = {d.name: d for d in ppo_space().with_overrides(self.cfg.space).dims}
+        if (
+            True not in dims["use_ft_encoder"].choices
+            or True not in dims["ft_use_pretrained"].choices
+        ):
+            return None
+        from cappuccino.training.rl.pretrain import find_encoder, load_encoder, segment_times
+
+        ft = self.cfg.rl.ppo.ft
+        root = ft.pretrained_root if ft is not None else FTPolicySettings().pretrained_root
+        tested = segment_times(self.data, [s for f in self.folds for s in f.test])
+        try:
+            path = find_encoder(root, data=self.data, env=self.cfg.rl.env, ft=None,
+                                check_lookback=False, tested=tested)  # fmt: skip
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}\n(the space can choose a pretrained encoder; pretrain one on bars "
+                "before cv.start, or set space.ft_use_pretrained.choices: [false])"
+            ) from exc
+        return load_encoder(path, ft.pretrained_weights if ft is not None else "best")
 
     def config_for(self, overrides: dict[str, Any], number: int) -> RLTrainConfig:
         base = self.cfg.rl.model_dump(mode="json")
@@ -85,9 +113,14 @@ class RLObjective:
         from cappuccino.evaluation.backtest import NetPolicy, benchmark_policy
         from cappuccino.features.scaling import Scaler
         from cappuccino.training.rl.env import BatchedTradingEnv
-        from cappuccino.training.rl.ppo import train_ppo
+        from cappuccino.training.rl.ppo import build_policy, train_ppo
 
-        scaler = Scaler.fit(self.data.features[fold.train_index()], cfg.env.scaler)
+        pretrained = cfg.ppo.ft is not None and cfg.ppo.ft.pretrained is not None
+        if pretrained and self.encoder is None:
+            raise ValueError("ppo.ft.pretrained is set in the base config; the RL study finds its "
+                             "encoder itself (set it to null)")  # fmt: skip
+        scaler = (self.encoder.scaler if pretrained and self.encoder is not None
+                  else Scaler.fit(self.data.features[fold.train_index()], cfg.env.scaler))  # fmt: skip
         need = cfg.env.lookback + (cfg.env.episode_bars or 1)
         train_segments = [s for s in fold.train if s[1] - s[0] >= need]
         if not train_segments:
@@ -99,7 +132,11 @@ class RLObjective:
             self.data, settings=cfg.env, rules=cfg.market.rules(), n_envs=cfg.ppo.n_envs,
             scaler=scaler, segments=train_segments, seed=cfg.seed,
         )  # fmt: skip
-        result = train_ppo(env, cfg.ppo, seed=cfg.seed)
+        torch.manual_seed(cfg.seed)
+        policy = build_policy(
+            env, cfg.ppo, self.encoder.state_dict if pretrained and self.encoder else None
+        )
+        result = train_ppo(env, cfg.ppo, seed=cfg.seed, policy=policy)
         bench = benchmark_policy(self.cfg.cv.benchmark, self.data.symbols)
         pol, ben, ts = [], [], []
         for seg in fold.test:
@@ -165,6 +202,8 @@ class RLObjective:
             out / "bundle", r["policy"], data=self.data, env_settings=cfg.env,
             rules=cfg.market.rules(), scaler=r["scaler"], config=cfg.model_dump(mode="json"),
             history=r["history"],
+            pretrained_encoder=(self.encoder.provenance() if self.encoder is not None
+                                and cfg.ppo.ft is not None and cfg.ppo.ft.pretrained else None),
             train_period={"fold": i, "segments": r["train_segments"], "n_bars": int(train_bars.size)},
         )  # fmt: skip
         atomic_write_json(out / "folds.json", {"units": _UNITS, "folds": rows})

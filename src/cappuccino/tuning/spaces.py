@@ -20,8 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from cappuccino.config.rl import FTPolicySettings
+
 if TYPE_CHECKING:
     import optuna
+
+    from cappuccino.training.rl.pretrain import PretrainedEncoder
 
 
 @dataclass(frozen=True)
@@ -200,9 +204,33 @@ def supervised_space(model: str) -> Space:
     return Space(model, dims, _mlp_hidden if model == "mlp" else None)
 
 
-def ppo_space() -> Space:
+_FT_WIDTHS = (16, 32, 64, 96)
+
+
+def _ft(p: dict[str, Any]) -> bool:
+    return bool(p.get("use_ft_encoder"))
+
+
+def _pretrained(p: dict[str, Any]) -> bool:
+    return _ft(p) and bool(p.get("ft_use_pretrained"))
+
+
+def _scratch(p: dict[str, Any]) -> bool:
+    return _ft(p) and not p.get("ft_use_pretrained")
+
+
+def ppo_space(encoder: PretrainedEncoder | None = None) -> Space:
     """PPO, its network and the env: learning rate, batch, discount, GAE, clip, entropy and
-    value weights, epochs, width and depth, lookback, reward, observation scaling."""
+    value weights, epochs, width and depth, lookback, reward, observation scaling; and the
+    FT-Transformer arm.
+
+    The FT arm: ``use_ft_encoder``; then ``ft_use_pretrained``. From scratch, the encoder's
+    architecture is sampled (``ft_d_token``, ``ft_n_blocks``, heads among the divisors of
+    the width). Pretrained, the architecture, lookback and scaler are ``encoder``'s (found
+    by the objective: the latest compatible one) and are not sampled at all, so nothing
+    sampled is overwritten; ``ft_freeze_encoder`` and, when fine-tuning, ``ft_lr_scale``
+    are. ``ft_dropout`` applies to both.
+    """
     dims = (
         _f("learning_rate", "ppo.learning_rate", 1e-5, 1e-3, log=True),
         _c("n_steps", "ppo.n_steps", (64, 128, 256, 512)),
@@ -215,11 +243,57 @@ def ppo_space() -> Space:
         _f("vf_coef", "ppo.vf_coef", 0.25, 1.0),
         _c("width", None, (64, 128, 256)),
         _i("depth", None, 1, 3),
-        _c("lookback", "env.lookback", (1, 5, 10, 20)),
+        _c("use_ft_encoder", None, (False, True)),
+        _c("ft_use_pretrained", None, (False, True), when=_ft),
+        _c("ft_d_token", None, _FT_WIDTHS, when=_scratch),
+        _i("ft_n_blocks", None, 1, 3, when=_scratch),
+        *(
+            _c(
+                f"ft_n_heads_w{w}",
+                None,
+                tuple(h for h in (2, 4, 8) if w % h == 0),
+                when=lambda p, w=w: _scratch(p) and p["ft_d_token"] == w,
+            )
+            for w in _FT_WIDTHS
+        ),
+        _f("ft_dropout", None, 0.0, 0.3, when=_ft),
+        _c("ft_freeze_encoder", None, (False, True), when=_pretrained),
+        _f(
+            "ft_lr_scale",
+            None,
+            0.05,
+            1.0,
+            log=True,
+            when=lambda p: _pretrained(p) and not p["ft_freeze_encoder"],
+        ),
+        _c("lookback", "env.lookback", (1, 5, 10, 20), when=lambda p: not _pretrained(p)),
         _c("reward", "env.reward", ("log_return", "excess_log_return", "differential_sharpe")),
-        _c("scaler", "env.scaler", ("zscore", "robust")),
+        _c("scaler", "env.scaler", ("zscore", "robust"), when=lambda p: not _pretrained(p)),
     )
-    return Space("ppo", dims, lambda p: {"ppo.hidden_sizes": [p["width"]] * p["depth"]})
+
+    def combine(p: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"ppo.hidden_sizes": [p["width"]] * p["depth"], "ppo.ft": None}
+        if _scratch(p):
+            d = p["ft_d_token"]
+            out["ppo.ft"] = FTPolicySettings(
+                d_token=d,
+                n_blocks=p["ft_n_blocks"],
+                n_heads=p[f"ft_n_heads_w{d}"],
+                dropout=p["ft_dropout"],
+            ).model_dump(mode="json")
+        elif _pretrained(p):
+            if encoder is None:
+                raise ValueError("ft_use_pretrained sampled True, but the space has no encoder")
+            frozen = p["ft_freeze_encoder"]
+            ft = encoder.settings(dropout=p["ft_dropout"], freeze=frozen,
+                                  lr_scale=1.0 if frozen else p["ft_lr_scale"],
+                                  pretrained_weights=encoder.weights)  # fmt: skip
+            out["ppo.ft"] = ft.model_dump(mode="json")
+            out["env.lookback"] = encoder.lookback
+            out["env.scaler"] = encoder.meta["env"]["scaler"]
+        return out
+
+    return Space("ppo", dims, combine)
 
 
 __all__ = ["Dim", "Space", "ppo_space", "supervised_space"]

@@ -59,6 +59,7 @@ def work(cfg: TuneConfig, worker: int, bars: pl.DataFrame | None = None) -> dict
 
         r = cfg.rl
         data = load_market(r.data.store, r.data.timeframe, r.data.symbols, r.env.feature_set)
+        data = data.between(cfg.cv.start, cfg.cv.end)
         objective = RLObjective(cfg, data, tracker, parent_run=parent)
     else:
         s = cfg.supervised

@@ -79,6 +79,7 @@ def save_bundle(
     config: dict[str, Any],
     history: list[dict[str, float]],
     train_period: dict[str, Any],
+    pretrained_encoder: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle directory atomically file by file; returns ``path``."""
     path.mkdir(parents=True, exist_ok=True)
@@ -95,6 +96,7 @@ def save_bundle(
         "timeframe": data.timeframe.label,
         "scaler": scaler.to_dict(),
         "train_period": train_period,
+        "pretrained_encoder": pretrained_encoder,
         "config": config,
         "versions": library_versions(),
         "git_commit": git_commit(),

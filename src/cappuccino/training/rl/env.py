@@ -258,6 +258,11 @@ class BatchedTradingEnv:
         finished episodes, to bootstrap their value after a rollout)."""
         return self._observe_with(t, self._head(t, cash, units, equity))
 
+    def observe_weights(self, t: Tensor, weights: Tensor) -> Tensor:
+        """Observation ``(N, D)`` at bars ``t`` ``(N,)`` of portfolios given by their cash and
+        position weights ``(N, 1 + A)`` (encoder pretraining draws them at random)."""
+        return self._observe_with(t, weights.to(torch.float32))
+
     def _head(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
         """``(E, 1 + A)`` float32 cash and position weights at ``close[t]``."""
         value = units * self.close[t]

@@ -84,6 +84,7 @@ class ActorCritic(nn.Module):
         }
         self.encoder: nn.Module | None = None
         self.critic_encoder: nn.Module | None = None
+        self._frozen = False
         head_in = obs_dim
         if encoder is not None:
             from cappuccino.models.ft_transformer import FTStateEncoder
@@ -98,7 +99,8 @@ class ActorCritic(nn.Module):
             self.critic_encoder = (
                 self.encoder if encoder.get("share", True) else FTStateEncoder(**enc)
             )
-            if encoder.get("freeze", False):
+            self._frozen = bool(encoder.get("freeze", False))
+            if self._frozen:
                 for p in (*self.encoder.parameters(), *self.critic_encoder.parameters()):
                     p.requires_grad_(False)
             head_in = self.encoder.d_out
@@ -111,6 +113,22 @@ class ActorCritic(nn.Module):
         self.actor.orthogonal_init(last_gain=0.01)
         self.critic.orthogonal_init(last_gain=1.0)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+
+    def train(self, mode: bool = True) -> ActorCritic:
+        """A frozen encoder stays in eval mode (no dropout on a fixed feature extractor)."""
+        super().train(mode)
+        if self._frozen:
+            for enc in (self.encoder, self.critic_encoder):
+                if enc is not None:
+                    enc.eval()
+        return self
+
+    def load_encoder(self, state: dict[str, Tensor]) -> None:
+        """Load pretrained encoder weights (into both encoders when they are separate)."""
+        if self.encoder is None or self.critic_encoder is None:
+            raise ValueError("load_encoder: this policy has no encoder (ppo.ft is None)")
+        for enc in {id(e): e for e in (self.encoder, self.critic_encoder)}.values():
+            enc.load_state_dict(state)
 
     def mean(self, obs: Tensor) -> Tensor:
         """The actor's pre-squash mean action ``(B, action_dim)``."""

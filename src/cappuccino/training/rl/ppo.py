@@ -8,7 +8,10 @@ cash, units, equity: a few floats per env) and the few that ended are observed a
 valued in one batch after it, so no step pays for a final observation; compute GAE;
 then ``n_epochs`` passes of shuffled minibatches with the clipped surrogate, the
 (optionally clipped) value loss, the entropy bonus, global gradient-norm clipping, a
-fused Adam step and an optional KL early stop. Statistics are accumulated as tensors
+fused Adam step and an optional KL early stop. Rollouts run the policy in eval mode and
+updates in train mode (stable-baselines3's convention): with an FT encoder's dropout,
+actions are sampled from the deterministic network the backtest will run, and the first
+epoch's ratio already reflects dropout noise. Statistics are accumulated as tensors
 and copied to the host once per update.
 """
 
@@ -43,8 +46,14 @@ class PPOResult:
         return int(self.history[-1]["timesteps"]) if self.history else 0
 
 
-def build_policy(env: BatchedTradingEnv, settings: PPOSettings) -> ActorCritic:
-    return ActorCritic(
+def build_policy(
+    env: BatchedTradingEnv, settings: PPOSettings, encoder_state: dict[str, Tensor] | None = None
+) -> ActorCritic:
+    """The policy ``settings`` describe for ``env``; ``encoder_state``: pretrained encoder
+    weights loaded into its FT encoder(s)."""
+    from cappuccino.training.rl.pretrain import encoder_args
+
+    policy = ActorCritic(
         obs_dim=env.obs_dim,
         action_dim=env.n_assets,
         hidden_sizes=settings.hidden_sizes,
@@ -52,13 +61,13 @@ def build_policy(env: BatchedTradingEnv, settings: PPOSettings) -> ActorCritic:
         log_std_init=settings.log_std_init,
         action_dist=settings.action_dist,
         encoder=None if settings.ft is None else {
-            "n_assets": env.n_assets, "n_features": env.n_features, "lookback": env.lookback,
-            "d_token": settings.ft.d_token, "n_blocks": settings.ft.n_blocks,
-            "n_heads": settings.ft.n_heads, "attention_dropout": settings.ft.dropout,
-            "ffn_dropout": settings.ft.dropout, "d_out": settings.ft.d_out,
+            **encoder_args(settings.ft, env.n_assets, env.n_features, env.lookback),
             "share": settings.ft.share, "freeze": settings.ft.freeze,
         },
-    ).to(env.device)  # fmt: skip
+    )  # fmt: skip
+    if encoder_state is not None:
+        policy.load_encoder(encoder_state)
+    return policy.to(env.device)
 
 
 def train_ppo(
@@ -130,6 +139,7 @@ def train_ppo(
             group["lr"] = lr * group["lr_scale"]
         done_growth = torch.zeros((), dtype=torch.float64, device=dev)
         done_count = torch.zeros((), dtype=torch.float64, device=dev)
+        policy.eval()  # rollouts act without dropout (SB3's convention); updates train
         with torch.no_grad():
             if update > 0:
                 obs_buf[0] = obs_buf[n_steps]  # the rollout goes on where the last one stopped
@@ -172,6 +182,7 @@ def train_ppo(
         b_u = u_buf.reshape(batch, n_act)
         b_logp, b_adv = logp_buf.reshape(batch), adv.reshape(batch)
         b_ret, b_val = ret.reshape(batch), val_buf.reshape(batch)
+        policy.train()
         stats = torch.zeros(6, device=dev)  # pg, v, ent, kl, clipfrac, n
         for _epoch in range(settings.n_epochs):
             perm = torch.randperm(batch, generator=gen, device=dev)
@@ -213,6 +224,7 @@ def train_ppo(
         result.history.append(row)
         if on_update is not None:
             on_update(row)
+    policy.eval()
     result.seconds = time.perf_counter() - t0
     return result
 

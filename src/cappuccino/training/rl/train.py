@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from cappuccino.config.rl import RLTrainConfig, SplitSettings
 from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.market import MarketArrays, build_market_arrays
+from cappuccino.features.scaling import Scaler
 from cappuccino.training.rl.bundle import save_bundle
 from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
-from cappuccino.training.rl.ppo import train_ppo
+from cappuccino.training.rl.policy import ActorCritic
+from cappuccino.training.rl.ppo import build_policy, train_ppo
 from cappuccino.utils.devices import default_device
 from cappuccino.utils.seeding import seed_everything
+
+if TYPE_CHECKING:
+    from cappuccino.training.rl.pretrain import PretrainedEncoder
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +70,35 @@ def _last_finite(history: list[dict[str, float]], key: str) -> float | None:
     return next((r[key] for r in reversed(history) if math.isfinite(r[key])), None)
 
 
-def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResult:
-    """Train PPO per ``cfg``; the bundle goes to ``cfg.output_dir / 'bundle'``."""
+UpdateHook = Callable[[dict[str, float], ActorCritic, Scaler], None]
+
+
+def run_scaler(cfg: RLTrainConfig, train: MarketArrays) -> tuple[Scaler, PretrainedEncoder | None]:
+    """The observation scaler of a run: fitted on its training period, or, with a pretrained
+    encoder (checked against the run: data, env, architecture, and that it saw no bar after
+    ``split.train_end``), the encoder's own."""
+    ft = cfg.ppo.ft
+    if ft is None or ft.pretrained is None:
+        return fit_scaler(train, cfg.env.scaler), None
+    from cappuccino.training.rl.pretrain import resolve_encoder
+
+    enc = resolve_encoder(ft, data=train, env=cfg.env, not_after=cfg.split.train_end)
+    log.info("PPO starts from the pretrained encoder %s (%s weights)", enc.path, enc.weights)
+    return enc.scaler, enc
+
+
+def train_rl(
+    cfg: RLTrainConfig, data: MarketArrays | None = None, on_update: UpdateHook | None = None
+) -> TrainResult:
+    """Train PPO per ``cfg``; the bundle goes to ``cfg.output_dir / 'bundle'``.
+    ``on_update(row, policy, scaler)`` is called after every update."""
     seed_everything(cfg.seed)
     if data is None:
         data = load_market(
             cfg.data.store, cfg.data.timeframe, cfg.data.symbols, cfg.env.feature_set
         )
     train = train_period(data, cfg.split)
-    scaler = fit_scaler(train, cfg.env.scaler)
+    scaler, pretrained = run_scaler(cfg, train)
     device = default_device(None if cfg.ppo.device == "auto" else cfg.ppo.device)
     env = BatchedTradingEnv(
         train,
@@ -93,7 +121,12 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
     )
     every = max(1, cfg.ppo.n_updates // 10)
 
+    torch.manual_seed(cfg.seed)  # the policy's initial weights, as train_ppo would draw them
+    policy = build_policy(env, cfg.ppo, pretrained.state_dict if pretrained else None)
+
     def report(row: dict[str, float]) -> None:
+        if on_update is not None:
+            on_update(row, policy, scaler)
         if int(row["update"]) % every == 0 or int(row["update"]) == cfg.ppo.n_updates:
             log.info(
                 "update %d/%d: %d steps, episode log return %.4f, entropy %.3f, %.1f s",
@@ -101,7 +134,9 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
                 row["mean_episode_log_return"], row["entropy"], row["seconds"],
             )  # fmt: skip
 
-    result = train_ppo(env, cfg.ppo, seed=cfg.seed, compile=cfg.compile, on_update=report)
+    result = train_ppo(
+        env, cfg.ppo, seed=cfg.seed, policy=policy, compile=cfg.compile, on_update=report
+    )
     period = {k: train.describe()[k] for k in ("start", "end", "n_bars")}
     path = save_bundle(
         cfg.output_dir / "bundle",
@@ -113,6 +148,7 @@ def train_rl(cfg: RLTrainConfig, data: MarketArrays | None = None) -> TrainResul
         config=cfg.model_dump(mode="json"),
         history=result.history,
         train_period=period,
+        pretrained_encoder=pretrained.provenance() if pretrained else None,
     )
     last = result.history[-1]
     summary = {

@@ -1,0 +1,387 @@
+"""``cappuccino rl compare``: an honest A/B of PPO with and without the FT encoder.
+
+Every arm (:class:`~cappuccino.config.rl.CompareConfig`) trains on the same training
+period, with the same PPO settings, timesteps and seeds; only ``ppo.ft`` differs. The
+pretrained arms start from one encoder, pretrained on the training period only (or given).
+Each run is then backtested, deterministically, on the split's test period beside the
+benchmarks on the same bars, and gets the degenerate-policy verdict.
+
+Per run: out-of-sample Sharpe (annualised from per-bar simple returns, risk-free 0) and
+total return (fraction), the training learning curve (mean log return of the training
+episodes that ended in each update), out-of-sample checkpoints during training, training
+wall time, peak resident memory of its process (and peak CUDA memory on a GPU) and
+parameter counts. Per arm: the mean and 95 % t interval over seeds. Per comparison (each
+arm against the baseline, and the pretrained arms against ``ft_scratch``): a paired t test
+over seeds of the Sharpe difference, a Welch test, and a circular block bootstrap over
+test bars of the seed-averaged return difference; p-values are Holm-adjusted over the
+comparisons, and the verdict says "significantly better/worse" only when both adjusted
+p-values are below ``alpha``, else "no significant difference".
+
+Files (``output_dir``): ``encoder/`` (when pretrained here), ``runs/<arm>/seed<k>/bundle``,
+``compare.json``, ``compare.md``, ``report.html``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cappuccino.config.loading import apply_values
+from cappuccino.config.rl import CompareConfig, PretrainConfig, RLTrainConfig
+from cappuccino.evaluation import compare as stats
+from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+PRETRAINED_ARMS = ("ft_frozen", "ft_finetuned")
+UNITS = {
+    "sharpe": "annualised Sharpe ratio of per-bar simple returns on the test period "
+    "(x sqrt(bars per year), risk-free 0)",
+    "total_return": "simple return over the test period, fraction",
+    "train_return": "mean log return per training episode (natural log, per episode)",
+    "seconds": "wall-clock seconds of PPO training",
+    "peak_rss_mb": "peak resident set size of the run's process, MiB",
+}
+
+
+def arm_config(cfg: CompareConfig, arm: str, seed: int, encoder: Path | None) -> RLTrainConfig:
+    """The run of ``arm`` with ``seed``: the base run with the arm's ``ppo.ft``."""
+    ft: dict[str, Any] | None = None
+    if arm != "mlp":
+        ft = cfg.encoder.model_dump(mode="json")
+    if arm in PRETRAINED_ARMS:
+        if encoder is None:
+            raise ValueError(f"arm {arm}: needs a pretrained encoder")
+        assert ft is not None
+        frozen = arm == "ft_frozen"
+        ft |= {"pretrained": str(encoder), "freeze": frozen,
+               "lr_scale": 1.0 if frozen else cfg.finetune_lr_scale}  # fmt: skip
+    data = apply_values(cfg.rl.model_dump(mode="json"), {
+        "seed": seed, "ppo.ft": ft,
+        "output_dir": str(cfg.output_dir / "runs" / arm / f"seed{seed}"),
+    })  # fmt: skip
+    return RLTrainConfig.model_validate(data)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) -> dict[str, Any]:
+    """Train and judge one (arm, seed); module-level so a fresh process can run it."""
+    import torch
+
+    from cappuccino.evaluation.backtest import NetPolicy, run_backtest
+    from cappuccino.evaluation.evaluate import evaluate, period_window
+    from cappuccino.training.rl.bundle import load_bundle
+    from cappuccino.training.rl.train import holdout_start, load_market, train_rl
+
+    cfg = CompareConfig.model_validate(cfg_json)
+    run = arm_config(cfg, arm, seed, Path(encoder) if encoder else None)
+    data = load_market(run.data.store, run.data.timeframe, run.data.symbols, run.env.feature_set)
+    start, end = holdout_start(data, run.split), run.split.test_end
+    window, first = period_window(data, start, end, run.env.lookback)
+    n_updates = run.ppo.n_updates
+    points = {round(n_updates * (k + 1) / (cfg.eval_points + 1)) for k in range(cfg.eval_points)}
+    curve: list[dict[str, float]] = []
+    rules = run.market.rules()
+    cuda = torch.cuda.is_available() and run.ppo.device in ("auto", "cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = _peak_rss_mb()
+
+    def checkpoint(row: dict[str, float], policy: Any, scaler: Any) -> None:
+        if int(row["update"]) not in points:
+            return
+        was = policy.training
+        policy.eval()
+        bt = run_backtest(window, NetPolicy(policy), env_settings=run.env, rules=rules,
+                          scaler=scaler, first=first, device=next(policy.parameters()).device)  # fmt: skip
+        policy.train(was)
+        curve.append({"timesteps": row["timesteps"], "sharpe": bt.metrics["sharpe"],
+                      "total_return": bt.metrics["total_return"]})  # fmt: skip
+
+    t0 = time.perf_counter()
+    result = train_rl(run, data, on_update=checkpoint)
+    seconds = time.perf_counter() - t0
+    peak = _peak_rss_mb()
+    bundle = load_bundle(result.bundle)
+    ev = evaluate(data, bundle, start=start, end=end, rules=rules, benchmarks=cfg.benchmarks)
+    m = ev.policy.metrics
+    params = sum(p.numel() for p in bundle.policy.parameters())
+    trainable = params - (
+        sum(p.numel() for p in bundle.policy.encoder_parameters())
+        if run.ppo.ft is not None and run.ppo.ft.freeze else 0
+    )  # fmt: skip
+    hist = result.summary
+    history = [{"timesteps": r["timesteps"], "train_return": r["mean_episode_log_return"]}
+               for r in _read_history(result.bundle)]  # fmt: skip
+    curve.append({"timesteps": float(result.summary["timesteps"]), "sharpe": m["sharpe"],
+                  "total_return": m["total_return"]})  # fmt: skip
+    return {
+        "arm": arm, "seed": seed, "bundle": str(result.bundle),
+        "sharpe": m["sharpe"], "total_return": m["total_return"],
+        "max_drawdown": m["max_drawdown"], "exposure": m["exposure"], "turnover": m["turnover"],
+        "returns": ev.policy.returns.tolist(),
+        "benchmarks": {b.name: {"sharpe": b.metrics["sharpe"],
+                                "total_return": b.metrics["total_return"]}
+                       for b in ev.benchmarks},
+        "degenerate": ev.verdict,
+        "period": ev.context["period"],
+        "seconds": seconds, "train_seconds": hist["seconds"],
+        "peak_rss_mb": peak, "rss_before_training_mb": rss0,
+        "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "parameters": params, "trainable_parameters": trainable,
+        "history": history, "oos_curve": curve, "device": hist["device"],
+    }  # fmt: skip
+
+
+def _read_history(bundle: Path) -> list[dict[str, float]]:
+    import json
+
+    rows: list[dict[str, Any]] = json.loads((Path(bundle) / "history.json").read_text())
+    return [{k: (math.nan if v is None else float(v)) for k, v in r.items()} for r in rows]
+
+
+def _pretrain(cfg: CompareConfig) -> tuple[Path | None, dict[str, Any] | None]:
+    if not set(cfg.arms) & set(PRETRAINED_ARMS):
+        return None, None
+    if cfg.pretrained is not None:
+        return cfg.pretrained, None
+    from cappuccino.training.rl.pretrain import pretrain_encoder
+    from cappuccino.training.rl.train import load_market
+
+    r = cfg.rl
+    pcfg = PretrainConfig(seed=cfg.seeds[0], output_dir=cfg.output_dir / "encoder", data=r.data,
+                          split=r.split, env=r.env, encoder=cfg.encoder, pretrain=cfg.pretrain)  # fmt: skip
+    data = load_market(r.data.store, r.data.timeframe, r.data.symbols, r.env.feature_set)
+    log.info("pretraining the encoder for the pretrained arms")
+    res = pretrain_encoder(pcfg, data)
+    return res.path, res.summary
+
+
+def compare(cfg: CompareConfig) -> dict[str, Any]:
+    """Run every (arm, seed), then the statistics and the report (module docstring)."""
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.output_dir / "config.json", cfg.model_dump(mode="json"))
+    encoder, pre = _pretrain(cfg)
+    enc = str(encoder) if encoder else None
+    jobs = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds]
+    runs: list[dict[str, Any]] = []
+    payload = cfg.model_dump(mode="json")
+    if cfg.processes:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                 max_tasks_per_child=1) as ex:  # fmt: skip
+            for arm, seed in jobs:
+                log.info("arm %s, seed %d", arm, seed)
+                runs.append(ex.submit(run_one, payload, arm, seed, enc).result())
+    else:
+        for arm, seed in jobs:
+            log.info("arm %s, seed %d", arm, seed)
+            runs.append(run_one(payload, arm, seed, enc))
+    report = analyse(cfg, runs)
+    report["pretraining"] = pre
+    report["encoder"] = enc
+    write_compare(cfg.output_dir, report)
+    return report
+
+
+def _by_arm(runs: list[dict[str, Any]], arm: str, key: str, seeds: list[int]) -> list[float]:
+    got = {r["seed"]: r[key] for r in runs if r["arm"] == arm}
+    return [float(got[s]) for s in seeds]
+
+
+def analyse(cfg: CompareConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-arm intervals, sample efficiency, comparisons with Holm-adjusted p-values and the
+    verdicts, from the per-run results of :func:`run_one`."""
+    seeds, arms = cfg.seeds, cfg.arms
+    finals = {(r["arm"], r["seed"]): stats.trailing_mean(
+        [h["train_return"] for h in r["history"]], cfg.smooth_updates) for r in runs}  # fmt: skip
+    known = [v for v in finals.values() if v is not None]
+    level = cfg.efficiency_level
+    if level is None:
+        level = statistics.median(known) if known else 0.0
+    per_arm: dict[str, Any] = {}
+    for arm in arms:
+        mine = [r for r in runs if r["arm"] == arm]
+        reach = [stats.steps_to_reach([h["timesteps"] for h in r["history"]],
+                                      [h["train_return"] for h in r["history"]], level,
+                                      cfg.smooth_updates) for r in mine]  # fmt: skip
+        reached = [x for x in reach if x is not None]
+        fin = [v for s in seeds if (v := finals[(arm, s)]) is not None]
+        degenerate = [r for r in mine if r["degenerate"] and r["degenerate"]["degenerate"]]
+        per_arm[arm] = {
+            "sharpe": stats.mean_ci(_by_arm(runs, arm, "sharpe", seeds)),
+            "total_return": stats.mean_ci(_by_arm(runs, arm, "total_return", seeds)),
+            "max_drawdown": stats.mean_ci(_by_arm(runs, arm, "max_drawdown", seeds)),
+            "exposure": statistics.mean(_by_arm(runs, arm, "exposure", seeds)),
+            "train_return_final": stats.mean_ci(fin) if len(fin) >= 2 else None,
+            "steps_to_level": {"level": level, "reached": len(reached), "runs": len(mine),
+                               "median_steps": statistics.median(reached) if reached else None},
+            "seconds": statistics.mean(_by_arm(runs, arm, "seconds", seeds)),
+            "peak_rss_mb": max(_by_arm(runs, arm, "peak_rss_mb", seeds)),
+            "peak_cuda_mb": max((r["peak_cuda_mb"] or 0.0) for r in mine) or None,
+            "parameters": mine[0]["parameters"],
+            "trainable_parameters": mine[0]["trainable_parameters"],
+            "degenerate_runs": len(degenerate),
+            "degenerate_matches": sorted({r["degenerate"]["matches"] for r in degenerate}),
+        }  # fmt: skip
+    pairs: list[tuple[str, str]] = [(a, arms[0]) for a in arms[1:]]
+    if "ft_scratch" in arms and arms[0] != "ft_scratch":
+        pairs += [(a, "ft_scratch") for a in arms if a in PRETRAINED_ARMS]
+    tests: list[dict[str, Any]] = []
+    pair: tuple[str, str]
+    for pair in pairs:
+        a, b = pair
+        sa, sb = _by_arm(runs, a, "sharpe", seeds), _by_arm(runs, b, "sharpe", seeds)
+        ra = np.mean([r["returns"] for s in seeds for r in runs if (r["arm"], r["seed"]) == (a, s)],
+                     axis=0)  # fmt: skip
+        rb = np.mean([r["returns"] for s in seeds for r in runs if (r["arm"], r["seed"]) == (b, s)],
+                     axis=0)  # fmt: skip
+        paired = stats.paired_t_test(sa, sb)
+        boot = stats.block_bootstrap_p(ra - rb, block=cfg.bootstrap_block, seed=seeds[0])
+        tests.append({"arm": a, "baseline": b, **paired, "welch_p": stats.welch_t_test(sa, sb)["p"],
+                      "bootstrap_mean_return_diff": boot["mean"], "bootstrap_p": boot["p"]})  # fmt: skip
+    for t, p in zip(tests, stats.holm([t["p"] for t in tests]), strict=True):
+        t["p_adjusted"] = p
+    for t, p in zip(tests, stats.holm([t["bootstrap_p"] for t in tests]), strict=True):
+        t["bootstrap_p_adjusted"] = p
+    verdicts = [stats.verdict(t["arm"], t["baseline"], t, cfg.alpha) for t in tests]
+    for arm in arms:
+        if per_arm[arm]["degenerate_runs"]:
+            verdicts.append(
+                f"{arm}: {per_arm[arm]['degenerate_runs']} of {len(seeds)} runs are degenerate "
+                f"(they match {', '.join(per_arm[arm]['degenerate_matches'])})"
+            )
+    warnings = []
+    if len(seeds) < 5:
+        warnings.append(f"{len(seeds)} seeds per arm: fewer than 5, the tests have little power")
+    first = runs[0]
+    units = dict(UNITS)
+    if not cfg.processes:
+        units["peak_rss_mb"] = ("peak resident set size of this process so far, MiB (runs shared "
+                                "one process: not a per-arm figure; set processes: true)")  # fmt: skip
+    return {
+        "units": units, "arms": per_arm, "comparisons": tests, "verdicts": verdicts,
+        "warnings": warnings, "seeds": seeds, "period": first["period"],
+        "benchmarks": first["benchmarks"], "timesteps": cfg.rl.ppo.total_timesteps,
+        "alpha": cfg.alpha, "runs": runs,
+    }  # fmt: skip
+
+
+def _ci(c: dict[str, float] | None, fmt: str = "{:.3f}") -> str:
+    if c is None:
+        return "n/a"
+    return f"{fmt.format(c['mean'])} [{fmt.format(c['low'])}, {fmt.format(c['high'])}]"
+
+
+def _tables(report: dict[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
+    """The report's tables (header, rows), rendered as Markdown and as HTML."""
+    arms = []
+    for arm, a in report["arms"].items():
+        st = a["steps_to_level"]
+        steps = f"{st['reached']}/{st['runs']}" + (
+            f" ({st['median_steps']:,.0f})" if st["median_steps"] is not None else ""
+        )
+        arms.append([
+            arm, _ci(a["sharpe"]), _ci(a["total_return"], "{:.2%}"),
+            _ci(a["max_drawdown"], "{:.2%}"), f"{a['exposure']:.0%}",
+            _ci(a["train_return_final"], "{:.4f}"), steps, f"{a['seconds']:.0f}",
+            f"{a['peak_rss_mb']:.0f}", f"{a['parameters']:,} ({a['trainable_parameters']:,})",
+            str(a["degenerate_runs"]),
+        ])  # fmt: skip
+    level = next(iter(report["arms"].values()))["steps_to_level"]["level"]
+    head = ["arm", "Sharpe, mean [95 % CI]", "total return", "max drawdown", "exposure",
+            "final train return", f"runs reaching {level:.4f} (median steps)", "train s",
+            "peak RSS MiB", "params (trainable)", "degenerate runs"]  # fmt: skip
+    bench = [[k, f"{v['sharpe']:.3f}", f"{v['total_return']:.2%}"]
+             for k, v in report["benchmarks"].items()]  # fmt: skip
+    tests = [[t["arm"], t["baseline"], f"{t['diff']:+.3f}", f"{t['p']:.3g}",
+              f"{t['p_adjusted']:.3g}", f"{t['welch_p']:.3g}", f"{t['bootstrap_p']:.3g}",
+              f"{t['bootstrap_p_adjusted']:.3g}"] for t in report["comparisons"]]  # fmt: skip
+    return [
+        (head, arms),
+        (["benchmark", "Sharpe", "total return"], bench),
+        (["arm", "vs", "Sharpe diff", "paired t p", "Holm", "Welch p", "bar bootstrap p",
+          "Holm"], tests),
+    ]  # fmt: skip
+
+
+def _title(report: dict[str, Any]) -> list[str]:
+    return [
+        f"A/B: {', '.join(report['arms'])} ({len(report['seeds'])} seeds, "
+        f"{report['timesteps']:,} timesteps each)",
+        f"Test period {report['period']['start']} .. {report['period']['end']}.",
+        *(f"Warning: {w}" for w in report["warnings"]),
+    ]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    title, *intro = _title(report)
+    lines = [f"# {title}", "", *intro, ""]
+    for head, rows in _tables(report):
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    lines += ["## Verdict", "", *(f"- {v}" for v in report["verdicts"]), "", "## Units", ""]
+    lines += [f"- {k}: {v}" for k, v in report["units"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def html(report: dict[str, Any]) -> str:
+    from html import escape
+
+    import plotly.graph_objects as go
+    from plotly.io import to_html
+    from plotly.subplots import make_subplots
+
+    titles = ("training: mean episode log return (seeds averaged)",
+              "out of sample: Sharpe at checkpoints (seeds averaged)",
+              "out of sample: Sharpe per seed")  # fmt: skip
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles)
+    for arm in report["arms"]:
+        mine = [r for r in report["runs"] if r["arm"] == arm]
+        steps = [h["timesteps"] for h in mine[0]["history"]]
+        grid = np.array([[np.nan if h["train_return"] is None else h["train_return"]
+                          for h in r["history"]] for r in mine], dtype=np.float64)  # fmt: skip
+        n_ok = np.isfinite(grid).sum(axis=0)
+        vals = np.where(n_ok > 0, np.nansum(grid, axis=0) / np.maximum(n_ok, 1), np.nan)
+        fig.add_trace(go.Scatter(x=steps, y=vals, name=arm, legendgroup=arm), 1, 1)
+        cx = [c["timesteps"] for c in mine[0]["oos_curve"]]
+        cy = np.mean([[c["sharpe"] for c in r["oos_curve"]] for r in mine], axis=0)
+        fig.add_trace(go.Scatter(x=cx, y=cy, name=arm, legendgroup=arm, showlegend=False), 1, 2)
+        fig.add_trace(go.Box(y=[r["sharpe"] for r in mine], name=arm, boxpoints="all",
+                             legendgroup=arm, showlegend=False), 1, 3)  # fmt: skip
+    fig.update_layout(height=450, width=1400)
+    title, *intro = _title(report)
+    parts = [f"<h1>{escape(title)}</h1>", *(f"<p>{escape(x)}</p>" for x in intro)]
+    for head, rows in _tables(report):
+        parts.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows]
+        parts.append("</table><br>")
+    parts.append("<h2>Verdict</h2><ul>" + "".join(f"<li>{escape(v)}</li>"
+                                                  for v in report["verdicts"]) + "</ul>")  # fmt: skip
+    parts.append(to_html(fig, include_plotlyjs=True, full_html=False))
+    parts.append("<h2>Units</h2><ul>" + "".join(f"<li>{escape(k)}: {escape(v)}</li>"
+                                                for k, v in report["units"].items()) + "</ul>")  # fmt: skip
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>A/B</title>"
+            "<style>body{font-family:sans-serif;margin:2rem}table{border-collapse:collapse}"
+            "th,td{border:1px solid #ccc;padding:.3rem .6rem}</style></head><body>"
+            + "".join(parts) + "</body></html>")  # fmt: skip
+
+
+def write_compare(out: Path, report: dict[str, Any]) -> None:
+    atomic_write_json(out / "compare.json", report)
+    atomic_write_bytes(out / "compare.md", markdown(report).encode())
+    atomic_write_bytes(out / "report.html", html(report).encode())

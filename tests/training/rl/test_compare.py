@@ -1,0 +1,142 @@
+"""``rl compare``: arm configs, the statistics on known runs, and a tiny end-to-end A/B."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from cappuccino.config.rl import CompareConfig
+from cappuccino.training.rl.compare import analyse, arm_config, markdown
+
+
+def _cfg(tmp_path: Path, **kw: object) -> CompareConfig:
+    return CompareConfig.model_validate({"output_dir": str(tmp_path), "seeds": [0, 1, 2, 3, 4],
+                                         "arms": ["mlp", "ft_scratch"], **kw})  # fmt: skip
+
+
+def test_arms_differ_only_in_their_encoder(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, arms=["mlp", "ft_scratch", "ft_frozen", "ft_finetuned"],
+               finetune_lr_scale=0.2)  # fmt: skip
+    enc = tmp_path / "enc"
+    runs = {a: arm_config(cfg, a, 3, enc) for a in cfg.arms}
+    dumps = {a: r.model_dump(mode="json") for a, r in runs.items()}
+    for a, d in dumps.items():
+        d["ppo"].pop("ft")
+        d.pop("output_dir")
+        assert d == dumps["mlp"], a  # same data, split, market, env, PPO budget and seed
+        assert runs[a].seed == 3
+    assert runs["mlp"].ppo.ft is None
+    scratch, frozen, fine = (runs[a].ppo.ft for a in ("ft_scratch", "ft_frozen", "ft_finetuned"))
+    assert scratch is not None and frozen is not None and fine is not None
+    assert scratch.pretrained is None and not scratch.freeze
+    assert frozen.pretrained == str(enc) and frozen.freeze
+    assert fine.pretrained == str(enc) and not fine.freeze and fine.lr_scale == 0.2
+    arch = ("d_token", "n_blocks", "n_heads", "d_out", "dropout")
+    assert {tuple(getattr(f, k) for k in arch) for f in (scratch, frozen, fine)} == {
+        tuple(getattr(cfg.encoder, k) for k in arch)
+    }
+    with pytest.raises(ValueError, match="needs a pretrained encoder"):
+        arm_config(cfg, "ft_frozen", 0, None)
+
+
+def _run(arm: str, seed: int, sharpe: float, returns: np.ndarray, degenerate: bool = False
+         ) -> dict[str, object]:  # fmt: skip
+    curve = [float("nan"), 0.01 * seed, 0.02, 0.03 + 0.01 * (arm != "mlp")]
+    hist = [{"timesteps": 100.0 * (i + 1), "train_return": v} for i, v in enumerate(curve)]
+    return {
+        "arm": arm, "seed": seed, "sharpe": sharpe, "total_return": sharpe / 10,
+        "max_drawdown": -0.1, "exposure": 0.5, "returns": returns.tolist(),
+        "degenerate": {"degenerate": degenerate, "matches": "buy_and_hold" if degenerate else None},
+        "seconds": 2.0, "peak_rss_mb": 300.0, "peak_cuda_mb": None, "parameters": 10,
+        "trainable_parameters": 10, "history": hist, "oos_curve": [], "period":
+        {"start": "a", "end": "b"}, "benchmarks": {"cash": {"sharpe": 0.0, "total_return": 0.0}},
+    }  # fmt: skip
+
+
+def test_analysis_matches_scipy_and_states_the_verdict(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    rng = np.random.default_rng(0)
+    base = [0.1, 0.3, -0.2, 0.0, 0.2]
+    better = [b + 1.0 + 0.05 * i for i, b in enumerate(base)]
+    runs = []
+    for s in range(5):
+        r = rng.normal(0, 0.01, 400)
+        runs.append(_run("mlp", s, base[s], r, degenerate=s < 2))
+        runs.append(_run("ft_scratch", s, better[s], r + 0.002))
+    rep = analyse(cfg, runs)
+    ci = rep["arms"]["mlp"]["sharpe"]
+    lo, hi = sps.t.interval(0.95, 4, loc=np.mean(base), scale=sps.sem(base))
+    assert (ci["mean"], ci["low"], ci["high"]) == pytest.approx((np.mean(base), lo, hi))
+    (t,) = rep["comparisons"]
+    assert t["p"] == pytest.approx(sps.ttest_rel(better, base).pvalue)
+    assert t["p_adjusted"] == t["p"]  # one comparison: Holm changes nothing
+    assert t["bootstrap_p"] < 0.01  # a constant +0.2 % per bar
+    assert rep["verdicts"][0].startswith("ft_scratch is significantly better than mlp")
+    assert "mlp: 2 of 5 runs are degenerate (they match buy_and_hold)" in rep["verdicts"]
+    # sample efficiency: the level is the median final trailing mean over runs
+    eff = rep["arms"]["ft_scratch"]["steps_to_level"]
+    assert eff["runs"] == 5 and eff["reached"] >= 1
+    md = markdown(rep)
+    assert "| ft_scratch | mlp |" in md and "no significant" not in md
+    # the same Sharpes with noise instead of an edge: no significant difference
+    runs2 = [r | {"sharpe": r["sharpe"] + (0.0 if r["arm"] == "mlp" else rng.normal(0, 0.5) - 1.0),
+                  "returns": (rng.normal(0, 0.01, 400)).tolist()} for r in runs]  # fmt: skip
+    assert "no significant difference" in analyse(cfg, runs2)["verdicts"][0]
+
+
+def test_few_seeds_are_flagged(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, seeds=[0, 1])
+    r = np.zeros(10)
+    rep = analyse(cfg, [_run(a, s, 0.1 * s + (a == "mlp"), r + s * 1e-3)
+                        for a in cfg.arms for s in cfg.seeds])  # fmt: skip
+    assert rep["warnings"] == ["2 seeds per arm: fewer than 5, the tests have little power"]
+
+
+def test_a_tiny_ab_end_to_end(tmp_path: Path) -> None:
+    """Two arms (MLP, pretrained frozen FT) x two seeds on the bundled sample, in this
+    process: the encoder is pretrained on the training period only and every file is
+    written."""
+    from typer.testing import CliRunner
+
+    from cappuccino.cli.main import app
+    from cappuccino.training.rl.compare import compare
+
+    store = tmp_path / "store"
+    res = CliRunner().invoke(app, ["data", "sample", "--store", str(store), "--json"])
+    assert res.exit_code == 0, res.output
+    cfg = CompareConfig.model_validate({
+        "output_dir": str(tmp_path / "ab"), "seeds": [0, 1], "arms": ["mlp", "ft_frozen"],
+        "processes": False, "eval_points": 1,
+        "rl": {"data": {"store": str(store), "symbols": ["BTC/USDT", "ETH/USDT"]},
+               "split": {"train_start": "2021-02-01T00:00:00Z", "train_end": "2021-02-20T23:00:00Z",
+                         "test_end": "2021-03-05T23:00:00Z"},
+               "env": {"lookback": 2, "episode_bars": 48},
+               "ppo": {"n_envs": 4, "n_steps": 32, "minibatch_size": 64, "n_epochs": 1,
+                       "total_timesteps": 256}},
+        "encoder": {"d_token": 8, "n_blocks": 1, "n_heads": 2, "d_out": 8},
+        "pretrain": {"epochs": 1, "batch_size": 128},
+    })  # fmt: skip
+    rep = compare(cfg)
+    out = tmp_path / "ab"
+    enc = json.loads((out / "encoder" / "encoder.json").read_text())
+    assert enc["last_bar"] <= "2021-02-20T23:00:00+00:00" and enc["env"]["lookback"] == 2
+    assert rep["encoder"] == str(out / "encoder")
+    assert {(r["arm"], r["seed"]) for r in rep["runs"]} == {
+        ("mlp", 0),
+        ("mlp", 1),
+        ("ft_frozen", 0),
+        ("ft_frozen", 1),
+    }
+    assert rep["period"]["start"].startswith("2021-02-22")  # train_end + 24 bars embargo
+    n = len(rep["runs"][0]["returns"])
+    assert all(len(r["returns"]) == n for r in rep["runs"])  # the same test bars for all
+    assert all(len(r["oos_curve"]) == 2 for r in rep["runs"])  # 1 checkpoint + the end
+    assert rep["arms"]["ft_frozen"]["trainable_parameters"] < rep["arms"]["ft_frozen"]["parameters"]
+    assert rep["warnings"] and len(rep["verdicts"]) >= 1
+    for f in ("compare.json", "compare.md", "report.html", "config.json"):
+        assert (out / f).is_file()
+    assert "Verdict" in (out / "report.html").read_text()
