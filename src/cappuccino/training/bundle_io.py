@@ -31,11 +31,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_meta(path: Path, fmt: str, kind: str) -> dict[str, Any]:
-    """``path/bundle.json`` after checking it exists and declares ``fmt``."""
-    meta_path = Path(path) / "bundle.json"
+def read_meta(path: Path, fmt: str, kind: str, name: str = "bundle.json") -> dict[str, Any]:
+    """``path/<name>`` after checking it exists and declares ``fmt``; ``kind`` names what
+    ``path`` should be in the error ("policy bundle")."""
+    meta_path = Path(path) / name
     if not meta_path.is_file():
-        raise ValueError(f"{path}: not a {kind} bundle (no bundle.json)")
+        raise ValueError(f"{path}: not a {kind} (no {name})")
     meta: dict[str, Any] = json.loads(meta_path.read_text())
     if meta.get("format") != fmt:
         raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {fmt!r}")

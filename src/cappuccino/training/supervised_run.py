@@ -173,7 +173,7 @@ def save_bundle(
 
 def load_bundle(path: Path, epoch: int | None = None) -> SupervisedBundle:
     """The bundle's kept model, or with ``epoch`` one of its top-k checkpoints."""
-    meta = read_meta(path, FORMAT, "model")
+    meta = read_meta(path, FORMAT, "model bundle")
     weights = Path(path) / "model.pt"
     if epoch is not None:
         files = {int(c["epoch"]): c["file"] for c in meta.get("checkpoints", [])}

@@ -1,7 +1,8 @@
 """The RL objective: PPO trained and judged over combinatorial purged CV folds.
 
 For each fold, PPO trains on the fold's train segments only (episodes never cross a
-segment boundary; the observation scaler is fitted on those bars), then its deterministic
+segment boundary; the observation scaler is fitted on those bars, or is the pretrained
+encoder's for a trial of the FT arm that uses one), then its deterministic
 policy is backtested on each test segment through the same market core, beside the
 benchmark policy on the very same bars. The fold's score is the annualised Sharpe of the
 policy's per-bar returns over its test segments minus the benchmark's. The trial's value
@@ -10,6 +11,11 @@ stop a trial early. Each trial keeps, as files: ``folds.json`` (per-fold metrics
 ``oos_returns.parquet`` (every test bar: fold, close time, bar index, policy and
 benchmark return)
 and the bundle of its best fold's policy (nothing is retrained).
+
+When the space can choose a pretrained encoder (``ft_use_pretrained``), the newest
+compatible one under ``rl.ppo.ft.pretrained_root`` is found once per worker: it must fit
+the data and env and must not have seen any bar a fold tests on (pretrain it on bars
+before ``cv.start``); its architecture, lookback and scaler are then the arm's.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def _run(arm: str, seed: int, sharpe: float, returns: np.ndarray, degenerate: bo
         "arm": arm, "seed": seed, "sharpe": sharpe, "total_return": sharpe / 10,
         "max_drawdown": -0.1, "exposure": 0.5, "returns": returns.tolist(),
         "degenerate": {"degenerate": degenerate, "matches": "buy_and_hold" if degenerate else None},
-        "seconds": 2.0, "peak_rss_mb": 300.0, "peak_cuda_mb": None, "parameters": 10,
+        "seconds": 2.0, "peak_rss_mb": 300.0, "rss_before_training_mb": 250.0,
+        "peak_cuda_mb": None, "parameters": 10,
         "trainable_parameters": 10, "history": hist, "oos_curve": [], "period":
         {"start": "a", "end": "b"}, "benchmarks": {"cash": {"sharpe": 0.0, "total_return": 0.0}},
     }  # fmt: skip
@@ -140,3 +141,18 @@ def test_a_tiny_ab_end_to_end(tmp_path: Path) -> None:
     for f in ("compare.json", "compare.md", "report.html", "config.json"):
         assert (out / f).is_file()
     assert "Verdict" in (out / "report.html").read_text()
+
+
+def test_peak_memory_is_reset_and_measured() -> None:
+    """Linux's high-water mark: after a reset it tracks what is allocated from then on."""
+    from cappuccino.training.rl.compare import reset_peak_rss, rss_mb
+
+    big = np.ones(50_000_000 // 8)  # 50 MB touched
+    del big
+    assert reset_peak_rss()
+    before = rss_mb("VmHWM")
+    assert before is not None and before < rss_mb("VmRSS") + 5  # the old peak is gone
+    block = np.ones(80_000_000 // 8)  # 80 MB touched
+    peak = rss_mb("VmHWM")
+    assert peak is not None and peak - before >= 70
+    del block

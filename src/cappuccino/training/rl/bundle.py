@@ -108,7 +108,7 @@ def save_bundle(
 
 def load_bundle(path: Path) -> RLBundle:
     """Load and validate a bundle directory (see the module docstring)."""
-    meta = read_meta(path, FORMAT, "policy")
+    meta = read_meta(path, FORMAT, "policy bundle")
     policy = ActorCritic(**meta["policy"])
     policy.load_state_dict(read_state_dict(Path(path) / "policy.pt"))
     policy.eval()

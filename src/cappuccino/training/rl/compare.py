@@ -46,7 +46,9 @@ UNITS = {
     "total_return": "simple return over the test period, fraction",
     "train_return": "mean log return per training episode (natural log, per episode)",
     "seconds": "wall-clock seconds of PPO training",
-    "peak_rss_mb": "peak resident set size of the run's process, MiB",
+    "peak_rss_mb": "peak resident set size of the run's process from the start of training "
+    "(peak reset after the data was loaded) to the end of its evaluation, MiB; in brackets, "
+    "the peak minus the resident size with the data loaded",
 }
 
 
@@ -69,10 +71,27 @@ def arm_config(cfg: CompareConfig, arm: str, seed: int, encoder: Path | None) ->
     return RLTrainConfig.model_validate(data)
 
 
-def _peak_rss_mb() -> float:
-    import resource
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux: ``5`` to ``/proc/self/clear_refs``
+    resets ``VmHWM``); False where the platform cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError as exc:
+        log.warning("peak memory cannot be reset here (%s): it is reported as unavailable", exc)
+        return False
+    return True
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+def rss_mb(field: str = "VmHWM") -> float | None:
+    """``VmHWM`` (peak) or ``VmRSS`` (current) resident set size of this process, MiB;
+    None off Linux."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024.0  # kB
+    return None
 
 
 def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) -> dict[str, Any]:
@@ -96,7 +115,8 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     cuda = torch.cuda.is_available() and run.ppo.device in ("auto", "cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    rss0 = _peak_rss_mb()
+    rss0 = rss_mb("VmRSS")  # data loaded, before the policy exists
+    can_reset = reset_peak_rss()
 
     def checkpoint(row: dict[str, float], policy: Any, scaler: Any) -> None:
         if int(row["update"]) not in points:
@@ -112,7 +132,7 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     t0 = time.perf_counter()
     result = train_rl(run, data, on_update=checkpoint)
     seconds = time.perf_counter() - t0
-    peak = _peak_rss_mb()
+    peak = rss_mb("VmHWM") if can_reset else None
     bundle = load_bundle(result.bundle)
     ev = evaluate(data, bundle, start=start, end=end, rules=rules, benchmarks=cfg.benchmarks)
     m = ev.policy.metrics
@@ -230,7 +250,9 @@ def analyse(cfg: CompareConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "steps_to_level": {"level": level, "reached": len(reached), "runs": len(mine),
                                "median_steps": statistics.median(reached) if reached else None},
             "seconds": statistics.mean(_by_arm(runs, arm, "seconds", seeds)),
-            "peak_rss_mb": max(_by_arm(runs, arm, "peak_rss_mb", seeds)),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in mine if r["peak_rss_mb"] is not None),
+                               default=None),
+            "rss_before_training_mb": max((r["rss_before_training_mb"] or 0.0) for r in mine),
             "peak_cuda_mb": max((r["peak_cuda_mb"] or 0.0) for r in mine) or None,
             "parameters": mine[0]["parameters"],
             "trainable_parameters": mine[0]["trainable_parameters"],
@@ -270,8 +292,8 @@ def analyse(cfg: CompareConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     units = dict(UNITS)
     if not cfg.processes:
-        units["peak_rss_mb"] = ("peak resident set size of this process so far, MiB (runs shared "
-                                "one process: not a per-arm figure; set processes: true)")  # fmt: skip
+        units["peak_rss_mb"] += (" (runs shared one process: memory the allocator kept from "
+                                 "earlier runs counts; set processes: true to isolate them)")  # fmt: skip
     return {
         "units": units, "arms": per_arm, "comparisons": tests, "verdicts": verdicts,
         "warnings": warnings, "seeds": seeds, "period": first["period"],
@@ -298,13 +320,15 @@ def _tables(report: dict[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
             arm, _ci(a["sharpe"]), _ci(a["total_return"], "{:.2%}"),
             _ci(a["max_drawdown"], "{:.2%}"), f"{a['exposure']:.0%}",
             _ci(a["train_return_final"], "{:.4f}"), steps, f"{a['seconds']:.0f}",
-            f"{a['peak_rss_mb']:.0f}", f"{a['parameters']:,} ({a['trainable_parameters']:,})",
+            "n/a" if a["peak_rss_mb"] is None else
+            f"{a['peak_rss_mb']:.0f} ({a['peak_rss_mb'] - a['rss_before_training_mb']:+.0f})",
+            f"{a['parameters']:,} ({a['trainable_parameters']:,})",
             str(a["degenerate_runs"]),
         ])  # fmt: skip
     level = next(iter(report["arms"].values()))["steps_to_level"]["level"]
     head = ["arm", "Sharpe, mean [95 % CI]", "total return", "max drawdown", "exposure",
             "final train return", f"runs reaching {level:.4f} (median steps)", "train s",
-            "peak RSS MiB", "params (trainable)", "degenerate runs"]  # fmt: skip
+            "peak RSS MiB (over data loaded)", "params (trainable)", "degenerate runs"]  # fmt: skip
     bench = [[k, f"{v['sharpe']:.3f}", f"{v['total_return']:.2%}"]
              for k, v in report["benchmarks"].items()]  # fmt: skip
     tests = [[t["arm"], t["baseline"], f"{t['diff']:+.3f}", f"{t['p']:.3g}",

@@ -56,7 +56,12 @@ from cappuccino.config.rl import (
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
 from cappuccino.models.ft_transformer import FTStateEncoder
-from cappuccino.training.bundle_io import read_state_dict, write_history, write_state_dict
+from cappuccino.training.bundle_io import (
+    read_meta,
+    read_state_dict,
+    write_history,
+    write_state_dict,
+)
 from cappuccino.utils.io import atomic_write_json
 from cappuccino.utils.provenance import git_commit, library_versions
 
@@ -298,15 +303,7 @@ class PretrainedEncoder:
 
 
 def read_encoder_meta(path: Path) -> dict[str, Any]:
-    import json
-
-    f = Path(path) / META
-    if not f.is_file():
-        raise ValueError(f"{path}: not a pretrained encoder (no {META})")
-    meta: dict[str, Any] = json.loads(f.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{f}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta
+    return read_meta(path, FORMAT, "pretrained encoder", META)
 
 
 def load_encoder(path: Path, weights: str = "best") -> PretrainedEncoder:
