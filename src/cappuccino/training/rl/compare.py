@@ -374,20 +374,26 @@ def html(report: dict[str, Any]) -> str:
               "out of sample: Sharpe at checkpoints (seeds averaged)",
               "out of sample: Sharpe per seed")  # fmt: skip
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles)
-    for arm in report["arms"]:
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+    for k, arm in enumerate(report["arms"]):
+        color = palette[k % len(palette)]
         mine = [r for r in report["runs"] if r["arm"] == arm]
         steps = [h["timesteps"] for h in mine[0]["history"]]
         grid = np.array([[np.nan if h["train_return"] is None else h["train_return"]
                           for h in r["history"]] for r in mine], dtype=np.float64)  # fmt: skip
         n_ok = np.isfinite(grid).sum(axis=0)
         vals = np.where(n_ok > 0, np.nansum(grid, axis=0) / np.maximum(n_ok, 1), np.nan)
-        fig.add_trace(go.Scatter(x=steps, y=vals, name=arm, legendgroup=arm), 1, 1)
+        fig.add_trace(go.Scatter(x=steps, y=vals, name=arm, legendgroup=arm, mode="lines+markers",
+                                 line={"color": color}), 1, 1)  # fmt: skip
         cx = [c["timesteps"] for c in mine[0]["oos_curve"]]
         cy = np.mean([[c["sharpe"] for c in r["oos_curve"]] for r in mine], axis=0)
-        fig.add_trace(go.Scatter(x=cx, y=cy, name=arm, legendgroup=arm, showlegend=False), 1, 2)
+        fig.add_trace(go.Scatter(x=cx, y=cy, name=arm, legendgroup=arm, showlegend=False,
+                                 mode="lines+markers", line={"color": color}), 1, 2)  # fmt: skip
         fig.add_trace(go.Box(y=[r["sharpe"] for r in mine], name=arm, boxpoints="all",
-                             legendgroup=arm, showlegend=False), 1, 3)  # fmt: skip
+                             legendgroup=arm, showlegend=False, marker={"color": color}), 1, 3)  # fmt: skip
     fig.update_layout(height=450, width=1400)
+    fig.update_xaxes(title_text="timesteps", row=1, col=1)
+    fig.update_xaxes(title_text="timesteps", row=1, col=2)
     title, *intro = _title(report)
     parts = [f"<h1>{escape(title)}</h1>", *(f"<p>{escape(x)}</p>" for x in intro)]
     for head, rows in _tables(report):

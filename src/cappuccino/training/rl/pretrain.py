@@ -388,6 +388,8 @@ def find_encoder(root: Path, **checks: Any) -> Path:
             rejected.append(f"{f.parent}: {'; '.join(errs)}")
         else:
             found.append((meta["created"], f.parent))
+    if rejected:
+        log.info("pretrained encoders under %s rejected:\n  %s", root, "\n  ".join(rejected))
     if not found:
         why = "\n  ".join(rejected) if rejected else "no encoder.json found"
         raise ValueError(
