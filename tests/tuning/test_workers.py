@@ -97,7 +97,9 @@ def test_a_killed_workers_trial_becomes_fail_is_retried_and_the_count_is_reached
         time.sleep(0.3)
         if (tmp_path / "study.db").exists():
             try:
-                running = [t for t in _trials(url, study) if t.state.name == "RUNNING"]
+                # running with its parameter sampled (the snapshot must hold it)
+                running = [t for t in _trials(url, study)
+                           if t.state.name == "RUNNING" and t.params]  # fmt: skip
             except KeyError:  # the study is not created yet
                 continue
             if running:
@@ -119,6 +121,7 @@ def test_a_killed_workers_trial_becomes_fail_is_retried_and_the_count_is_reached
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
     retried = [t for t in trials.values() if retry(t) == killed.number]
     assert len(retried) == 1
+    assert killed.params and trials[killed.number].params == killed.params
     assert retried[0].state.name == "COMPLETE" and retried[0].params == killed.params
 
 

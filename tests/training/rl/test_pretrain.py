@@ -243,6 +243,19 @@ def test_a_mismatched_or_leaking_encoder_is_refused(tmp_path: Path) -> None:
     assert load_bundle(train_rl(auto, data).bundle).meta["pretrained_encoder"]["path"] == str(
         enc_dir
     )
+    # final weights, not the best: a too-large learning rate makes them differ
+    enc_dir = pretrain_encoder(_cfg(tmp_path, data, "hot", pretrain={
+        "epochs": 3, "batch_size": 64, "learning_rate": 0.3, "patience": None}), data).path  # fmt: skip
+    assert read_encoder_meta(enc_dir)["best_epoch"] < 3
+    final_cfg = _rl_cfg(tmp_path, data, pretrained=str(enc_dir), pretrained_weights="final",
+                        freeze=True)  # fmt: skip
+    bundle = load_bundle(train_rl(final_cfg, data).bundle)
+    assert bundle.meta["pretrained_encoder"]["weights"] == "final"
+    final = read_state_dict(enc_dir / "final_encoder.pt")
+    best = read_state_dict(enc_dir / "best_encoder.pt")
+    assert any(not torch.equal(final[k], best[k]) for k in final)  # epoch 3 is not the best
+    got = bundle.policy.encoder.state_dict()  # type: ignore[union-attr]
+    assert all(torch.equal(got[k], final[k]) for k in final)  # frozen at the final weights
 
 
 def test_rollouts_run_the_policy_in_eval_mode() -> None:
