@@ -119,15 +119,16 @@ class FTStateEncoder(nn.Module):
                 f"observation: got shape {tuple(obs.shape)}, expected (batch, {self.obs_dim}) "
                 f"for {self.n_assets} assets, {self.n_features} features, lookback {self.lookback}"
             )
-        feats = self.slot_values(obs)
-        emb = torch.einsum("bsl,sld->bsd", feats, self.temporal_weight) + self.temporal_bias
+        b, k = obs.shape[0], 1 + self.n_assets
+        # (B, L, n, F) with index 0 the latest bar -> one (L -> d) map per slot
+        window = obs[:, k:].reshape(b, self.lookback, self.n_assets * self.n_features)
+        emb = torch.einsum("bls,sld->bsd", window, self.temporal_weight) + self.temporal_bias
         if mask is not None:
             if mask_token is None:
                 raise ValueError("tokens: a mask needs a mask_token")
             emb = torch.where(mask.unsqueeze(-1), mask_token + self.temporal_bias, emb)
-        k = 1 + self.n_assets
         port = self.portfolio(obs[:, :k])
-        cls = self.cls.expand(obs.shape[0], 1, -1)
+        cls = self.cls.expand(b, 1, -1)
         return torch.cat([cls, emb, port], dim=1)
 
     def slot_values(self, obs: Tensor) -> Tensor:
