@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from cappuccino.config.loading import apply_values
 from cappuccino.config.rl import FTPolicySettings, RLTrainConfig
@@ -95,6 +94,15 @@ class RLObjective:
             ) from exc
         return load_encoder(path, ft.pretrained_weights if ft is not None else "best")
 
+    def encoder_for(self, cfg: RLTrainConfig) -> PretrainedEncoder | None:
+        """The pretrained encoder a trial's config starts from (None: none)."""
+        if cfg.ppo.ft is None or cfg.ppo.ft.pretrained is None:
+            return None
+        if self.encoder is None:
+            raise ValueError("ppo.ft.pretrained is set in the base config; the RL study finds its "
+                             "encoder itself (set it to null)")  # fmt: skip
+        return self.encoder
+
     def config_for(self, overrides: dict[str, Any], number: int) -> RLTrainConfig:
         base = self.cfg.rl.model_dump(mode="json")
         data = apply_values(base, overrides)
@@ -119,13 +127,10 @@ class RLObjective:
         from cappuccino.evaluation.backtest import NetPolicy, benchmark_policy
         from cappuccino.features.scaling import Scaler
         from cappuccino.training.rl.env import BatchedTradingEnv
-        from cappuccino.training.rl.ppo import build_policy, train_ppo
+        from cappuccino.training.rl.ppo import train_ppo
 
-        pretrained = cfg.ppo.ft is not None and cfg.ppo.ft.pretrained is not None
-        if pretrained and self.encoder is None:
-            raise ValueError("ppo.ft.pretrained is set in the base config; the RL study finds its "
-                             "encoder itself (set it to null)")  # fmt: skip
-        scaler = (self.encoder.scaler if pretrained and self.encoder is not None
+        enc = self.encoder_for(cfg)
+        scaler = (enc.scaler if enc is not None
                   else Scaler.fit(self.data.features[fold.train_index()], cfg.env.scaler))  # fmt: skip
         need = cfg.env.lookback + (cfg.env.episode_bars or 1)
         train_segments = [s for s in fold.train if s[1] - s[0] >= need]
@@ -138,11 +143,8 @@ class RLObjective:
             self.data, settings=cfg.env, rules=cfg.market.rules(), n_envs=cfg.ppo.n_envs,
             scaler=scaler, segments=train_segments, seed=cfg.seed,
         )  # fmt: skip
-        torch.manual_seed(cfg.seed)
-        policy = build_policy(
-            env, cfg.ppo, self.encoder.state_dict if pretrained and self.encoder else None
-        )
-        result = train_ppo(env, cfg.ppo, seed=cfg.seed, policy=policy)
+        result = train_ppo(env, cfg.ppo, seed=cfg.seed,
+                           encoder_state=enc.state_dict if enc is not None else None)  # fmt: skip
         bench = benchmark_policy(self.cfg.cv.benchmark, self.data.symbols)
         pol, ben, ts = [], [], []
         for seg in fold.test:
@@ -208,8 +210,7 @@ class RLObjective:
             out / "bundle", r["policy"], data=self.data, env_settings=cfg.env,
             rules=cfg.market.rules(), scaler=r["scaler"], config=cfg.model_dump(mode="json"),
             history=r["history"],
-            pretrained_encoder=(self.encoder.provenance() if self.encoder is not None
-                                and cfg.ppo.ft is not None and cfg.ppo.ft.pretrained else None),
+            pretrained_encoder=(enc.provenance() if (enc := self.encoder_for(cfg)) else None),
             train_period={"fold": i, "segments": r["train_segments"], "n_bars": int(train_bars.size)},
         )  # fmt: skip
         atomic_write_json(out / "folds.json", {"units": _UNITS, "folds": rows})

@@ -24,7 +24,6 @@ Files (``output_dir``): ``encoder/`` (when pretrained here), ``runs/<arm>/seed<k
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 import time
 from pathlib import Path
@@ -111,6 +110,7 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     n_updates = run.ppo.n_updates
     points = {round(n_updates * (k + 1) / (cfg.eval_points + 1)) for k in range(cfg.eval_points)}
     curve: list[dict[str, float]] = []
+    history: list[dict[str, float]] = []
     rules = run.market.rules()
     cuda = torch.cuda.is_available() and run.ppo.device in ("auto", "cuda")
     if cuda:
@@ -119,6 +119,8 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     can_reset = reset_peak_rss()
 
     def checkpoint(row: dict[str, float], policy: Any, scaler: Any) -> None:
+        history.append({"timesteps": row["timesteps"],
+                        "train_return": row["mean_episode_log_return"]})  # fmt: skip
         if int(row["update"]) not in points:
             return
         was = policy.training
@@ -137,13 +139,8 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     ev = evaluate(data, bundle, start=start, end=end, rules=rules, benchmarks=cfg.benchmarks)
     m = ev.policy.metrics
     params = sum(p.numel() for p in bundle.policy.parameters())
-    trainable = params - (
-        sum(p.numel() for p in bundle.policy.encoder_parameters())
-        if run.ppo.ft is not None and run.ppo.ft.freeze else 0
-    )  # fmt: skip
+    trainable = sum(p.numel() for p in bundle.policy.parameters() if p.requires_grad)
     hist = result.summary
-    history = [{"timesteps": r["timesteps"], "train_return": r["mean_episode_log_return"]}
-               for r in _read_history(result.bundle)]  # fmt: skip
     curve.append({"timesteps": float(result.summary["timesteps"]), "sharpe": m["sharpe"],
                   "total_return": m["total_return"]})  # fmt: skip
     return {
@@ -162,13 +159,6 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
         "parameters": params, "trainable_parameters": trainable,
         "history": history, "oos_curve": curve, "device": hist["device"],
     }  # fmt: skip
-
-
-def _read_history(bundle: Path) -> list[dict[str, float]]:
-    import json
-
-    rows: list[dict[str, Any]] = json.loads((Path(bundle) / "history.json").read_text())
-    return [{k: (math.nan if v is None else float(v)) for k, v in r.items()} for r in rows]
 
 
 def _pretrain(cfg: CompareConfig) -> tuple[Path | None, dict[str, Any] | None]:
@@ -217,9 +207,14 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     return report
 
 
-def _by_arm(runs: list[dict[str, Any]], arm: str, key: str, seeds: list[int]) -> list[float]:
+def _per_seed(runs: list[dict[str, Any]], arm: str, key: str, seeds: list[int]) -> list[Any]:
+    """``run[key]`` of ``arm``'s runs in seed order."""
     got = {r["seed"]: r[key] for r in runs if r["arm"] == arm}
-    return [float(got[s]) for s in seeds]
+    return [got[s] for s in seeds]
+
+
+def _by_arm(runs: list[dict[str, Any]], arm: str, key: str, seeds: list[int]) -> list[float]:
+    return [float(v) for v in _per_seed(runs, arm, key, seeds)]
 
 
 def analyse(cfg: CompareConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -267,10 +262,8 @@ def analyse(cfg: CompareConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
     for pair in pairs:
         a, b = pair
         sa, sb = _by_arm(runs, a, "sharpe", seeds), _by_arm(runs, b, "sharpe", seeds)
-        ra = np.mean([r["returns"] for s in seeds for r in runs if (r["arm"], r["seed"]) == (a, s)],
-                     axis=0)  # fmt: skip
-        rb = np.mean([r["returns"] for s in seeds for r in runs if (r["arm"], r["seed"]) == (b, s)],
-                     axis=0)  # fmt: skip
+        ra = np.mean(_per_seed(runs, a, "returns", seeds), axis=0)
+        rb = np.mean(_per_seed(runs, b, "returns", seeds), axis=0)
         paired = stats.paired_t_test(sa, sb)
         boot = stats.block_bootstrap_p(ra - rb, block=cfg.bootstrap_block, seed=seeds[0])
         tests.append({"arm": a, "baseline": b, **paired, "welch_p": stats.welch_t_test(sa, sb)["p"],

@@ -76,12 +76,15 @@ def train_ppo(
     *,
     seed: int,
     policy: ActorCritic | None = None,
-    on_update: Callable[[dict[str, float]], None] | None = None,
+    encoder_state: dict[str, Tensor] | None = None,
+    on_update: Callable[[dict[str, float], ActorCritic], None] | None = None,
     compile: bool = False,
 ) -> PPOResult:
     """Train a policy on ``env`` (``env.n_envs`` must equal ``settings.n_envs``).
 
-    Deterministic for a seed on CPU. ``on_update`` receives each history row.
+    Deterministic for a seed on CPU. ``policy``: start from this one, else one is built
+    (with ``encoder_state``, pretrained encoder weights, loaded into its FT encoder).
+    ``on_update`` receives each history row and the policy being trained.
     ``compile`` runs the minibatch loss (forward, and through AOTAutograd its backward)
     through ``torch.compile``: fewer, fused kernels; a one-off compilation; results equal
     up to floating-point rounding.
@@ -93,7 +96,7 @@ def train_ppo(
     torch.manual_seed(seed)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
-    policy = policy if policy is not None else build_policy(env, settings)
+    policy = policy if policy is not None else build_policy(env, settings, encoder_state)
     # the encoder (if any) in its own group: its learning rate is scaled; frozen: left out
     enc_ids = {id(p) for p in policy.encoder_parameters()}
     scale = settings.ft.lr_scale if settings.ft is not None else 1.0
@@ -223,7 +226,7 @@ def train_ppo(
         }
         result.history.append(row)
         if on_update is not None:
-            on_update(row)
+            on_update(row, policy)
     policy.eval()
     result.seconds = time.perf_counter() - t0
     return result

@@ -40,7 +40,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -365,8 +365,6 @@ def compatibility_errors(
 
 
 def _utc(x: datetime | str) -> datetime:
-    from datetime import UTC
-
     d = datetime.fromisoformat(x) if isinstance(x, str) else x
     return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
 

@@ -11,8 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from cappuccino.config.rl import RLTrainConfig, SplitSettings
 from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.market import MarketArrays, build_market_arrays
@@ -20,7 +18,7 @@ from cappuccino.features.scaling import Scaler
 from cappuccino.training.rl.bundle import save_bundle
 from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
 from cappuccino.training.rl.policy import ActorCritic
-from cappuccino.training.rl.ppo import build_policy, train_ppo
+from cappuccino.training.rl.ppo import train_ppo
 from cappuccino.utils.devices import default_device
 from cappuccino.utils.seeding import seed_everything
 
@@ -121,10 +119,7 @@ def train_rl(
     )
     every = max(1, cfg.ppo.n_updates // 10)
 
-    torch.manual_seed(cfg.seed)  # the policy's initial weights, as train_ppo would draw them
-    policy = build_policy(env, cfg.ppo, pretrained.state_dict if pretrained else None)
-
-    def report(row: dict[str, float]) -> None:
+    def report(row: dict[str, float], policy: ActorCritic) -> None:
         if on_update is not None:
             on_update(row, policy, scaler)
         if int(row["update"]) % every == 0 or int(row["update"]) == cfg.ppo.n_updates:
@@ -135,8 +130,9 @@ def train_rl(
             )  # fmt: skip
 
     result = train_ppo(
-        env, cfg.ppo, seed=cfg.seed, policy=policy, compile=cfg.compile, on_update=report
-    )
+        env, cfg.ppo, seed=cfg.seed, compile=cfg.compile, on_update=report,
+        encoder_state=pretrained.state_dict if pretrained else None,
+    )  # fmt: skip
     period = {k: train.describe()[k] for k in ("start", "end", "n_bars")}
     path = save_bundle(
         cfg.output_dir / "bundle",
