@@ -32,8 +32,8 @@ from benchmarks._finrl import load_crypto_env
 from cappuccino.config.rl import EnvSettings, MarketSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
-from cappuccino.datasets.market import build_market_arrays
-from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
+from cappuccino.datasets.market import build_market_arrays, fit_scaler
+from cappuccino.training.rl.env import BatchedTradingEnv
 
 
 def finrl_stepper(

@@ -26,9 +26,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from cappuccino.market import ObservationSpec
 from cappuccino.models.ft_transformer import FTStateEncoder
 from cappuccino.models.mlp import MLP
-from cappuccino.training.rl.env import observation_dim
 
 N_ASSETS, N_FEATURES = 7, 14
 
@@ -125,7 +125,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for lookback in (10, 60):
-        d = observation_dim(N_ASSETS, N_FEATURES, lookback)
+        d = ObservationSpec(n_assets=N_ASSETS, n_features=N_FEATURES, lookback=lookback).dim
         nets: list[tuple[str, nn.Module]] = [
             (
                 "mlp (64, 64)",

@@ -32,9 +32,9 @@ from torch import nn
 from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
-from cappuccino.datasets.market import MarketArrays, build_market_arrays
-from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
-from cappuccino.training.rl.policy import ActorCritic
+from cappuccino.datasets.market import MarketArrays, build_market_arrays, fit_scaler
+from cappuccino.models.actor_critic import ActorCritic
+from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import build_policy, train_ppo
 
 

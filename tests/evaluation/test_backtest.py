@@ -10,12 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cappuccino.config.rl import EnvSettings
-from cappuccino.evaluation.backtest import benchmark_policy, run_backtest
+from cappuccino.evaluation.backtest import run_backtest
 from cappuccino.evaluation.degenerate import degenerate_verdict
-from cappuccino.evaluation.evaluate import evaluate, write_evaluation
-from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules
+from cappuccino.policies import EnsemblePolicy, MarketView, SignalPolicy, benchmark_policy
+from cappuccino.workflows.backtest import evaluate, write_evaluation
 
 from ..conftest import BACKTEST_JSON_KEYS
 from ..training.rl.helpers import market
@@ -36,14 +35,7 @@ def _bt(policy: str, fee: float = 0.0, first: int = 1):  # type: ignore[no-untyp
     rules = MarketRules(
         buy_fee_pct=fee, sell_fee_pct=fee, min_order_notional=0.0, initial_cash=1000.0
     )
-    return run_backtest(
-        data,
-        benchmark_policy(policy, data.symbols),
-        env_settings=EnvSettings(lookback=1),
-        rules=rules,
-        scaler=Scaler.fit(data.features),
-        first=first,
-    )
+    return run_backtest(data, benchmark_policy(policy, data.symbols), rules=rules, first=first)
 
 
 def test_benchmarks_by_hand() -> None:
@@ -109,14 +101,7 @@ def test_trades_record_execution_price_notional_and_fee() -> None:
         buy_fee_pct=0.001, sell_fee_pct=0.002, slippage_pct=0.01, min_order_notional=0.0,
         initial_cash=1000.0,
     )  # fmt: skip
-    res = run_backtest(
-        data,
-        benchmark_policy("equal_weight:5", data.symbols),
-        env_settings=EnvSettings(lookback=1),
-        rules=rules,
-        scaler=Scaler.fit(data.features),
-        first=1,
-    )
+    res = run_backtest(data, benchmark_policy("equal_weight:5", data.symbols), rules=rules, first=1)
     trades = res.trades_frame()
     first = trades.filter(pl.col("symbol") == "A0/USDT").row(0, named=True)
     # all-cash start: 500 of targets per asset at open 100 cost 101 * 1.001 per unit; pro rata
@@ -130,8 +115,6 @@ def test_trades_record_execution_price_notional_and_fee() -> None:
 
 
 def test_signal_policy_trades_slots_for_the_hold_period_by_hand() -> None:
-    from cappuccino.evaluation.backtest import SignalPolicy
-
     close = np.array([[10.0, 5], [11, 5], [14, 5], [15, 5], [15, 5], [15, 5]])
     open_ = np.array([[10.0, 5], [10, 5], [12, 5], [15, 5], [15, 5], [15, 5]])
     data = market(open_, close)
@@ -152,10 +135,7 @@ def test_signal_policy_trades_slots_for_the_hold_period_by_hand() -> None:
     rules = MarketRules(
         buy_fee_pct=0.0, sell_fee_pct=0.0, min_order_notional=0.0, initial_cash=1000.0
     )
-    r = run_backtest(
-        data, policy, env_settings=EnvSettings(lookback=1), rules=rules,
-        scaler=Scaler.fit(data.features), first=0,
-    )  # fmt: skip
+    r = run_backtest(data, policy, rules=rules, first=0)
     # bar 0 close: A0 on -> 500 / open 10 = 50 units at bar 1's open; held through bar 1
     # (still on, not re-sized although it rose); off at bar 2 -> sold at bar 3's open (15):
     # cash 500 + 750 = 1250. A1 on at bar 3 -> 625 / 5 = 125 units at bar 4's open, held.
@@ -175,8 +155,8 @@ def test_signal_policy_trades_slots_for_the_hold_period_by_hand() -> None:
 def _rl_bundle(tmp: Path, data: object, seed: int, lookback: int = 2) -> object:
     import torch
 
+    from cappuccino.bundles.rl import load_bundle, save_bundle
     from cappuccino.config.rl import PPOSettings
-    from cappuccino.training.rl.bundle import load_bundle, save_bundle
     from cappuccino.training.rl.ppo import build_policy
 
     from ..training.rl.helpers import make_env
@@ -194,22 +174,47 @@ def _rl_bundle(tmp: Path, data: object, seed: int, lookback: int = 2) -> object:
 def test_ensemble_policy_acts_with_the_mean_of_its_members_actions(tmp_path: Path) -> None:
     import torch
 
-    from cappuccino.evaluation.backtest import BundlePolicy, EnsemblePolicy
-
     from ..training.rl.helpers import make_env, random_market
 
     data = random_market(t=120, a=3, seed=2)
     a, b = _rl_bundle(tmp_path, data, 1), _rl_bundle(tmp_path, data, 2)
     rules = a.rules  # type: ignore[attr-defined]
     # two copies of one policy: exactly that policy
-    solo = run_backtest(data, BundlePolicy(a), env_settings=a.env_settings, rules=rules,  # type: ignore[attr-defined]
-                        scaler=a.scaler, first=1)  # type: ignore[attr-defined]  # fmt: skip
-    twice = run_backtest(data, EnsemblePolicy([a, a]), env_settings=a.env_settings,  # type: ignore[attr-defined]
-                         rules=rules, scaler=a.scaler, first=1)  # type: ignore[attr-defined]  # fmt: skip
+    solo = run_backtest(data, a.as_policy(), rules=rules, first=1)  # type: ignore[attr-defined]
+    twice = run_backtest(data, EnsemblePolicy([a.as_policy(), a.as_policy()]), rules=rules,  # type: ignore[attr-defined]
+                         first=1)  # fmt: skip
     np.testing.assert_allclose(twice.equity, solo.equity)
-    # two policies on one state: the target of the mean action
+    # two policies on one state, observed by the env: the target of the mean action
     env = make_env(data, lookback=2, scaler=a.scaler)  # type: ignore[attr-defined]
     obs = env.reset(starts=torch.tensor([5]))
     mean = (a.policy.act(obs) + b.policy.act(obs)) / 2  # type: ignore[attr-defined]
-    got = EnsemblePolicy([a, b]).targets(env, obs, 0)  # type: ignore[list-item]
+    ens = EnsemblePolicy([a.as_policy(), b.as_policy()])  # type: ignore[attr-defined]
+    ens.bind(data)  # type: ignore[arg-type]
+    pf = env.portfolio
+    view = MarketView(step=0, t=env.t, portfolio=pf, equity=env.equity,
+                      close=env.close[env.t], fill_price=env.fill_price)  # fmt: skip
+    got = ens.decide(view)
     torch.testing.assert_close(got, env.action_to_target_units(mean))
+
+
+def test_a_batch_of_policies_gives_each_one_its_solo_result(tmp_path: Path) -> None:
+    from cappuccino.evaluation.backtest import run_backtests
+
+    from ..training.rl.helpers import random_market
+
+    data = random_market(t=150, a=3, seed=4)
+    net = _rl_bundle(tmp_path, data, 3).as_policy()  # type: ignore[attr-defined]
+    rules = MarketRules(buy_fee_pct=0.001, sell_fee_pct=0.002, slippage_pct=0.001,
+                        min_order_notional=5.0, max_weight=0.6)  # fmt: skip
+    specs = ["cash", "buy_and_hold", "equal_weight:7", "single:A1/USDT"]
+    batch = run_backtests(data, [net, *(benchmark_policy(s, data.symbols) for s in specs)],
+                          rules=rules, first=3)  # fmt: skip
+    solo = [run_backtest(data, p, rules=rules, first=3)
+            for p in [net, *(benchmark_policy(s, data.symbols) for s in specs)]]  # fmt: skip
+    assert [r.name for r in batch] == ["policy", *specs]
+    for b, s in zip(batch, solo, strict=True):
+        for field in ("equity", "weights", "traded_notional", "fees", "bought", "sold"):
+            np.testing.assert_array_equal(getattr(b, field), getattr(s, field))
+        assert b.metrics == s.metrics
+    with pytest.raises(ValueError, match=r"first decision bar 0, expected one in \[1, 148\]"):
+        run_backtests(data, [net], rules=rules, first=0)  # the net reads 2 bars

@@ -146,3 +146,18 @@ def test_gappy_input_is_rejected(bars: pl.DataFrame) -> None:
     holed = bars.filter(pl.int_range(pl.len()) != 500)
     with pytest.raises(ValueError, match="gap of 1 bars"):
         compute_features(holed, "nn23")
+
+
+def test_configs_accept_exactly_the_registered_feature_sets() -> None:
+    import pydantic
+
+    from cappuccino.config.models import FEATURE_SET_NAMES, FeatureSettings
+    from cappuccino.features.sets import FEATURE_SETS, FeatureSet, register
+
+    assert sorted(FEATURE_SET_NAMES) == sorted(FEATURE_SETS)
+    for name in FEATURE_SETS:
+        assert FeatureSettings(feature_set=name).feature_set == name
+    with pytest.raises(pydantic.ValidationError, match="expected one of"):
+        FeatureSettings(feature_set="nn24")
+    with pytest.raises(ValueError, match="add it to cappuccino.config.models.FEATURE_SET_NAMES"):
+        register(FeatureSet("unlisted", ("x",), lambda b: {}, "not in the config list"))

@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cappuccino.market import ObservationSpec
 from cappuccino.models.ft_transformer import FTStateEncoder, count_parameters_formula
-from cappuccino.training.rl.env import observation_dim, split_observation
+
+
+def split_observation(obs: torch.Tensor, n: int, f: int, lag: int) -> tuple[torch.Tensor, ...]:
+    return ObservationSpec(n_assets=n, n_features=f, lookback=lag).split(obs)
 
 
 @pytest.mark.parametrize(
@@ -24,7 +28,7 @@ def test_parameter_count_matches_the_architecture(
         n_assets=7, n_features=14, lookback=lookback, d_token=d_token, n_blocks=n_blocks,
         d_out=d_out,
     )  # fmt: skip
-    assert enc.obs_dim == observation_dim(7, 14, lookback)
+    assert enc.obs_dim == 1 + 7 + 14 * 7 * lookback  # cash, 7 weights, the window
     assert enc.n_tokens == 1 + 7 * 14 + 8  # [CLS], one per (asset, feature), portfolio
 
 

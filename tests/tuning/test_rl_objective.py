@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from cappuccino.config.tuning import TuneConfig
-from cappuccino.evaluation.metrics import sharpe_ratio
+from cappuccino.metrics.returns import sharpe_ratio
 from cappuccino.tuning.rl_objective import RLObjective
 
 from ..training.rl.helpers import random_market
@@ -104,12 +104,14 @@ def test_an_rl_study_reports_pbo_deflated_sharpe_and_cpcv_paths(tmp_path: Path) 
     html = write_report_html(rep, tmp_path / "r.html").read_text()
     assert "Probability of backtest overfitting" in html
     # the top two as an ensemble averaging actions, backtested through the market core
-    from cappuccino.evaluation.evaluate import evaluate
-    from cappuccino.tuning.export import export_best, load_rl_ensemble
+    from cappuccino.bundles import load_policy
+    from cappuccino.tuning.export import export_best
+    from cappuccino.workflows.backtest import evaluate
 
     doc = export_best(cfg, tmp_path / "ens", top=2)
     assert doc["ensemble"] and doc["trials"] == [t["trial"] for t in rep["top_trials"][:2]]
-    ens = load_rl_ensemble(tmp_path / "ens")
-    ev = evaluate(data, ens, rules=ens.rules, benchmarks=["cash"])
+    ens = load_policy(tmp_path / "ens")
+    assert ens.kind == "rl-ensemble"
+    ev = evaluate(data, ens, benchmarks=["cash"])
     assert ev.policy.name == "ensemble" and ev.verdict is not None
-    assert ev.policy.equity.size == data.n_bars - ens.env_settings.lookback + 1
+    assert ev.policy.equity.size == data.n_bars - ens.policy.lookback + 1

@@ -75,7 +75,7 @@ def test_every_sampled_value_reaches_the_config_and_the_model(model: str) -> Non
 def test_ppo_space_values_reach_the_rl_config() -> None:
     """Every sampled value lands in the validated config; the FT arm's architecture is
     sampled from scratch and taken from the encoder when pretrained (never both)."""
-    from cappuccino.training.rl.pretrain import PretrainedEncoder
+    from cappuccino.bundles.encoder import PretrainedEncoder
 
     enc = PretrainedEncoder(
         path=Path("/encoders/e1"), state_dict={}, scaler=None, weights="best",  # type: ignore[arg-type]
@@ -193,10 +193,10 @@ def test_a_small_study_end_to_end(tmp_path: Path) -> None:
         runner.invoke(app, [*best_args, "--top", "2", "--out", str(tmp_path / "b2")]).stdout
     )
     assert two["ensemble"] and two["trials"] == [t["trial"] for t in rep["top_trials"][:2]]
+    from cappuccino.bundles.supervised import load_bundle
     from cappuccino.data.schema import Timeframe
     from cappuccino.data.store import ParquetStore
-    from cappuccino.training.supervised_run import load_bundle, predict
-    from cappuccino.tuning.export import predict_ensemble
+    from cappuccino.workflows.supervised import predict, predict_ensemble
 
     bars = ParquetStore(store).read_universe(Timeframe.parse("1h"), ["BTC/USDT"]).tail(400)
     ens = predict_ensemble(tmp_path / "b2", bars)

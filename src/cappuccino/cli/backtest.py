@@ -38,26 +38,20 @@ def backtest(
     """Backtest through the market core; fills at each next bar's open."""
     import dataclasses
 
-    from cappuccino.evaluation.evaluate import evaluate, write_evaluation
+    from cappuccino.bundles import load_policy
+    from cappuccino.datasets.market import load_market
     from cappuccino.market import MarketRules
-    from cappuccino.training.rl.bundle import load_bundle
-    from cappuccino.training.rl.train import load_market
+    from cappuccino.workflows.backtest import evaluate, write_evaluation
 
     target: Any = policy
-    if (Path(policy) / "ensemble.json").is_file():  # cappuccino tune best --top K (RL)
-        from cappuccino.tuning.export import load_rl_ensemble
-
-        target = load_rl_ensemble(Path(policy))
-        first = target.members[0]
-        symbols, feature_set = list(first.symbols), first.feature_set
-    elif Path(policy).is_dir():
-        target = load_bundle(Path(policy))
+    rules = MarketRules()
+    if Path(policy).is_dir():  # an RL bundle or an RL ensemble (tune best --top K)
+        target = load_policy(Path(policy))
         if symbols and [s.upper() for s in symbols] != list(target.symbols):
             raise ValueError(
                 f"--symbols {symbols} differ from the bundle's symbols {list(target.symbols)}"
             )
-        symbols, feature_set = list(target.symbols), target.feature_set
-    rules = getattr(target, "rules", None) or MarketRules()
+        symbols, feature_set, rules = list(target.symbols), target.feature_set, target.rules
     if fee_pct is not None:
         rules = dataclasses.replace(rules, buy_fee_pct=fee_pct, sell_fee_pct=fee_pct)
     with progress("backtesting", not as_json):
@@ -70,7 +64,7 @@ def backtest(
         return
     rows = [{"policy": r.name, **r.metrics} for r in [ev.policy, *ev.benchmarks]]
     p = ev.context["period"]
-    from cappuccino.evaluation.metrics import METRIC_KEYS
+    from cappuccino.metrics.returns import METRIC_KEYS
 
     table(
         rows,

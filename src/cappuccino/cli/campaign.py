@@ -36,7 +36,7 @@ def baseline(
     from cappuccino.config.supervised import SupervisedConfig
     from cappuccino.models.registry import get_model
     from cappuccino.tracking import MlflowTracker
-    from cappuccino.training.campaign import campaign_configs, run_campaign, write_campaign
+    from cappuccino.workflows.campaign import campaign_configs, run_campaign, write_campaign
 
     base = load_config(SupervisedConfig, config, overrides)
     own: dict[str, dict[str, object]] = {}

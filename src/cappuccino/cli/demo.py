@@ -21,7 +21,7 @@ def demo(
 ) -> None:
     """Sample -> import/validate -> features -> labels -> audit -> summary table."""
     from cappuccino.config import DemoConfig, load_config
-    from cappuccino.demo import run_demo
+    from cappuccino.workflows.demo import run_demo
 
     cfg = load_config(DemoConfig, config, overrides)
     with progress("running the demo", not as_json):

@@ -54,8 +54,8 @@ def pretrain_encoder(
     """Pretrain an FT state encoder by masked feature modelling on the training period."""
     from cappuccino.config import load_config
     from cappuccino.config.rl import PretrainConfig
+    from cappuccino.datasets.market import load_market
     from cappuccino.training.rl.pretrain import pretrain_encoder as run
-    from cappuccino.training.rl.train import load_market
 
     cfg = load_config(PretrainConfig, config, overrides)
     data = load_market(cfg.data.store, cfg.data.timeframe, cfg.data.symbols, cfg.env.feature_set)
@@ -86,7 +86,7 @@ def compare(
     out of sample, with intervals, paired tests and a verdict."""
     from cappuccino.config import load_config
     from cappuccino.config.rl import CompareConfig
-    from cappuccino.training.rl.compare import compare as run
+    from cappuccino.workflows.compare import compare as run
 
     cfg = load_config(CompareConfig, config, overrides)
     with progress(f"{len(cfg.arms)} arms x {len(cfg.seeds)} seeds", not as_json):

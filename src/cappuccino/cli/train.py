@@ -20,8 +20,8 @@ def train(
     from cappuccino.config.supervised import SupervisedConfig
     from cappuccino.models.registry import get_model
     from cappuccino.tracking import MlflowTracker
-    from cappuccino.training.supervised_run import train_supervised
     from cappuccino.utils.io import atomic_write_json
+    from cappuccino.workflows.supervised import train as train_supervised
 
     cfg = load_config(SupervisedConfig, config, overrides)
     get_model(cfg.model)  # a bad name fails before anything is created
@@ -63,11 +63,11 @@ def predict(
 
     import polars as pl
 
+    from cappuccino.bundles.supervised import load_bundle
     from cappuccino.data.schema import Timeframe
     from cappuccino.data.store import ParquetStore
-    from cappuccino.training.supervised_run import load_bundle
-    from cappuccino.training.supervised_run import predict as score
     from cappuccino.utils.io import atomic_write_parquet
+    from cappuccino.workflows.supervised import predict as score
 
     ensemble = (bundle / "ensemble.json").is_file()  # cappuccino tune best --top K
     b = load_bundle(bundle / "members" / "0" if ensemble else bundle, None if ensemble else epoch)
@@ -80,7 +80,7 @@ def predict(
             when = when if when.tzinfo else when.replace(tzinfo=UTC)
             bars = bars.filter(getattr(pl.col("timestamp"), op)(when))
     if ensemble:
-        from cappuccino.tuning.export import predict_ensemble
+        from cappuccino.workflows.supervised import predict_ensemble
 
         frame = predict_ensemble(bundle, bars)
     else:

@@ -75,19 +75,20 @@ def run(
 
     from cappuccino.models.registry import get_model
     from cappuccino.tuning.tune import tune, work
+    from cappuccino.workflows.supervised import signal_backtest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
     cfg = _config(config, overrides, study_name, storage, n_trials, timeout)
     if cfg.kind == "supervised":
         get_model(cfg.supervised.model)  # a bad name fails before the study is touched
     if worker_index is not None:  # a worker started by a launcher
-        mine = work(cfg, worker_index)
+        mine = work(cfg, worker_index, after_fit=signal_backtest)
         emit_json({"worker": worker_index, **mine})
         return
     with progress(
         f"study {cfg.study_name}: {cfg.n_trials} trials, {workers} worker(s)", not as_json
     ):
-        summary = tune(cfg, workers=workers)
+        summary = tune(cfg, workers=workers, after_fit=signal_backtest)
     if as_json:
         emit_json(summary)
         return

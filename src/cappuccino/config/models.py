@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from cappuccino.data.schema import Timeframe
-from cappuccino.features.labels import ForwardReturnLabel, LabelSpec, TripleBarrierLabel
-from cappuccino.features.sets import FEATURE_SETS
+from cappuccino.config.labels import ForwardReturnLabel, LabelSpec, TripleBarrierLabel
+from cappuccino.market.timeframe import Timeframe
+
+FEATURE_SET_NAMES: tuple[str, ...] = ("cappuccino14", "price_action14", "nn23")
+"""The registered feature sets (:mod:`cappuccino.features.sets` registers exactly these)."""
 
 
 def _known_feature_set(v: str) -> str:
-    if v not in FEATURE_SETS:
-        raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SETS)}")
+    if v not in FEATURE_SET_NAMES:
+        raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SET_NAMES)}")
     return v
 
 

@@ -27,6 +27,7 @@ from cappuccino.data.schema import (
     VALUE_COLUMNS,
     Timeframe,
     empty_bars,
+    resolve_symbols,
 )
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 
@@ -133,8 +134,6 @@ class ParquetStore:
     def read_universe(self, timeframe: Timeframe, symbols: list[str] | None) -> pl.DataFrame:
         """Bars of ``symbols`` (normalised; None: every stored symbol); a clear error when the
         store holds no bars of ``timeframe`` or a symbol is missing."""
-        from cappuccino.data.schema import resolve_symbols
-
         chosen = resolve_symbols(symbols, self.symbols(timeframe))
         if not chosen:
             raise ValueError(f"store {self.root} has no {timeframe} bars; import some first")

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import torch
 
 from cappuccino.data.align import align_universe
 from cappuccino.data.schema import Timeframe
+from cappuccino.data.store import ParquetStore
 from cappuccino.features.pipeline import compute_features
+from cappuccino.features.scaling import Scaler
 from cappuccino.features.sets import get_feature_set
 
 
@@ -105,6 +109,21 @@ class MarketArrays:
         }
 
 
+def fit_scaler(data: MarketArrays, kind: str = "zscore") -> Scaler:
+    """Per (asset, feature) scaler fitted on every bar of ``data`` (pass the training segment)."""
+    return Scaler.fit(data.features, kind)  # type: ignore[arg-type]
+
+
+def observation_rows(
+    data: MarketArrays, scaler: Scaler, obs_clip: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """``(T, A * F)`` float32 rows of scaled features clipped to ``+-obs_clip``, one row per
+    bar: the window source of :meth:`cappuccino.market.ObservationSpec.build`."""
+    scaled = np.clip(scaler.transform(data.features), -obs_clip, obs_clip)
+    rows = torch.as_tensor(scaled, dtype=torch.float32, device=torch.device(device))
+    return rows.reshape(data.n_bars, -1)
+
+
 def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timeframe) -> MarketArrays:
     """Align ``bars`` (canonical schema, several symbols), compute ``feature_set`` per symbol
     and keep the bars where every symbol's features are warm. Symbol order is sorted.
@@ -167,3 +186,11 @@ def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timefra
         warmup_bars_dropped=first,
         features_carried=carried,
     )
+
+
+def load_market(
+    store_path: Path, timeframe: str, symbols: list[str] | None, feature_set: str
+) -> MarketArrays:
+    """Aligned arrays for ``symbols`` (None: all) of a store."""
+    tf = Timeframe.parse(timeframe)
+    return build_market_arrays(ParquetStore(store_path).read_universe(tf, symbols), feature_set, tf)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cappuccino.evaluation.backtest import BacktestResult
-from cappuccino.evaluation.metrics import drawdown
+from cappuccino.metrics.returns import drawdown
 from cappuccino.utils.io import atomic_write_bytes
 
 _METRICS = [

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cappuccino.config.models import FEATURE_SET_NAMES
 from cappuccino.features import indicators as ind
 from cappuccino.features.indicators import F64
 
@@ -46,9 +47,14 @@ FEATURE_SETS: dict[str, FeatureSet] = {}
 
 
 def register(fs: FeatureSet) -> FeatureSet:
-    """Add ``fs`` to the registry; a name can be registered once."""
+    """Add ``fs`` to the registry; a name can be registered once, and only a name that configs
+    accept (:data:`cappuccino.config.models.FEATURE_SET_NAMES`)."""
     if fs.name in FEATURE_SETS:
         raise ValueError(f"feature set {fs.name!r} is already registered")
+    if fs.name not in FEATURE_SET_NAMES:
+        raise ValueError(
+            f"feature set {fs.name!r}: add it to cappuccino.config.models.FEATURE_SET_NAMES"
+        )
     FEATURE_SETS[fs.name] = fs
     return fs
 

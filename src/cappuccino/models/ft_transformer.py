@@ -1,8 +1,8 @@
 """FT-Transformer encoder of a trading state (the RL observation), on ``rtdl_revisiting_models``.
 
-Input: the env's flat observation ``(B, 1 + n + F * n * L)`` (see
-:mod:`cappuccino.training.rl.env`): cash weight, ``n`` position weights, and ``L`` bars of
-``n x F`` scaled features. Tokens (sequence length ``1 + n * F + 1 + n``):
+Input: the flat observation ``(B, 1 + n + F * n * L)`` of an
+:class:`~cappuccino.market.ObservationSpec`: cash weight, ``n`` position weights, and ``L``
+bars of ``n x F`` scaled features. Tokens (sequence length ``1 + n * F + 1 + n``):
 
 - ``[CLS]`` first, as published; its final representation is the encoding.
 - One token per (asset, feature): the ``L`` lagged values of that feature through its own
@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from cappuccino.market.observation import ObservationSpec
 
 
 class FTStateEncoder(nn.Module):
@@ -66,6 +68,7 @@ class FTStateEncoder(nn.Module):
         from rtdl_revisiting_models import FTTransformerBackbone, LinearEmbeddings
 
         self.n_assets, self.n_features, self.lookback = n_assets, n_features, lookback
+        self.spec = ObservationSpec(n_assets=n_assets, n_features=n_features, lookback=lookback)
         self.d_out = d_out
         self._config: dict[str, Any] = {
             "n_assets": n_assets, "n_features": n_features, "lookback": lookback,
@@ -96,7 +99,7 @@ class FTStateEncoder(nn.Module):
 
     @property
     def obs_dim(self) -> int:
-        return 1 + self.n_assets + self.n_features * self.n_assets * self.lookback
+        return self.spec.dim
 
     @property
     def n_tokens(self) -> int:
@@ -119,9 +122,9 @@ class FTStateEncoder(nn.Module):
                 f"observation: got shape {tuple(obs.shape)}, expected (batch, {self.obs_dim}) "
                 f"for {self.n_assets} assets, {self.n_features} features, lookback {self.lookback}"
             )
-        b, k = obs.shape[0], 1 + self.n_assets
-        # (B, L, n, F) with index 0 the latest bar -> one (L -> d) map per slot
-        window = obs[:, k:].reshape(b, self.lookback, self.n_assets * self.n_features)
+        b, k = obs.shape[0], self.spec.head_dim
+        # (B, L, n * F) with index 0 the latest bar -> one (L -> d) map per slot
+        window = self.spec.slot_window(obs)
         emb = torch.einsum("bls,sld->bsd", window, self.temporal_weight) + self.temporal_bias
         if mask is not None:
             if mask_token is None:
@@ -134,9 +137,7 @@ class FTStateEncoder(nn.Module):
     def slot_values(self, obs: Tensor) -> Tensor:
         """``(B, n_assets * n_features, L)``: each (asset, feature) slot's lagged values,
         index 0 the latest bar (the targets of masked feature modelling)."""
-        b, k = obs.shape[0], 1 + self.n_assets
-        window = obs[:, k:].reshape(b, self.lookback, self.n_assets * self.n_features)
-        return window.transpose(1, 2)
+        return self.spec.slot_series(obs)
 
     def token_states(self, tokens: Tensor) -> Tensor:
         """Every token's final representation ``(B, n_tokens, d_token)``: the backbone's

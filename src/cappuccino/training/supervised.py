@@ -25,7 +25,7 @@ from torch import nn
 
 from cappuccino.config.supervised import TrainSettings
 from cappuccino.datasets.windows import WindowData, WindowSplit
-from cappuccino.evaluation.classification import summary, threshold_for
+from cappuccino.metrics.classification import summary, threshold_for
 from cappuccino.training.losses import LossFn, bce, class_weights, focal, weighted_bce
 
 log = logging.getLogger(__name__)

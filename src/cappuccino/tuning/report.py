@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from cappuccino.config.tuning import TuneConfig
+from cappuccino.datasets.splits import cpcv_paths, group_bounds
+from cappuccino.evaluation.overfitting import deflated_sharpe, pbo_cscv, per_period_sharpe
+from cappuccino.metrics.returns import sharpe_ratio
+from cappuccino.tuning.rl_objective import cv_folds
 from cappuccino.tuning.tune import load_study, summarize
 from cappuccino.utils.io import atomic_write_bytes
 
@@ -90,10 +94,6 @@ def rl_statistics(cfg: TuneConfig, complete: list[Any], n_tried: int) -> dict[st
     import numpy as np
     import polars as pl
 
-    from cappuccino.datasets.splits import cpcv_paths, group_bounds
-    from cappuccino.evaluation.metrics import sharpe_ratio
-    from cappuccino.evaluation.overfitting import deflated_sharpe, pbo_cscv, per_period_sharpe
-
     frames = {t.number: pl.read_parquet(t.user_attrs["oos_returns"]) for t in complete}
     if not frames:
         return {}
@@ -131,8 +131,6 @@ def rl_statistics(cfg: TuneConfig, complete: list[Any], n_tried: int) -> dict[st
     group = np.searchsorted(edges, best["bar"].to_numpy(), side="right")
     best = best.with_columns(pl.Series("group", group))
     paths = cpcv_paths(cfg.cv.n_groups, cfg.cv.n_test_groups)
-    from cappuccino.tuning.rl_objective import cv_folds
-
     n_folds = len(cv_folds(cfg, n_total))
     path_sr = []
     for path in paths:

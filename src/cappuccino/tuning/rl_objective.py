@@ -26,21 +26,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from cappuccino.bundles.encoder import (
+    PretrainedEncoder,
+    find_encoder,
+    load_encoder,
+    segment_times,
+)
+from cappuccino.bundles.rl import save_bundle
 from cappuccino.config.loading import apply_values
 from cappuccino.config.rl import FTPolicySettings, RLTrainConfig
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.datasets.splits import Fold, combinatorial_purged, segments_index
-from cappuccino.evaluation.metrics import sharpe_ratio
+from cappuccino.evaluation.backtest import BacktestResult, run_backtests
+from cappuccino.features.scaling import Scaler
+from cappuccino.metrics.returns import sharpe_ratio
+from cappuccino.policies import NetPolicy, Policy, benchmark_policy
 from cappuccino.tracking import Tracker, run_name
+from cappuccino.training.rl.env import BatchedTradingEnv
+from cappuccino.training.rl.ppo import train_ppo
 from cappuccino.tuning.spaces import Space, ppo_space
+from cappuccino.tuning.study import _Pruned
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 
 if TYPE_CHECKING:
     import optuna
-
-    from cappuccino.evaluation.backtest import BacktestResult, Policy
-    from cappuccino.training.rl.pretrain import PretrainedEncoder
 
 
 def cv_folds(cfg: TuneConfig, n_bars: int) -> list[Fold]:
@@ -79,8 +89,6 @@ class RLObjective:
             or True not in dims["ft_use_pretrained"].choices
         ):
             return None
-        from cappuccino.training.rl.pretrain import find_encoder, load_encoder, segment_times
-
         ft = self.cfg.rl.ppo.ft
         root = ft.pretrained_root if ft is not None else FTPolicySettings().pretrained_root
         tested = segment_times(self.data, [s for f in self.folds for s in f.test])
@@ -109,26 +117,19 @@ class RLObjective:
         data["output_dir"] = str(self.cfg.output_dir / self.cfg.study_name / f"trial_{number:04d}")
         return RLTrainConfig.model_validate(data)
 
-    def _backtest(self, policy: Policy, cfg: RLTrainConfig, scaler: Any, seg: tuple[int, int]
-                  ) -> BacktestResult:  # fmt: skip
-        from cappuccino.evaluation.backtest import run_backtest
-
+    def _backtest(self, policies: list[Policy], cfg: RLTrainConfig, seg: tuple[int, int]
+                  ) -> list[BacktestResult]:  # fmt: skip
+        """The policies over one test segment, as one batch."""
         a, b = seg
         history = cfg.env.lookback - 1
         start = max(0, a - history)  # the observation's history may reach before the block
         window = self.data.slice(start, b)
-        return run_backtest(
-            window, policy, env_settings=cfg.env, rules=cfg.market.rules(), scaler=scaler,
-            first=max(a, history) - start,
-        )  # fmt: skip
+        return run_backtests(
+            window, policies, rules=cfg.market.rules(), first=max(a, history) - start
+        )
 
     def run_fold(self, cfg: RLTrainConfig, fold: Fold) -> dict[str, Any]:
         """Train on the fold's train segments, backtest on its test segments."""
-        from cappuccino.evaluation.backtest import NetPolicy, benchmark_policy
-        from cappuccino.features.scaling import Scaler
-        from cappuccino.training.rl.env import BatchedTradingEnv
-        from cappuccino.training.rl.ppo import train_ppo
-
         enc = self.encoder_for(cfg)
         scaler = (enc.scaler if enc is not None
                   else Scaler.fit(self.data.features[fold.train_index()], cfg.env.scaler))  # fmt: skip
@@ -147,9 +148,9 @@ class RLObjective:
                            encoder_state=enc.state_dict if enc is not None else None)  # fmt: skip
         bench = benchmark_policy(self.cfg.cv.benchmark, self.data.symbols)
         pol, ben, ts = [], [], []
+        net = NetPolicy(result.policy, settings=cfg.env, scaler=scaler)
         for seg in fold.test:
-            p = self._backtest(NetPolicy(result.policy), cfg, scaler, seg)
-            q = self._backtest(bench, cfg, scaler, seg)
+            p, q = self._backtest([net, bench], cfg, seg)
             pol.append(p.returns)
             ben.append(q.returns)
             ts.append(p.timestamps[1:])
@@ -178,9 +179,6 @@ class RLObjective:
             return self._run(trial, cfg, self.tracker)
 
     def _run(self, trial: optuna.Trial, cfg: RLTrainConfig, tracker: Tracker | None) -> float:
-        from cappuccino.training.rl.bundle import save_bundle
-        from cappuccino.tuning.study import _Pruned
-
         out = cfg.output_dir
         rows, frames, best = [], [], None
         for i, fold in enumerate(self.folds):

@@ -20,12 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from cappuccino.bundles.encoder import PretrainedEncoder
 from cappuccino.config.rl import FTPolicySettings
 
 if TYPE_CHECKING:
     import optuna
-
-    from cappuccino.training.rl.pretrain import PretrainedEncoder
 
 
 @dataclass(frozen=True)

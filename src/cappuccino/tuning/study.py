@@ -36,7 +36,14 @@ from cappuccino.config.secrets import storage_url
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.config.tuning import PrunerSettings, StorageSettings, TuneConfig
 from cappuccino.tracking import RunStopped, Tracker
+from cappuccino.training.supervised_run import (
+    AfterFit,
+    feature_table,
+    train_supervised,
+    windows_from_table,
+)
 from cappuccino.tuning.spaces import Space, supervised_space
+from cappuccino.utils.devices import default_device
 
 if TYPE_CHECKING:
     import optuna
@@ -136,9 +143,11 @@ class SupervisedObjective:
         bars: pl.DataFrame,
         tracker: Tracker | None = None,
         parent_run: str | None = None,
+        after_fit: Callable[[SupervisedConfig], AfterFit | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.bars = bars
+        self.after_fit = after_fit
         self.space: Space = supervised_space(cfg.supervised.model).with_overrides(cfg.space)
         losses = next(d.choices for d in self.space.dims if d.name == "loss")
         if cfg.metric.endswith("_loss") and len(losses) > 1:
@@ -165,13 +174,6 @@ class SupervisedObjective:
         return SupervisedConfig.model_validate(data)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from cappuccino.training.supervised_run import (
-            feature_table,
-            train_supervised,
-            windows_from_table,
-        )
-        from cappuccino.utils.devices import default_device
-
         _, overrides = self.space.sample(trial)
         run_cfg = self.config_for(overrides, trial.number)
         key = (run_cfg.feature_set, run_cfg.windows.label)
@@ -190,6 +192,7 @@ class SupervisedObjective:
         summary = train_supervised(
             run_cfg, self.tracker, bars=self.bars, data=data, on_epoch=report,
             parent_run=self.parent_run,
+            after_fit=self.after_fit(run_cfg) if self.after_fit is not None else None,
         )  # fmt: skip
         trial.set_user_attr("bundle", summary["bundle"])
         trial.set_user_attr("best_epoch", summary["best_epoch"])

@@ -16,12 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 import polars as pl
+import torch
 
+from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.data.store import ParquetStore
-from cappuccino.tracking import Tracker
+from cappuccino.datasets.market import load_market
+from cappuccino.tracking import MlflowTracker, Tracker
+from cappuccino.training.supervised_run import AfterFit
+from cappuccino.tuning.rl_objective import RLObjective
 from cappuccino.tuning.study import FINISHED, SupervisedObjective, counts, open_study, run_worker
 from cappuccino.utils.io import atomic_write_json
+
+AfterFitFor = Callable[[SupervisedConfig], AfterFit | None]
+"""A trial config's after-fit step (the workflow passes the signal backtest)."""
 
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -41,22 +49,23 @@ def load_study(cfg: TuneConfig) -> tuple[TuneConfig, Any]:
 
 
 def _tracker(cfg: TuneConfig) -> Tracker | None:
-    from cappuccino.tracking import MlflowTracker
-
     s = cfg.supervised  # RL studies track to the same URI and experiment settings
     return MlflowTracker(s.tracking_uri, s.experiment) if s.tracking_uri else None
 
 
-def work(cfg: TuneConfig, worker: int, bars: pl.DataFrame | None = None) -> dict[str, int]:
-    """One worker: load the data once, then run trials until the study has its count."""
+def work(
+    cfg: TuneConfig,
+    worker: int,
+    bars: pl.DataFrame | None = None,
+    after_fit: AfterFitFor | None = None,
+) -> dict[str, int]:
+    """One worker: load the data once, then run trials until the study has its count;
+    ``after_fit`` gives each supervised trial its after-fit step."""
     study = open_study(cfg, worker)
     tracker = _tracker(cfg)
     parent = study.user_attrs.get(PARENT_ATTR)
     objective: Callable[[Any], float]
     if cfg.kind == "rl":
-        from cappuccino.training.rl.train import load_market
-        from cappuccino.tuning.rl_objective import RLObjective
-
         r = cfg.rl
         data = load_market(r.data.store, r.data.timeframe, r.data.symbols, r.env.feature_set)
         data = data.between(cfg.cv.start, cfg.cv.end)
@@ -65,19 +74,24 @@ def work(cfg: TuneConfig, worker: int, bars: pl.DataFrame | None = None) -> dict
         s = cfg.supervised
         if bars is None:
             bars = ParquetStore(s.data.store).read_universe(s.data.tf, s.data.symbols)
-        objective = SupervisedObjective(cfg, bars, tracker, parent_run=parent)
+        objective = SupervisedObjective(cfg, bars, tracker, parent_run=parent,
+                                        after_fit=after_fit)  # fmt: skip
     return run_worker(cfg, objective, worker=worker)
 
 
-def tune(cfg: TuneConfig, *, workers: int = 1, bars: pl.DataFrame | None = None) -> dict[str, Any]:
+def tune(
+    cfg: TuneConfig,
+    *,
+    workers: int = 1,
+    bars: pl.DataFrame | None = None,
+    after_fit: AfterFitFor | None = None,
+) -> dict[str, Any]:
     """Run the study with ``workers`` local processes: this one and ``workers - 1`` started
     with the resolved config (``<output_dir>/<study>/study.json``, no secrets in it); each
     one's output goes to ``worker_<i>.log`` beside it. Local workers split the machine's
     cores between them (torch threads = cores // workers)."""
     threads = None
     if workers > 1:  # N workers on one machine share its cores: no oversubscription
-        import torch
-
         threads = max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
     study = open_study(cfg, 0)
@@ -102,7 +116,7 @@ def tune(cfg: TuneConfig, *, workers: int = 1, bars: pl.DataFrame | None = None)
                          "MKL_NUM_THREADS": str(threads)},
                 ))  # fmt: skip
         try:
-            mine = work(cfg, 0, bars)
+            mine = work(cfg, 0, bars, after_fit)
         finally:
             codes = [p.wait() for p in procs]
             for f in logs:

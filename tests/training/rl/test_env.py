@@ -13,10 +13,10 @@ from gymnasium.utils.env_checker import check_env
 from cappuccino.config.rl import EnvSettings, MarketSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
-from cappuccino.datasets.market import build_market_arrays
+from cappuccino.datasets.market import build_market_arrays, fit_scaler
 from cappuccino.features.scaling import Scaler
-from cappuccino.market import MarketRules
-from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler, split_observation
+from cappuccino.market import MarketRules, ObservationSpec
+from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.gym import TradingEnv, TradingVectorEnv
 
 from .helpers import make_env, market, random_market
@@ -40,7 +40,7 @@ def test_seed_layout_has_988_floats_for_7_assets_14_features_lookback_10(sample_
     )
     obs = env.reset()
     assert obs.shape == (3, 988) and obs.dtype == torch.float32
-    head, window = split_observation(obs, 7, 14, 10)
+    head, window = ObservationSpec(n_assets=7, n_features=14, lookback=10).split(obs)
     assert head[:, 0].tolist() == [1.0, 1.0, 1.0]  # all cash
     # window[:, 0] is the latest bar t, scaled with the training scaler
     t = env.t

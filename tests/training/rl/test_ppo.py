@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 import torch
 
+from cappuccino.bundles.rl import load_bundle, save_bundle
 from cappuccino.config.rl import EnvSettings, FTPolicySettings, MarketSettings, PPOSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
-from cappuccino.datasets.market import build_market_arrays
-from cappuccino.training.rl.bundle import load_bundle, save_bundle
-from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
+from cappuccino.datasets.market import build_market_arrays, fit_scaler
+from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import PPOResult, train_ppo
 
 from .helpers import make_env, market, random_market

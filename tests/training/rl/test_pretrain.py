@@ -14,6 +14,14 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from cappuccino.bundles.encoder import (
+    compatibility_errors,
+    find_encoder,
+    load_encoder,
+    read_encoder_meta,
+)
+from cappuccino.bundles.io import read_state_dict
+from cappuccino.bundles.rl import load_bundle
 from cappuccino.config.rl import (
     EnvSettings,
     FTEncoderSettings,
@@ -24,18 +32,12 @@ from cappuccino.config.rl import (
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
 from cappuccino.models.ft_transformer import FTStateEncoder
-from cappuccino.training.bundle_io import read_state_dict
-from cappuccino.training.rl.bundle import load_bundle
 from cappuccino.training.rl.pretrain import (
     MaskedFeatureModel,
-    compatibility_errors,
     draw_mask,
-    find_encoder,
-    load_encoder,
     masked_mse,
     pretrain_encoder,
     pretrain_periods,
-    read_encoder_meta,
 )
 from cappuccino.training.rl.train import train_rl
 
@@ -282,7 +284,7 @@ def test_rollouts_run_the_policy_in_eval_mode() -> None:
 
 
 def test_a_frozen_encoder_stays_in_eval_mode() -> None:
-    from cappuccino.training.rl.policy import ActorCritic
+    from cappuccino.models.actor_critic import ActorCritic
 
     enc = {"n_assets": 2, "n_features": 2, "lookback": 3, "d_token": 8, "n_blocks": 1,
            "n_heads": 2, "attention_dropout": 0.5, "ffn_dropout": 0.5, "d_out": 8}  # fmt: skip

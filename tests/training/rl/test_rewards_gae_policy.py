@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from cappuccino.models.actor_critic import ActorCritic, gaussian_log_prob, tanh_log_det
 from cappuccino.training.rl.gae import compute_gae
-from cappuccino.training.rl.policy import ActorCritic, gaussian_log_prob, tanh_log_det
 from cappuccino.training.rl.rewards import REWARDS, get_reward
 
 

@@ -1,38 +1,23 @@
-"""The batched trading environment: ``n_envs`` independent portfolios stepped as one tensor batch.
+"""The RL environment: the market runtime's simulator and observation, plus a reward and
+autoreset; ``n_envs`` independent portfolios stepped as one tensor batch.
 
 Time alignment (the contract every test checks):
 
 - The observation at bar ``t`` uses data up to bar ``t``'s close only: features of bars
-  ``t - lookback + 1 .. t`` and the portfolio valued at ``close[t]``.
-- The action chosen at bar ``t`` is filled at bar ``t + 1``'s **open** through
-  :func:`cappuccino.market.rebalance` (fees, slippage, minimum order, risk limits).
+  ``t - lookback + 1 .. t`` and the portfolio valued at ``close[t]``
+  (:class:`~cappuccino.market.ObservationSpec`).
+- The action chosen at bar ``t`` is decoded by :func:`~cappuccino.market.decode_actions`
+  and filled at bar ``t + 1``'s **open** by :class:`~cappuccino.market.BarSimulator`
+  (fees, slippage, minimum order, risk limits).
 - The step's return is ``ln(equity at close[t+1] / equity at close[t])``.
 
-Observation layout (the seed system's flat vector, ``1 + n + F * n * lookback`` floats,
-988 for 7 assets, 14 features, lookback 10)::
-
-    [cash weight, position weights (n), window]   window = features[t], features[t-1], ...
-
-each window bar is ``(n_assets, n_features)`` row-major, scaled by a scaler fitted on
-the training segment only and clipped to ``+-obs_clip``. :func:`split_observation`
-recovers the parts for structured encoders.
-
-Actions ``(E, n)`` in ``[-1, 1]``:
-
-- ``target_weights``: ``x = (a + 1) / 2``; if ``sum(x) <= 1`` the asset weights are ``x``
-  and cash gets the rest, else ``x / sum(x)`` (fully invested). ``a = -1`` everywhere
-  is all cash; ``a_i = 2 / n - 1`` is equal weight.
-- ``trade`` (seed-compatible amounts): asset ``i`` is bought (``a_i > 0``) or sold
-  (``a_i < 0``) for ``|a_i| * trade_fraction * equity`` of notional; sells are capped
-  at the position (long-only).
-
 Episodes start at random bars inside one contiguous segment (several segments may be
-given; one is drawn per episode in proportion to its possible starts) and end after
-``episode_bars`` steps or at the segment's last bar, never crossing it. Ends are
-time limits, reported as ``truncated``; ``terminated`` is always false (long-only
-spot cannot go bankrupt). Finished envs reset in the same step (their last
-observation is in ``info["final_obs"]``). ``step`` runs no Python loop over envs, no
-host sync and no I/O.
+given; one is drawn per episode in proportion to its possible starts,
+:class:`~cappuccino.market.Segments`) and end after ``episode_bars`` steps or at the
+segment's last bar, never crossing it. Ends are time limits, reported as ``truncated``;
+``terminated`` is always false (long-only spot cannot go bankrupt). Finished envs reset in
+the same step (their last observation is in ``info["final_obs"]``). ``step`` runs no
+Python loop over envs, no host sync and no I/O.
 """
 
 from __future__ import annotations
@@ -41,34 +26,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from cappuccino.config.rl import EnvSettings
-from cappuccino.datasets.market import MarketArrays
+from cappuccino.datasets.market import MarketArrays, observation_rows
 from cappuccino.features.scaling import Scaler
-from cappuccino.market import Fill, MarketRules, Portfolio, rebalance, weights_to_units
+from cappuccino.market import (
+    BarSimulator,
+    Fill,
+    MarketRules,
+    ObservationSpec,
+    Portfolio,
+    Segments,
+    decode_actions,
+)
 from cappuccino.training.rl.rewards import get_reward
-
-
-def observation_dim(n_assets: int, n_features: int, lookback: int) -> int:
-    """Length of the flat observation: ``1 + n_assets + n_features * n_assets * lookback``."""
-    return 1 + n_assets + n_features * n_assets * lookback
-
-
-def split_observation(
-    obs: Tensor, n_assets: int, n_features: int, lookback: int
-) -> tuple[Tensor, Tensor]:
-    """``(E, D)`` -> portfolio ``(E, 1 + n)`` [cash, weights] and window ``(E, L, n, F)``
-    (index 0 is the latest bar)."""
-    k = 1 + n_assets
-    return obs[:, :k], obs[:, k:].reshape(obs.shape[0], lookback, n_assets, n_features)
-
-
-def fit_scaler(data: MarketArrays, kind: str = "zscore") -> Scaler:
-    """Per (asset, feature) scaler fitted on every bar of ``data`` (pass the training segment)."""
-    return Scaler.fit(data.features, kind)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -140,29 +113,26 @@ class BatchedTradingEnv:
         self.n_assets = data.n_assets
         self.n_features = len(data.feature_names)
         self.lookback = settings.lookback
+        self.spec = ObservationSpec(
+            n_assets=self.n_assets, n_features=self.n_features, lookback=self.lookback
+        )
         self.scaler = scaler
         self.device = torch.device(device)
         self.autoreset = autoreset
-        self.obs_dim = observation_dim(self.n_assets, self.n_features, self.lookback)
+        self.obs_dim = self.spec.dim
         self.reward_fn = get_reward(settings.reward)
-        dev, f64 = self.device, torch.float64
-        self.open = torch.as_tensor(data.open, dtype=f64, device=dev)
-        self.close = torch.as_tensor(data.close, dtype=f64, device=dev)
-        scaled = np.clip(scaler.transform(data.features), -settings.obs_clip, settings.obs_clip)
-        self.features = torch.as_tensor(scaled, dtype=torch.float32, device=dev)
+        dev = self.device
+        self.sim = BarSimulator(data.open, data.close, rules=rules, device=dev)
+        self.open, self.close = self.sim.open, self.sim.close
         # (T, A * F): one row per bar, so a window is a row gather (index_select)
-        self._feature_rows = self.features.reshape(data.n_bars, -1)
+        self._feature_rows = observation_rows(data, scaler, settings.obs_clip, dev)
         growth = (self.close[1:] / self.close[:-1]).mean(dim=1)
         self.bench_log_return = torch.cat([torch.log(growth), growth.new_zeros(1)])
-        self.min_notional = torch.tensor(
-            rules.min_notional_per_asset(self.n_assets), dtype=f64, device=dev
-        )
         self.trade_fraction = settings.trade_fraction or 1.0 / self.n_assets
         self.horizon = settings.episode_bars if settings.episode_bars is not None else 2**62
         self._set_segments(segments or [(0, data.n_bars)])
         self.generator = torch.Generator(device=dev)
         self.generator.manual_seed(seed)
-        self._lag = torch.arange(self.lookback, device=dev)
         self._no_uniforms = torch.zeros((n_envs, 2), dtype=torch.float64, device=dev)
         self._u = self._no_uniforms.unsqueeze(0)
         self._k: int = _BLOCK
@@ -173,28 +143,13 @@ class BatchedTradingEnv:
 
     # ----------------------------------------------------------------- segments
     def _set_segments(self, segments: list[tuple[int, int]]) -> None:
-        lo, hi, stop = [], [], []
-        need = self.lookback + (1 if self.settings.episode_bars is None else self.horizon)
-        for s, e in segments:
-            if not 0 <= s < e <= self.data.n_bars:
-                raise ValueError(
-                    f"segment ({s}, {e}): expected 0 <= start < stop <= {self.data.n_bars}"
-                )
-            if e - s < need:
-                raise ValueError(
-                    f"segment ({s}, {e}) has {e - s} bars, expected >= lookback + episode_bars "
-                    f"= {need}"
-                )
-            first = s + self.lookback - 1
-            last = e - 2 if self.settings.episode_bars is None else e - 1 - self.horizon
-            lo.append(first)
-            hi.append(last)
-            stop.append(e)
-        dev = self.device
-        self.seg_lo = torch.tensor(lo, dtype=torch.long, device=dev)
-        self.seg_n = torch.tensor(hi, dtype=torch.long, device=dev) - self.seg_lo + 1
-        self.seg_stop = torch.tensor(stop, dtype=torch.long, device=dev)
-        self.seg_cum = torch.cumsum(self.seg_n.to(torch.float64), 0)
+        self.seg = Segments.build(
+            segments,
+            n_bars=self.data.n_bars,
+            lookback=self.lookback,
+            horizon=self.settings.episode_bars,
+            device=self.device,
+        )
         self.segments = list(segments)
 
     def _uniforms(self) -> Tensor:
@@ -210,14 +165,6 @@ class BatchedTradingEnv:
         self._k += 1
         return u
 
-    def _starts(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Episode start bars and last bars ``(E,)`` from uniforms ``(E, 2)``: a segment in
-        proportion to its possible starts, then a start uniformly inside it."""
-        seg = torch.searchsorted(self.seg_cum, u[:, 0] * self.seg_cum[-1], right=True)
-        seg = seg.clamp_max(self.seg_cum.shape[0] - 1)
-        start = self.seg_lo[seg] + (u[:, 1] * self.seg_n[seg]).long()
-        return start, self.seg_stop[seg] - 1
-
     # ----------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, starts: Tensor | None = None) -> Tensor:
         """Start every env afresh (all cash); returns observations ``(E, D)``.
@@ -229,7 +176,7 @@ class BatchedTradingEnv:
             self.generator.manual_seed(seed)
         self._k = _BLOCK  # draw a fresh block of uniforms
         if starts is None:
-            self.t, self.last = self._starts(self._uniforms())
+            self.t, self.last = self.seg.starts(self._uniforms())
         else:
             self.t = (
                 torch.as_tensor(starts, dtype=torch.long, device=self.device)
@@ -242,8 +189,8 @@ class BatchedTradingEnv:
                 )
             self.last = torch.full_like(self.t, self.data.n_bars - 1)
         self.steps = torch.zeros_like(self.t)
-        self.portfolio = Portfolio.new(self.n_envs, self.n_assets, self.rules, device=self.device)
-        self.equity = self.portfolio.equity(self.close[self.t])
+        self.portfolio = self.sim.new_portfolios(self.n_envs)
+        self.equity = self.sim.equity(self.portfolio, self.t)
         self.reward_state = torch.zeros((self.n_envs, 2), dtype=torch.float64, device=self.device)
         return self.observation()
 
@@ -256,51 +203,26 @@ class BatchedTradingEnv:
         """Observation ``(N, D)`` of arbitrary states: bars ``t`` ``(N,)``, cash ``(N,)``,
         units ``(N, A)``, equity ``(N,)`` at ``close[t]`` (e.g. the final states of
         finished episodes, to bootstrap their value after a rollout)."""
-        return self._observe_with(t, self._head(t, cash, units, equity))
-
-    def observe_weights(self, t: Tensor, weights: Tensor) -> Tensor:
-        """Observation ``(N, D)`` at bars ``t`` ``(N,)`` of portfolios given by their cash and
-        position weights ``(N, 1 + A)`` (encoder pretraining draws them at random)."""
-        return self._observe_with(t, weights.to(torch.float32))
+        return self.spec.build(self._feature_rows, t, self._head(t, cash, units, equity))
 
     def _head(self, t: Tensor, cash: Tensor, units: Tensor, equity: Tensor) -> Tensor:
-        """``(E, 1 + A)`` float32 cash and position weights at ``close[t]``."""
-        value = units * self.close[t]
-        return (torch.cat([cash.unsqueeze(1), value], dim=1) / equity.unsqueeze(1)).to(
-            torch.float32
-        )
-
-    def _observe_with(self, t: Tensor, head: Tensor, out: Tensor | None = None) -> Tensor:
-        idx = (t.unsqueeze(1) - self._lag).reshape(-1)  # (E * L,), latest bar first
-        window = torch.index_select(self._feature_rows, 0, idx).reshape(t.shape[0], -1)
-        if out is None:
-            return torch.cat([head, window], dim=1)
-        return torch.cat([head, window], dim=1, out=out)
+        return self.spec.head(cash, units, self.close[t], equity)
 
     @property
     def fill_price(self) -> Tensor:
         """``(E, A)`` price the next orders fill at: the open of bar ``t + 1``."""
-        return self.open[self.t + 1]
+        return self.sim.fill_price(self.t)
 
     def action_to_target_units(self, action: Tensor) -> Tensor:
-        """Target units ``(E, A)`` for actions ``(E, A)`` in [-1, 1] (see the module docstring)."""
+        """Target units ``(E, A)`` for actions ``(E, A)`` in [-1, 1]
+        (:func:`~cappuccino.market.decode_actions`)."""
         return self._targets(action, self.t, self.portfolio.cash, self.portfolio.units)
 
     def _targets(self, action: Tensor, t: Tensor, cash: Tensor, units: Tensor) -> Tensor:
-        a = action.to(dtype=torch.float64).clamp(-1.0, 1.0)
-        price = self.open[t + 1]
-        eq = (cash + (units * price).sum(-1)).unsqueeze(1)
-        if self.settings.action_mode == "target_weights":
-            x = (a + 1.0) * 0.5
-            s = x.sum(dim=1, keepdim=True)
-            w = torch.where(s > 1.0, x / s.clamp_min(1e-12), x)
-            return weights_to_units(w, eq.squeeze(1), price)
-        return units + a * self.trade_fraction * eq / price
-
-    def weights_to_target_units(self, weights: Tensor) -> Tensor:
-        """Target units for target weights ``(E, A)`` (sum <= 1) at the next fill price."""
-        price = self.fill_price
-        return weights_to_units(weights.to(torch.float64), self.portfolio.equity(price), price)
+        return decode_actions(
+            action, mode=self.settings.action_mode, cash=cash, units=units,
+            price=self.open[t + 1], trade_fraction=self.trade_fraction,
+        )  # fmt: skip
 
     def step(
         self, action: Tensor, *, obs_out: Tensor | None = None
@@ -343,7 +265,7 @@ class BatchedTradingEnv:
          bought, sold, price, asset_fees, traded, fees, stopped) = out  # fmt: skip
         self.portfolio = Portfolio(cash=cash, units=units, entry_price=entry)
         # the window gather stays in eager mode: ATen's row copy beats a compiled gather loop
-        obs = self._observe_with(self.t, head, obs_out)
+        obs = self.spec.build(self._feature_rows, self.t, head, obs_out)
         fill = Fill(
             portfolio=Portfolio(cash=cash_end, units=units_end, entry_price=entry_end),
             bought=bought,
@@ -384,17 +306,12 @@ class BatchedTradingEnv:
         u: Tensor,
     ) -> tuple[Tensor, ...]:
         """One bar's accounting for every env as a pure function of tensors (compilable);
-        the observation is gathered afterwards by :meth:`_observe_with`."""
-        fill = rebalance(
-            Portfolio(cash=cash, units=units, entry_price=entry),
-            target_units,
-            self.open[t + 1],
-            self.rules,
-            self.min_notional,
+        the observation is gathered afterwards by :meth:`ObservationSpec.build`."""
+        fill, equity1 = self.sim.step(
+            Portfolio(cash=cash, units=units, entry_price=entry), target_units, t
         )
         pf = fill.portfolio
         t1 = t + 1
-        equity1 = pf.equity(self.close[t1])
         log_ret = torch.log(equity1 / equity)
         reward, rstate = self.reward_fn(
             log_ret, self.bench_log_return[t], reward_state, self.settings.dsr_eta
@@ -403,7 +320,7 @@ class BatchedTradingEnv:
         steps1 = steps + 1
         truncated = (steps1 >= self.horizon) | (t1 >= last)
         if self.autoreset:
-            start, start_last = self._starts(u)
+            start, start_last = self.seg.starts(u)
             d, d2 = truncated, truncated.unsqueeze(1)
             t2 = torch.where(d, start, t1)
             last2 = torch.where(d, start_last, last)

@@ -26,9 +26,10 @@ import torch
 from torch import Tensor
 
 from cappuccino.config.rl import PPOSettings
+from cappuccino.models.actor_critic import ActorCritic
 from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.gae import compute_gae
-from cappuccino.training.rl.policy import ActorCritic
+from cappuccino.training.rl.pretrain import encoder_args
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ def build_policy(
 ) -> ActorCritic:
     """The policy ``settings`` describe for ``env``; ``encoder_state``: pretrained encoder
     weights loaded into its FT encoder(s)."""
-    from cappuccino.training.rl.pretrain import encoder_args
-
     policy = ActorCritic(
         obs_dim=env.obs_dim,
         action_dim=env.n_assets,
@@ -61,7 +60,7 @@ def build_policy(
         log_std_init=settings.log_std_init,
         action_dist=settings.action_dist,
         encoder=None if settings.ft is None else {
-            **encoder_args(settings.ft, env.n_assets, env.n_features, env.lookback),
+            **encoder_args(settings.ft, env.spec),
             "share": settings.ft.share, "freeze": settings.ft.freeze,
         },
     )  # fmt: skip

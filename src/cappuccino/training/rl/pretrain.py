@@ -3,8 +3,9 @@ an RL run with every compatibility field checked.
 
 Pretraining (``cappuccino rl pretrain-encoder``):
 
-- **Inputs are RL observations.** Each window is built by the RL env itself
-  (:meth:`BatchedTradingEnv.observe_weights`): features scaled by the scaler fitted on the
+- **Inputs are RL observations.** Each window is built by the observation layout the RL
+  env uses
+  (:class:`~cappuccino.market.ObservationSpec`): features scaled by the scaler fitted on the
   pretraining bars and clipped to ``obs_clip``, latest bar first, with a portfolio drawn
   uniformly from the simplex (cash + assets; Dirichlet(1)), so the portfolio tokens see
   the inputs they will see in PPO. The run that loads the encoder observes through the
@@ -38,44 +39,33 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cappuccino.config.rl import (
-    EnvSettings,
-    FTEncoderSettings,
-    FTPolicySettings,
-    PretrainConfig,
-)
-from cappuccino.datasets.market import MarketArrays
+from cappuccino.bundles.encoder import FORMAT, META
+from cappuccino.bundles.io import write_history, write_state_dict
+from cappuccino.config.rl import FTEncoderSettings, PretrainConfig
+from cappuccino.datasets.market import MarketArrays, observation_rows
 from cappuccino.features.scaling import Scaler
+from cappuccino.market import ObservationSpec
 from cappuccino.models.ft_transformer import FTStateEncoder
-from cappuccino.training.bundle_io import (
-    read_meta,
-    read_state_dict,
-    write_history,
-    write_state_dict,
-)
+from cappuccino.utils.devices import default_device
 from cappuccino.utils.io import atomic_write_json
 from cappuccino.utils.provenance import git_commit, library_versions
+from cappuccino.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
-FORMAT = "cappuccino.ft-encoder/1"
-META = "encoder.json"
 
-
-def encoder_args(ft: FTEncoderSettings, n_assets: int, n_features: int, lookback: int
-                 ) -> dict[str, Any]:  # fmt: skip
-    """``FTStateEncoder`` constructor arguments for an architecture and a state shape."""
+def encoder_args(ft: FTEncoderSettings, spec: ObservationSpec) -> dict[str, Any]:
+    """``FTStateEncoder`` constructor arguments for an architecture and an observation."""
     return {
-        "n_assets": n_assets, "n_features": n_features, "lookback": lookback,
+        "n_assets": spec.n_assets, "n_features": spec.n_features, "lookback": spec.lookback,
         "d_token": ft.d_token, "n_blocks": ft.n_blocks, "n_heads": ft.n_heads,
         "attention_dropout": ft.dropout, "ffn_dropout": ft.dropout, "d_out": ft.d_out,
     }  # fmt: skip
@@ -143,14 +133,15 @@ def pretrain_periods(
     return train, val, embargo
 
 
-def _observations(env: Any, bars: range, generator: torch.Generator) -> Tensor:
-    """The env's observations at ``bars`` with random simplex portfolios."""
-    t = torch.tensor(list(bars), dtype=torch.long, device=env.device)
-    e = -torch.log(
-        torch.rand((len(bars), 1 + env.n_assets), generator=generator, device=env.device)
-    )
-    obs: Tensor = env.observe_weights(t, e / e.sum(dim=1, keepdim=True))
-    return obs
+def _observations(
+    spec: ObservationSpec, rows: Tensor, bars: range, generator: torch.Generator
+) -> Tensor:
+    """RL observations at ``bars`` (features ``rows``, :func:`observation_rows`) with
+    portfolios drawn uniformly from the simplex (cash + assets; Dirichlet(1))."""
+    dev = rows.device
+    t = torch.tensor(list(bars), dtype=torch.long, device=dev)
+    e = -torch.log(torch.rand((len(bars), spec.head_dim), generator=generator, device=dev))
+    return spec.build(rows, t, (e / e.sum(dim=1, keepdim=True)).to(torch.float32))
 
 
 @dataclass(frozen=True)
@@ -166,26 +157,20 @@ def _period(data: MarketArrays, a: int, b: int) -> dict[str, Any]:
 
 def pretrain_encoder(cfg: PretrainConfig, data: MarketArrays) -> PretrainResult:
     """Pretrain per ``cfg`` on ``data`` (all bars of the store); see the module docstring."""
-    from cappuccino.market import MarketRules
-    from cappuccino.training.rl.env import BatchedTradingEnv
-    from cappuccino.utils.devices import default_device
-    from cappuccino.utils.seeding import seed_everything
-
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     p = cfg.pretrain
     dev = default_device(None if p.device == "auto" else p.device)
     (a, b), (c, d), embargo = pretrain_periods(data, cfg)
     scaler = Scaler.fit(data.features[a:b], cfg.env.scaler)
-    env_settings = cfg.env.model_copy(update={"episode_bars": None})
-    env = BatchedTradingEnv(data, settings=env_settings, rules=MarketRules(), n_envs=1,
-                            scaler=scaler, seed=cfg.seed, device=dev)  # fmt: skip
+    L = cfg.env.lookback
+    spec = ObservationSpec(n_assets=data.n_assets, n_features=len(data.feature_names), lookback=L)
+    rows = observation_rows(data, scaler, cfg.env.obs_clip, dev)
     gen = torch.Generator(device=dev)
     gen.manual_seed(cfg.seed)
-    L = cfg.env.lookback
-    train_obs = _observations(env, range(a + L - 1, b), gen)
-    val_obs = _observations(env, range(c + L - 1, d), gen)
-    encoder = FTStateEncoder(**encoder_args(cfg.encoder, env.n_assets, env.n_features, L))
+    train_obs = _observations(spec, rows, range(a + L - 1, b), gen)
+    val_obs = _observations(spec, rows, range(c + L - 1, d), gen)
+    encoder = FTStateEncoder(**encoder_args(cfg.encoder, spec))
     model = MaskedFeatureModel(encoder).to(dev)
     val_mask = draw_mask(val_obs.shape[0], model.n_slots, p.mask_ratio, gen, dev)
     slot_mean = encoder.slot_values(train_obs).mean(dim=(0, 2))  # (S,)
@@ -271,167 +256,11 @@ def pretrain_encoder(cfg: PretrainConfig, data: MarketArrays) -> PretrainResult:
     return PretrainResult(path=out, summary=summary)
 
 
-# ------------------------------------------------------------------ loading and checks
-@dataclass(frozen=True)
-class PretrainedEncoder:
-    """A pretraining run's encoder: its weights, the scaler its inputs were scaled with,
-    and its ``encoder.json``."""
-
-    path: Path
-    meta: dict[str, Any]
-    state_dict: dict[str, Tensor]
-    scaler: Scaler
-    weights: str
-
-    @property
-    def lookback(self) -> int:
-        return int(self.meta["env"]["lookback"])
-
-    def provenance(self) -> dict[str, Any]:
-        """What a policy bundle records about the encoder it started from."""
-        keys = ("created", "best_epoch", "best_val_loss", "first_bar", "last_bar", "git_commit")
-        return {"path": str(self.path), "weights": self.weights,
-                **{k: self.meta.get(k) for k in keys}}  # fmt: skip
-
-    def settings(self, **policy: Any) -> FTPolicySettings:
-        """``FTPolicySettings`` with this encoder's architecture (the tuning arm uses it so
-        nothing sampled is overwritten: the architecture is simply not sampled)."""
-        e = self.meta["encoder"]
-        return FTPolicySettings(d_token=e["d_token"], n_blocks=e["n_blocks"],
-                                n_heads=e["n_heads"], d_out=e["d_out"],
-                                pretrained=str(self.path), **policy)  # fmt: skip
-
-
-def read_encoder_meta(path: Path) -> dict[str, Any]:
-    return read_meta(path, FORMAT, "pretrained encoder", META)
-
-
-def load_encoder(path: Path, weights: str = "best") -> PretrainedEncoder:
-    meta = read_encoder_meta(path)
-    state = read_state_dict(Path(path) / f"{weights}_encoder.pt")
-    return PretrainedEncoder(path=Path(path), meta=meta, state_dict=state,
-                             scaler=Scaler.from_dict(meta["scaler"]), weights=weights)  # fmt: skip
-
-
-def compatibility_errors(
-    meta: dict[str, Any],
-    *,
-    data: MarketArrays,
-    env: EnvSettings,
-    ft: FTEncoderSettings | None,
-    check_lookback: bool = True,
-    not_after: datetime | None = None,
-    tested: Sequence[tuple[datetime, datetime]] = (),
-) -> list[str]:
-    """Every way the encoder of ``meta`` does not fit a run, as ``"<field> <value> in
-    encoder, <value> in <where>"`` (empty: compatible).
-
-    ``ft`` None (or ``check_lookback`` False) leaves the architecture (the lookback) to the
-    encoder, as the tuning arm does. ``not_after``: the last bar the run may have seen
-    (its training end); ``tested``: time ranges the run tests on, which the encoder must
-    not have seen.
-    """
-    e, m = meta["encoder"], meta["env"]
-    pairs: list[tuple[str, Any, Any, str]] = [
-        ("symbols", meta["symbols"], list(data.symbols), "data"),
-        ("feature_set", m["feature_set"], data.feature_set, "data"),
-        ("feature_names", meta["feature_names"], list(data.feature_names), "data"),
-        ("timeframe", meta["timeframe"], data.timeframe.label, "data"),
-        ("feature_set", m["feature_set"], env.feature_set, "env"),
-        ("scaler", m["scaler"], env.scaler, "env"),
-        ("obs_clip", m["obs_clip"], env.obs_clip, "env"),
-    ]
-    if check_lookback:
-        pairs.append(("lookback", m["lookback"], env.lookback, "env"))
-    if ft is not None:
-        pairs += [(k, e[k], getattr(ft, k), "ppo.ft") for k in ("d_token", "n_blocks",
-                                                                 "n_heads", "d_out")]  # fmt: skip
-    errors = [f"{name} {want!r} in encoder, {got!r} in {where}"
-              for name, want, got, where in pairs if want != got]  # fmt: skip
-    first, last = _utc(meta["first_bar"]), _utc(meta["last_bar"])
-    if not_after is not None and last > _utc(not_after):
-        errors.append(
-            f"pretrained on bars up to {meta['last_bar']}, after this run's training period "
-            f"ends ({_utc(not_after).isoformat()}): it has seen bars the run is tested on"
-        )
-    for lo, hi in tested:
-        if first <= _utc(hi) and _utc(lo) <= last:
-            errors.append(
-                f"pretrained on {meta['first_bar']} .. {meta['last_bar']}, which overlaps bars "
-                f"this run tests on ({_utc(lo).isoformat()} .. {_utc(hi).isoformat()})"
-            )
-            break
-    return errors
-
-
-def _utc(x: datetime | str) -> datetime:
-    d = datetime.fromisoformat(x) if isinstance(x, str) else x
-    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
-
-
-def find_encoder(root: Path, **checks: Any) -> Path:
-    """The most recently created encoder under ``root`` (recursively) that passes
-    :func:`compatibility_errors` with ``checks``; ``ValueError`` listing why each
-    candidate was rejected when none does."""
-    found: list[tuple[str, Path]] = []
-    rejected: list[str] = []
-    for f in sorted(Path(root).rglob(META)):
-        try:
-            meta = read_encoder_meta(f.parent)
-        except ValueError as exc:  # an unrelated encoder.json is a rejection with a reason
-            rejected.append(f"{f.parent}: {exc}")
-            continue
-        errs = compatibility_errors(meta, **checks)
-        if errs:
-            rejected.append(f"{f.parent}: {'; '.join(errs)}")
-        else:
-            found.append((meta["created"], f.parent))
-    if rejected:
-        log.info("pretrained encoders under %s rejected:\n  %s", root, "\n  ".join(rejected))
-    if not found:
-        why = "\n  ".join(rejected) if rejected else "no encoder.json found"
-        raise ValueError(
-            f"no compatible pretrained encoder under {root} (run `cappuccino rl "
-            f"pretrain-encoder` with this run's data, env and split):\n  {why}"
-        )
-    return max(found, key=lambda x: _utc(x[0]))[1]
-
-
-def resolve_encoder(ft: FTPolicySettings, **checks: Any) -> PretrainedEncoder:
-    """The encoder ``ft.pretrained`` names (``'auto'``: :func:`find_encoder` under
-    ``ft.pretrained_root``), after every compatibility check; the error names each
-    mismatch."""
-    if ft.pretrained is None:
-        raise ValueError("ppo.ft.pretrained is None: nothing to load")
-    path = (find_encoder(ft.pretrained_root, ft=ft, **checks) if ft.pretrained == "auto"
-            else Path(ft.pretrained))  # fmt: skip
-    enc = load_encoder(path, ft.pretrained_weights)
-    errs = compatibility_errors(enc.meta, ft=ft, **checks)
-    if errs:
-        raise ValueError(f"pretrained encoder {path}: " + "; ".join(errs))
-    return enc
-
-
-def segment_times(
-    data: MarketArrays, segments: list[tuple[int, int]]
-) -> list[tuple[datetime, datetime]]:
-    """Open times of the first and last bar of each ``[a, b)`` segment."""
-    out = []
-    for a, b in segments:
-        d = data.slice(a, b).describe()
-        out.append((_utc(d["start"]), _utc(d["end"])))
-    return out
-
-
 __all__ = [
     "MaskedFeatureModel",
     "PretrainResult",
-    "PretrainedEncoder",
-    "compatibility_errors",
     "draw_mask",
-    "find_encoder",
-    "load_encoder",
+    "encoder_args",
     "masked_mse",
     "pretrain_encoder",
-    "resolve_encoder",
 ]

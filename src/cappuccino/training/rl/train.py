@@ -9,21 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cappuccino.bundles.encoder import PretrainedEncoder, resolve_encoder
+from cappuccino.bundles.rl import save_bundle
 from cappuccino.config.rl import RLTrainConfig, SplitSettings
-from cappuccino.data.store import ParquetStore
-from cappuccino.datasets.market import MarketArrays, build_market_arrays
+from cappuccino.datasets.market import MarketArrays, fit_scaler, load_market
 from cappuccino.features.scaling import Scaler
-from cappuccino.training.rl.bundle import save_bundle
-from cappuccino.training.rl.env import BatchedTradingEnv, fit_scaler
-from cappuccino.training.rl.policy import ActorCritic
+from cappuccino.models.actor_critic import ActorCritic
+from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import train_ppo
 from cappuccino.utils.devices import default_device
 from cappuccino.utils.seeding import seed_everything
-
-if TYPE_CHECKING:
-    from cappuccino.training.rl.pretrain import PretrainedEncoder
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +31,6 @@ class TrainResult:
     data: MarketArrays
     train: MarketArrays
     summary: dict[str, Any]
-
-
-def load_market(
-    store_path: Path, timeframe: str, symbols: list[str] | None, feature_set: str
-) -> MarketArrays:
-    """Aligned arrays for ``symbols`` (None: all) of a store."""
-    from cappuccino.data.schema import Timeframe
-
-    tf = Timeframe.parse(timeframe)
-    return build_market_arrays(ParquetStore(store_path).read_universe(tf, symbols), feature_set, tf)
 
 
 def train_period(data: MarketArrays, split: SplitSettings) -> MarketArrays:
@@ -78,8 +65,6 @@ def run_scaler(cfg: RLTrainConfig, train: MarketArrays) -> tuple[Scaler, Pretrai
     ft = cfg.ppo.ft
     if ft is None or ft.pretrained is None:
         return fit_scaler(train, cfg.env.scaler), None
-    from cappuccino.training.rl.pretrain import resolve_encoder
-
     enc = resolve_encoder(ft, data=train, env=cfg.env, not_after=cfg.split.train_end)
     log.info("PPO starts from the pretrained encoder %s (%s weights)", enc.path, enc.weights)
     return enc.scaler, enc

@@ -2,7 +2,7 @@
 
 matplotlib (Agg, no display) draws them; each ``*_figure`` function returns the figure so
 its plotted data can be checked, and :func:`save_png` writes it atomically. Curves come
-from :mod:`cappuccino.evaluation.classification`, the same code that computes the metrics.
+from :mod:`cappuccino.metrics.classification`, the same code that computes the metrics.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from cappuccino.evaluation.classification import (
+from cappuccino.metrics.classification import (
     classification_metrics,
     confusion,
     pr_auc,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from cappuccino.evaluation import figures
+from cappuccino.reporting import figures
 
 
 def _scores(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

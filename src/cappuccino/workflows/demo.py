@@ -17,16 +17,28 @@ from typing import Any
 
 import polars as pl
 
+from cappuccino.bundles import load_policy
 from cappuccino.config.demo import DemoConfig
+from cappuccino.config.rl import CompareConfig, RLTrainConfig
+from cappuccino.config.supervised import SupervisedConfig
+from cappuccino.config.tuning import TuneConfig
 from cappuccino.data.importing import ImportReport, import_files
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import resolve_symbols
 from cappuccino.data.store import ParquetStore
 from cappuccino.data.validate import fill_gaps
+from cappuccino.datasets.market import build_market_arrays
 from cappuccino.features.audit import AuditReport, audit_lookahead
 from cappuccino.features.table import TableReport, build_feature_table
+from cappuccino.tracking import MlflowTracker
+from cappuccino.training.rl.train import holdout_start, train_rl
+from cappuccino.tuning.tune import tune
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 from cappuccino.utils.seeding import seed_everything
+from cappuccino.workflows.backtest import evaluate, write_evaluation
+from cappuccino.workflows.compare import compare
+from cappuccino.workflows.supervised import signal_backtest
+from cappuccino.workflows.supervised import train as train_supervised
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +157,6 @@ def _tracking_uri(cfg: DemoConfig) -> str:
 def _run_tune(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     """A short study of the supervised model in ``<output_dir>/tune`` (SQLite storage,
     MLflow parent run with nested trials); a re-run starts a fresh study."""
-    from cappuccino.config.tuning import TuneConfig
-    from cappuccino.tuning.tune import tune
-
     t, s = cfg.tune, cfg.supervised
     out = cfg.output_dir / "tune"
     db = out / "optuna.db"
@@ -173,15 +182,12 @@ def _run_tune(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
         }
     )  # fmt: skip
     log.info("tuning %s: %d trials", s.model, t.n_trials)
-    return tune(tune_cfg, bars=bars)
+    return tune(tune_cfg, bars=bars, after_fit=signal_backtest)
 
 
 def _run_compare(cfg: DemoConfig) -> dict[str, Any]:
     """A miniature A/B in ``<output_dir>/compare``: an encoder pretrained on the training
     period, then every arm and seed in this process."""
-    from cappuccino.config.rl import CompareConfig
-    from cappuccino.training.rl.compare import compare
-
     c = cfg.compare
     ab = CompareConfig.model_validate({
         "seeds": c.seeds, "output_dir": str(cfg.output_dir / "compare"), "arms": c.arms,
@@ -203,12 +209,6 @@ def _run_compare(cfg: DemoConfig) -> dict[str, Any]:
 
 def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     """Train PPO on the training period, backtest it out of sample, write the report."""
-    from cappuccino.config.rl import RLTrainConfig
-    from cappuccino.datasets.market import build_market_arrays
-    from cappuccino.evaluation.evaluate import evaluate, write_evaluation
-    from cappuccino.training.rl.bundle import load_bundle
-    from cappuccino.training.rl.train import holdout_start, train_rl
-
     r = cfg.rl
     out = cfg.output_dir / "rl"
     train_cfg = RLTrainConfig(
@@ -223,7 +223,7 @@ def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     data = build_market_arrays(bars, r.env.feature_set, cfg.data.tf)
     log.info("training PPO for %d timesteps", r.ppo.total_timesteps)
     trained = train_rl(train_cfg, data=data)
-    bundle = load_bundle(trained.bundle)
+    bundle = load_policy(trained.bundle)
     start = holdout_start(data, r.split)
     log.info("backtesting out of sample from %s", start.isoformat())
     ev = evaluate(data, bundle, start=start, end=r.split.test_end, benchmarks=r.benchmarks)
@@ -243,10 +243,6 @@ def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
 
 def _run_supervised(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     """Train one window classifier briefly; its run goes to a local MLflow store."""
-    from cappuccino.config.supervised import SupervisedConfig
-    from cappuccino.tracking import MlflowTracker
-    from cappuccino.training.supervised_run import train_supervised
-
     s = cfg.supervised
     uri = _tracking_uri(cfg)
     run_cfg = SupervisedConfig(

@@ -11,7 +11,7 @@ import pytest
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.data.sample import sample_path
 from cappuccino.tracking import InMemoryTracker
-from cappuccino.training.campaign import campaign_configs, run_campaign, write_campaign
+from cappuccino.workflows.campaign import campaign_configs, run_campaign, write_campaign
 
 
 def test_campaign_averages_seeds_and_writes_its_table(tmp_path: Path) -> None:

@@ -21,17 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cappuccino.config.rl import EnvSettings
-from cappuccino.datasets.market import MarketArrays
-from cappuccino.features.scaling import Scaler
-from cappuccino.market import MarketRules
-from cappuccino.training.bundle_io import (
+from cappuccino.bundles.io import (
     read_meta,
     read_state_dict,
     write_history,
     write_state_dict,
 )
-from cappuccino.training.rl.policy import ActorCritic
+from cappuccino.config.rl import EnvSettings
+from cappuccino.datasets.market import MarketArrays
+from cappuccino.features.scaling import Scaler
+from cappuccino.market import MarketRules
+from cappuccino.models.actor_critic import ActorCritic
+from cappuccino.policies import NetPolicy
 from cappuccino.utils.io import atomic_write_json
 from cappuccino.utils.provenance import git_commit, library_versions
 
@@ -52,6 +53,13 @@ class RLBundle:
     feature_names: tuple[str, ...]
     timeframe: str
     meta: dict[str, Any]
+
+    def as_policy(self, name: str = "policy") -> NetPolicy:
+        """The bundle's network as a policy; binding it checks the data (:meth:`check_data`)."""
+        return NetPolicy(
+            self.policy, settings=self.env_settings, scaler=self.scaler, name=name,
+            check=self.check_data,
+        )  # fmt: skip
 
     def check_data(self, data: MarketArrays) -> None:
         """Raise ``ValueError`` naming the first field where ``data`` differs from training."""

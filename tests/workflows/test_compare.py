@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from cappuccino.config.rl import CompareConfig
-from cappuccino.training.rl.compare import analyse, arm_config, markdown
+from cappuccino.workflows.compare import analyse, arm_config, markdown
 
 
 def _cfg(tmp_path: Path, **kw: object) -> CompareConfig:
@@ -104,7 +104,7 @@ def test_a_tiny_ab_end_to_end(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from cappuccino.cli.main import app
-    from cappuccino.training.rl.compare import compare
+    from cappuccino.workflows.compare import compare
 
     store = tmp_path / "store"
     res = CliRunner().invoke(app, ["data", "sample", "--store", str(store), "--json"])
@@ -145,7 +145,7 @@ def test_a_tiny_ab_end_to_end(tmp_path: Path) -> None:
 
 def test_peak_memory_is_reset_and_measured() -> None:
     """Linux's high-water mark: after a reset it tracks what is allocated from then on."""
-    from cappuccino.training.rl.compare import reset_peak_rss, rss_mb
+    from cappuccino.workflows.compare import reset_peak_rss, rss_mb
 
     big = np.ones(50_000_000 // 8)  # 50 MB touched
     del big

@@ -30,11 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from cappuccino.bundles import PolicyBundle
+from cappuccino.bundles.rl import load_bundle
 from cappuccino.config.loading import apply_values
 from cappuccino.config.rl import CompareConfig, PretrainConfig, RLTrainConfig
+from cappuccino.datasets.market import load_market
 from cappuccino.evaluation import compare as stats
+from cappuccino.evaluation.backtest import run_backtest
+from cappuccino.policies import NetPolicy
+from cappuccino.training.rl.pretrain import pretrain_encoder
+from cappuccino.training.rl.train import holdout_start, train_rl
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+from cappuccino.workflows.backtest import evaluate, period_window
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +104,6 @@ def rss_mb(field: str = "VmHWM") -> float | None:
 
 def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) -> dict[str, Any]:
     """Train and judge one (arm, seed); module-level so a fresh process can run it."""
-    import torch
-
-    from cappuccino.evaluation.backtest import NetPolicy, run_backtest
-    from cappuccino.evaluation.evaluate import evaluate, period_window
-    from cappuccino.training.rl.bundle import load_bundle
-    from cappuccino.training.rl.train import holdout_start, load_market, train_rl
-
     cfg = CompareConfig.model_validate(cfg_json)
     run = arm_config(cfg, arm, seed, Path(encoder) if encoder else None)
     data = load_market(run.data.store, run.data.timeframe, run.data.symbols, run.env.feature_set)
@@ -125,8 +127,9 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
             return
         was = policy.training
         policy.eval()
-        bt = run_backtest(window, NetPolicy(policy), env_settings=run.env, rules=rules,
-                          scaler=scaler, first=first, device=next(policy.parameters()).device)  # fmt: skip
+        net = NetPolicy(policy, settings=run.env, scaler=scaler)
+        bt = run_backtest(window, net, rules=rules, first=first,
+                          device=next(policy.parameters()).device)  # fmt: skip
         policy.train(was)
         curve.append({"timesteps": row["timesteps"], "sharpe": bt.metrics["sharpe"],
                       "total_return": bt.metrics["total_return"]})  # fmt: skip
@@ -136,7 +139,8 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     seconds = time.perf_counter() - t0
     peak = rss_mb("VmHWM") if can_reset else None
     bundle = load_bundle(result.bundle)
-    ev = evaluate(data, bundle, start=start, end=end, rules=rules, benchmarks=cfg.benchmarks)
+    ev = evaluate(data, PolicyBundle.from_rl(bundle), start=start, end=end, rules=rules,
+                  benchmarks=cfg.benchmarks)  # fmt: skip
     m = ev.policy.metrics
     params = sum(p.numel() for p in bundle.policy.parameters())
     trainable = sum(p.numel() for p in bundle.policy.parameters() if p.requires_grad)
@@ -166,9 +170,6 @@ def _pretrain(cfg: CompareConfig) -> tuple[Path | None, dict[str, Any] | None]:
         return None, None
     if cfg.pretrained is not None:
         return cfg.pretrained, None
-    from cappuccino.training.rl.pretrain import pretrain_encoder
-    from cappuccino.training.rl.train import load_market
-
     r = cfg.rl
     pcfg = PretrainConfig(seed=cfg.seeds[0], output_dir=cfg.output_dir / "encoder", data=r.data,
                           split=r.split, env=r.env, encoder=cfg.encoder, pretrain=cfg.pretrain)  # fmt: skip

@@ -10,16 +10,14 @@ import polars as pl
 import pytest
 import torch
 
+from cappuccino.bundles.supervised import load_bundle
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.data.sample import sample_path
 from cappuccino.tracking import InMemoryTracker
 from cappuccino.training.supervised import predict_split
-from cappuccino.training.supervised_run import (
-    load_bundle,
-    predict,
-    prepare_windows,
-    train_supervised,
-)
+from cappuccino.training.supervised_run import prepare_windows
+from cappuccino.workflows.supervised import predict
+from cappuccino.workflows.supervised import train as train_supervised
 
 
 def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -> None:
@@ -76,7 +74,7 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
     data = prepare_windows(cfg, bars, torch.device("cpu"))
     z, _ = predict_split(b.model, data.splits["test"], 4096)
     probs = 1 / (1 + torch.exp(-torch.as_tensor(z, dtype=torch.float64)))
-    from cappuccino.evaluation.classification import roc_auc
+    from cappuccino.metrics.classification import roc_auc
 
     y = data.splits["test"].y[data.splits["test"].ends].numpy().astype(int)
     assert roc_auc(y, probs.numpy()) == pytest.approx(summary["test"]["roc_auc"], rel=1e-6)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cappuccino.models.ft_transformer import FTStateEncoder
 from cappuccino.models.mlp import MLP
 
 _LOG2 = math.log(2.0)
@@ -87,8 +88,6 @@ class ActorCritic(nn.Module):
         self._frozen = False
         head_in = obs_dim
         if encoder is not None:
-            from cappuccino.models.ft_transformer import FTStateEncoder
-
             enc = {k: v for k, v in encoder.items() if k not in ("share", "freeze")}
             self.encoder = FTStateEncoder(**enc)
             if self.encoder.obs_dim != obs_dim:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cappuccino.evaluation import metrics as m
+from cappuccino.metrics import returns as m
 
 EQ = [100.0, 110.0, 99.0, 108.9, 130.68]  # returns +10 %, -10 %, +10 %, +20 %
 

@@ -7,22 +7,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 
-from cappuccino.config.rl import EnvSettings
+from cappuccino.bundles import PolicyBundle
 from cappuccino.datasets.market import MarketArrays
-from cappuccino.evaluation.backtest import (
-    BacktestResult,
-    BundlePolicy,
-    Policy,
-    benchmark_policy,
-    run_backtest,
-)
+from cappuccino.evaluation.backtest import BacktestResult, run_backtests
 from cappuccino.evaluation.degenerate import degenerate_verdict
 from cappuccino.evaluation.report import render_report, write_report
-from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules
-from cappuccino.training.rl.bundle import RLBundle
+from cappuccino.policies import Policy, benchmark_policy
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 
 DEFAULT_BENCHMARKS = ("cash", "buy_and_hold", "equal_weight:24")
@@ -73,7 +67,7 @@ def period_window(
 
 def evaluate(
     data: MarketArrays,
-    policy: str | RLBundle | Policy,
+    policy: str | PolicyBundle | Policy,
     *,
     start: datetime | str | None = None,
     end: datetime | str | None = None,
@@ -81,52 +75,44 @@ def evaluate(
     benchmarks: list[str] | None = None,
     device: torch.device | str = "cpu",
 ) -> Evaluation:
-    """Backtest ``policy`` (an RL bundle, a benchmark spec or any :class:`Policy`, e.g. a
-    classifier's :class:`~cappuccino.evaluation.backtest.SignalPolicy`) and the benchmarks
-    over one period; every policy but a benchmark gets the degenerate-policy verdict.
+    """Backtest ``policy`` (a loaded bundle, a benchmark spec or any :class:`Policy`, e.g. a
+    classifier's :class:`~cappuccino.policies.SignalPolicy`) and the benchmarks over one
+    period, as one batch; every policy but a benchmark gets the degenerate-policy verdict.
 
-    With a bundle, its env settings, scaler and (unless given) market rules are used, and
-    the data is checked against it. Benchmarks read no observation; their env uses the
-    policy's lookback so every series covers exactly the same bars.
+    With a bundle, its market rules are used unless ``rules`` are given, and binding its
+    policy checks the data against it. Benchmarks read no observation; they start at the
+    policy's first decision bar, so every series covers exactly the same bars.
     """
-    if isinstance(policy, RLBundle):
-        policy.check_data(data)
-        settings, scaler = policy.env_settings, policy.scaler
-        rules = rules or policy.rules
-        main: Policy = BundlePolicy(policy)
+    bundle = policy if isinstance(policy, PolicyBundle) else None
+    main: Policy
+    if isinstance(policy, PolicyBundle):
+        main, rules = policy.policy, rules or policy.rules
+    elif isinstance(policy, str):
+        main, rules = benchmark_policy(policy, data.symbols), rules or MarketRules()
     else:
-        main = benchmark_policy(policy, data.symbols) if isinstance(policy, str) else policy
-        # a policy that acts through the env (an ensemble) brings its env settings
-        settings = getattr(main, "env_settings", None) or EnvSettings(
-            feature_set=data.feature_set, lookback=1
-        )
-        scaler = Scaler.fit(data.features)  # observations are not read by these policies
-        rules = rules or MarketRules()
-    window, first = period_window(data, start, end, settings.lookback)
-
-    def run(p: Policy) -> BacktestResult:
-        return run_backtest(
-            window, p, env_settings=settings, rules=rules, scaler=scaler, first=first, device=device
-        )
-
-    main_result = run(main)
+        main, rules = policy, rules or MarketRules()
+    window, first = period_window(data, start, end, main.lookback)
     specs = benchmarks if benchmarks is not None else default_benchmarks(data.symbols)
-    bench = [run(benchmark_policy(s, data.symbols)) for s in specs if s != main.name]
+    bench = [benchmark_policy(s, data.symbols) for s in specs if s != main.name]
+    results = run_backtests(window, [main, *bench], rules=rules, first=first, device=device)
+    main_result, bench_results = results[0], results[1:]
     verdict = None
     if not isinstance(policy, str):
         verdict = degenerate_verdict(
-            main_result.returns, main_result.weights[1:], {b.name: b.returns for b in bench}
-        )
+            main_result.returns, main_result.weights[1:],
+            {b.name: b.returns for b in bench_results},
+        )  # fmt: skip
     desc = window.slice(first, window.n_bars).describe()
     context: dict[str, Any] = {
         "period": {"start": desc["start"], "end": desc["end"]},
         "symbols": list(data.symbols),
         "market": rules.to_dict(),
     }
-    if isinstance(policy, RLBundle):
-        context["bundle"] = str(policy.path)
-        context["train_period"] = policy.meta.get("train_period")
-    return Evaluation(policy=main_result, benchmarks=bench, verdict=verdict, context=context)
+    if bundle is not None:
+        context["bundle"] = str(bundle.path)
+        context["train_period"] = bundle.train_period
+    return Evaluation(policy=main_result, benchmarks=bench_results, verdict=verdict,
+                      context=context)  # fmt: skip
 
 
 def _period_text(period: dict[str, Any] | None) -> str:
@@ -144,8 +130,6 @@ def write_evaluation(ev: Evaluation, out_dir: Path, report: Path | None = None) 
         "trades": out_dir / "trades.parquet",
     }
     atomic_write_json(paths["metrics"], ev.to_dict())
-    import polars as pl
-
     frames = [
         r.equity_frame().with_columns(pl.lit(r.name).alias("policy"))
         for r in [ev.policy, *ev.benchmarks]

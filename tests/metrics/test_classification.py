@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from cappuccino.evaluation import classification as cm
+from cappuccino.metrics import classification as cm
 from cappuccino.training.losses import bce, class_weights, focal, weighted_bce
 
 

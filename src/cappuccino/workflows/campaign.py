@@ -1,6 +1,6 @@
 """Baseline campaign: every architecture on the same data, split and seeds, one table.
 
-Each model runs :func:`~cappuccino.training.supervised_run.train_supervised` with its own
+Each model runs :func:`~cappuccino.workflows.supervised.train` with its own
 baseline config (model params, feature set, lookback, loss, threshold rule: see
 ``configs/train``) over the campaign's, except what makes the comparison fair, which
 the campaign fixes for all: the data, the label, the split (by dates, so every model's
@@ -28,8 +28,9 @@ from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.market import build_market_arrays
 from cappuccino.datasets.windows import chronological_splits
 from cappuccino.tracking import Tracker
-from cappuccino.training.supervised_run import BACKTEST_KEYS, BACKTEST_UNITS, train_supervised
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+from cappuccino.workflows.supervised import BACKTEST_KEYS, BACKTEST_UNITS
+from cappuccino.workflows.supervised import train as train_supervised
 
 COLUMNS = ("roc_auc", "pr_auc", "f1_pos", "precision", "recall", "accuracy")
 

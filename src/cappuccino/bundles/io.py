@@ -31,13 +31,26 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_meta_any(path: Path, kind: str = "bundle", name: str = "bundle.json") -> dict[str, Any]:
+    """``path/<name>`` as a JSON object, whatever its format; ``ValueError`` naming the file
+    when it is missing or not a JSON object."""
+    meta_path = Path(path) / name
+    if not meta_path.is_file():
+        raise ValueError(f"{path}: not a {kind} (no {name})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
 def read_meta(path: Path, fmt: str, kind: str, name: str = "bundle.json") -> dict[str, Any]:
     """``path/<name>`` after checking it exists and declares ``fmt``; ``kind`` names what
     ``path`` should be in the error ("policy bundle")."""
     meta_path = Path(path) / name
-    if not meta_path.is_file():
-        raise ValueError(f"{path}: not a {kind} (no {name})")
-    meta: dict[str, Any] = json.loads(meta_path.read_text())
+    meta = read_meta_any(path, kind, name)
     if meta.get("format") != fmt:
         raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {fmt!r}")
     return meta

@@ -1,0 +1,74 @@
+"""``load_policy(path)``: a bundle directory (RL policy or RL ensemble) as a policy plus what
+running it needs (symbols, feature set, timeframe, market rules, training period)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cappuccino.bundles.ensemble import is_ensemble, load_rl_members
+from cappuccino.bundles.io import read_meta_any
+from cappuccino.bundles.rl import FORMAT as RL_FORMAT
+from cappuccino.bundles.rl import RLBundle
+from cappuccino.bundles.rl import load_bundle as load_rl_bundle
+from cappuccino.bundles.supervised import FORMAT as SUPERVISED_FORMAT
+from cappuccino.market import MarketRules
+from cappuccino.policies import EnsemblePolicy, Policy
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """A loaded policy and the data it must run on."""
+
+    path: Path
+    kind: str  # "rl" or "rl-ensemble"
+    policy: Policy
+    symbols: tuple[str, ...]
+    feature_set: str
+    timeframe: str
+    rules: MarketRules
+    train_period: dict[str, Any] | None
+
+    @classmethod
+    def from_rl(cls, b: RLBundle, name: str = "policy") -> PolicyBundle:
+        """A loaded RL bundle's policy."""
+        return cls(
+            path=b.path, kind="rl", policy=b.as_policy(name), symbols=b.symbols,
+            feature_set=b.feature_set, timeframe=b.timeframe, rules=b.rules,
+            train_period=b.meta.get("train_period"),
+        )  # fmt: skip
+
+
+def load_policy(path: Path | str, name: str | None = None) -> PolicyBundle:
+    """Load ``path`` as a policy; ``ValueError`` naming the file when it is not one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path}: not a bundle directory")
+    if is_ensemble(path):
+        members = load_rl_members(path)
+        first = members[0]
+        for m in members[1:]:
+            if (m.symbols, m.feature_set, m.timeframe) != (
+                first.symbols, first.feature_set, first.timeframe,
+            ):  # fmt: skip
+                raise ValueError(
+                    f"{m.path}: ensemble members differ in symbols, feature set or timeframe"
+                )
+        policy = EnsemblePolicy(
+            [m.as_policy(f"member{i}") for i, m in enumerate(members)], name or "ensemble"
+        )
+        return PolicyBundle(
+            path=path, kind="rl-ensemble", policy=policy, symbols=first.symbols,
+            feature_set=first.feature_set, timeframe=first.timeframe, rules=first.rules,
+            train_period=first.meta.get("train_period"),
+        )  # fmt: skip
+    fmt = read_meta_any(path).get("format")
+    if fmt == SUPERVISED_FORMAT:
+        raise ValueError(
+            f"{path}: a supervised model bundle; trade its signals with `cappuccino train` "
+            "(backtest section) or score it with `cappuccino predict`"
+        )
+    if fmt != RL_FORMAT:
+        raise ValueError(f"{path}/bundle.json: format {fmt!r}, expected {RL_FORMAT!r}")
+    return PolicyBundle.from_rl(load_rl_bundle(path), name or "policy")

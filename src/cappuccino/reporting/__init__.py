@@ -1,0 +1,1 @@
+"""Reporting: figures and tables for every page (backtest, campaign, study, compare)."""
