@@ -13,12 +13,18 @@ Random actions are drawn inside the timed loop on both sides. Reported: steps/s 
 steps summed over envs) and the ratio to FinRL's single env at the same lookback, in
 eager mode and with ``compile=True`` (``torch.compile`` of the accounting transition).
 Target: >= 60x FinRL at 256 envs, lookback 10.
-Usage: ``python benchmarks/env_steps.py [--seconds S] [--device cpu|cuda]``.
+
+Under load: 256 envs, lookback 10, eager, with 1 and 2 torch threads, quiet and while one
+other CPU-bound process shares the cores (interleaved, medians), in this process
+(``OMP_WAIT_POLICY=PASSIVE``, what the ``cappuccino`` command runs with) and in a child with
+the policy OpenMP picks by itself (spinning). Target: loaded >= 0.5x quiet.
+Usage: ``python -m benchmarks.env_steps [--seconds S] [--device cpu|cuda] [--load-only]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -29,10 +35,12 @@ import polars as pl
 import torch
 
 from benchmarks._finrl import load_crypto_env
-from cappuccino.config.rl import EnvSettings, MarketSettings
+from benchmarks._load import competing_process, in_child
+from cappuccino.config.rl import EnvSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import build_market_arrays, fit_scaler
+from cappuccino.market import MarketRules
 from cappuccino.training.rl.env import BatchedTradingEnv
 
 
@@ -59,7 +67,7 @@ def ours_stepper(
     env = BatchedTradingEnv(
         data,
         settings=EnvSettings(lookback=lookback, episode_bars=720),
-        rules=MarketSettings().rules(),
+        rules=MarketRules(),
         n_envs=n_envs,
         scaler=fit_scaler(data),
         device=device,
@@ -93,6 +101,24 @@ def rates(
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
+def load_rows(data, device: str, rounds: int, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Quiet vs one competing CPU-bound process, 256 envs, lookback 10, 1 and 2 threads."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        step = ours_stepper(data, 10, 256, device, False)
+        quiet, loaded = [], []
+        for _ in range(rounds):  # interleaved
+            quiet.append(rates({"q": (step, 8)}, 1, seconds)["q"])
+            with competing_process():
+                loaded.append(rates({"l": (step, 8)}, 1, seconds)["l"])
+        q, lo = statistics.median(quiet), statistics.median(loaded)
+        print(
+            f"  OMP_WAIT_POLICY={policy:<8} {threads} thread(s): quiet {q:>10,.0f}  with one "
+            f"competing CPU-bound process {lo:>10,.0f} steps/s  ({lo / q:.2f}x)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=0.4, help="time per contender and round")
@@ -100,11 +126,15 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--load-only", action="store_true", help="only the under-load rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = build_market_arrays(
         pl.read_parquet(sample_path()), "cappuccino14", Timeframe.parse("1h")
     )
+    if args.load_only:
+        load_rows(data, args.device, args.rounds, args.seconds)
+        return
     price = data.close.astype(np.float32)
     tech = data.features.reshape(data.n_bars, -1).astype(np.float32)
     crypto_env = load_crypto_env()
@@ -134,6 +164,13 @@ def main() -> None:
                 f"{lookback:>8} {n_envs:>7} {mode:>8} {base:>14,.0f} {rate:>14,.0f} {rate / base:>7.1f}x"
             )
     print("target: >= 60x at lookback 10, 256 envs")
+    print("under load (256 envs, lookback 10, eager; target: loaded >= 0.5x quiet):")
+    load_rows(data, args.device, args.rounds, args.seconds)
+    # OpenMP fixes its wait policy when torch loads: the spinning default runs in a child
+    child = in_child("benchmarks.env_steps", "--load-only", "--device", args.device,
+                     "--rounds", str(args.rounds), "--seconds", str(args.seconds),
+                     env={"OMP_WAIT_POLICY": "ACTIVE"})  # fmt: skip
+    print(child, end="")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,18 @@ minibatch forward/backward/Adam steps).
 
 Targets: >= 3x SB3 with the 64x64 network at 64 envs; with a 1024-wide network
 >= 1.2x SB3 and >= 85 % of the compute bound.
-Usage: ``python -m benchmarks.ppo [--threads 2]``.
+
+Under load: ours (eager) on both cases with 1 and 2 torch threads, quiet and while one
+other CPU-bound process shares the cores (interleaved, medians), in this process
+(``OMP_WAIT_POLICY=PASSIVE``, as the ``cappuccino`` command runs) and in a child with the
+policy OpenMP picks by itself (spinning). Target: loaded >= 0.5x quiet.
+Usage: ``python -m benchmarks.ppo [--threads 2] [--load-only]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -29,10 +35,12 @@ import polars as pl
 import torch
 from torch import nn
 
-from cappuccino.config.rl import EnvSettings, MarketSettings, PPOSettings
+from benchmarks._load import competing_process, in_child
+from cappuccino.config.rl import EnvSettings, PPOSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import MarketArrays, build_market_arrays, fit_scaler
+from cappuccino.market import MarketRules
 from cappuccino.models.actor_critic import ActorCritic
 from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import build_policy, train_ppo
@@ -57,7 +65,7 @@ def make_env(data: MarketArrays, n_envs: int, compile: bool = False) -> BatchedT
     return BatchedTradingEnv(
         data,
         settings=EnvSettings(lookback=10, episode_bars=720),
-        rules=MarketSettings().rules(),
+        rules=MarketRules(),
         n_envs=n_envs,
         scaler=fit_scaler(data),
         seed=0,
@@ -154,11 +162,31 @@ def time_bound(obs_dim: int, n_assets: int, c: Case) -> float:
     return time.perf_counter() - t0
 
 
+def load_rows(data: MarketArrays, cases: list[Case], rounds: int) -> None:
+    """Ours (eager), quiet vs one competing CPU-bound process, 1 and 2 threads."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    for c in cases:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            quiet, loaded = [], []
+            for _ in range(rounds):  # interleaved
+                quiet.append(time_ours(data, c, False))
+                with competing_process():
+                    loaded.append(time_ours(data, c, False))
+            q, lo = c.timesteps / statistics.median(quiet), c.timesteps / statistics.median(loaded)
+            print(
+                f"  {c.name.split(',')[0].split(' (')[0]:<9} OMP_WAIT_POLICY={policy:<8} {threads} "
+                f"thread(s): quiet {q:>8,.0f}  with one competing CPU-bound process {lo:>8,.0f} "
+                f"env steps/s  ({lo / q:.2f}x)"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled rows")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median)")
+    ap.add_argument("--load-only", action="store_true", help="only the under-load rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = build_market_arrays(
@@ -175,6 +203,9 @@ def main() -> None:
         ),
         Case("1024x1024 (compute-bound)", 1024, 64, 64, 1024, 4, 2),
     ]
+    if args.load_only:
+        load_rows(data, cases, args.rounds)
+        return
     for c in cases:
         modes = [False] if args.no_compile else [False, True]
         runs: dict[str, list[float]] = {"sb3": [], "bound": [], **{f"ours{m}": [] for m in modes}}
@@ -199,6 +230,11 @@ def main() -> None:
                 f"{bound / ours:.0%} of the compute bound"
             )
     print("targets: 64x64 >= 3x sb3; 1024-wide >= 1.2x sb3 and >= 85 % of the compute bound")
+    print("under load (target: loaded >= 0.5x quiet):")
+    load_rows(data, cases, args.rounds)
+    child = in_child("benchmarks.ppo", "--load-only", "--rounds", str(args.rounds),
+                     env={"OMP_WAIT_POLICY": "ACTIVE"})  # fmt: skip
+    print(child, end="")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
+from cappuccino.utils.threads import prepare_openmp
 
-import numpy as np
-import polars as pl
-import pytest
+prepare_openmp()  # as the cappuccino command does, before torch loads (see utils.threads)
 
-from cappuccino.data.schema import CANONICAL_SCHEMA
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from cappuccino.data.schema import CANONICAL_SCHEMA  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "binance_1h"

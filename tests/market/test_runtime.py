@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -68,7 +70,7 @@ def test_action_decoding_by_hand() -> None:
 def test_simulator_fills_at_the_next_open_and_values_at_its_close() -> None:
     open_ = torch.tensor([[10.0], [11.0], [12.0]], dtype=D)
     close = torch.tensor([[10.5], [11.5], [12.5]], dtype=D)
-    rules = MarketRules(initial_cash=110.0, buy_fee_pct=0.0, sell_fee_pct=0.0,
+    rules = MarketRules(initial_cash=110.0, buy_fee_rate=0.0, sell_fee_rate=0.0,
                         min_order_notional=0.0)  # fmt: skip
     sim = BarSimulator(open_, close, rules=rules)
     pf = sim.new_portfolios(1)
@@ -92,3 +94,56 @@ def test_segments_keep_episodes_inside_their_range() -> None:
         Segments.build([(0, 5)], n_bars=40, lookback=3, horizon=5)
     pf = Portfolio.new(2, 1, MarketRules())
     assert pf.cash.tolist() == [1_000_000.0, 1_000_000.0]
+
+
+def test_rates_are_fractions_written_either_way_and_fees_over_five_percent_are_refused() -> None:
+    import pydantic
+
+    from cappuccino.market.rules import parse_rate
+
+    assert parse_rate("0.1%") == pytest.approx(0.001) and parse_rate("0.001") == 0.001
+    assert parse_rate(0.00075) == 0.00075
+    r = MarketRules(buy_fee_rate="0.075%", sell_fee_rate=0.002, stop_loss_rate="5%")  # type: ignore[arg-type]
+    assert (r.buy_fee_rate, r.sell_fee_rate, r.stop_loss_rate) == pytest.approx(
+        (0.00075, 0.002, 0.05)
+    )
+    assert (
+        r.with_fee("0.2%").buy_fee_rate == r.with_fee(0.002).sell_fee_rate == pytest.approx(0.002)
+    )
+    with pytest.raises(
+        pydantic.ValidationError,
+        match=r"buy_fee_rate\n.*less than or equal to 0.05.*input_value=0.1",
+    ):
+        MarketRules(buy_fee_rate=0.1)  # 0.1 meaning "0.1 %" is a 10 % fee: refused
+    with pytest.raises(pydantic.ValidationError, match="input_value=0.07"):
+        MarketRules().with_fee("7%")
+    with pytest.raises(
+        ValueError, match=r"fee: got 'cheap', expected a rate such as 0.001 or 0.1%"
+    ):
+        MarketRules().with_fee("cheap")
+    with pytest.raises(pydantic.ValidationError, match="Extra inputs are not permitted"):
+        MarketRules(buy_fee_pct=0.001)  # type: ignore[call-arg]  # the old name is gone
+
+
+def test_the_fee_option_reads_a_rate_or_a_percentage(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cappuccino.cli.main import app
+
+    runner = CliRunner()
+    store = str(tmp_path / "store")
+    assert runner.invoke(app, ["data", "sample", "--store", store, "--json"]).exit_code == 0
+    args = ["backtest", "--store", store, "--policy", "equal_weight:24", "--symbols", "BTC/USDT",
+            "--symbols", "ETH/USDT", "--start", "2021-06-01", "--json"]  # fmt: skip
+    pct = runner.invoke(app, [*args, "--fee", "0.1%", "--out", str(tmp_path / "a")])
+    frac = runner.invoke(app, [*args, "--fee", "0.001", "--out", str(tmp_path / "b")])
+    assert pct.exit_code == frac.exit_code == 0, pct.output
+    a, b = json.loads(pct.stdout), json.loads(frac.stdout)
+    assert (
+        a["market"]["buy_fee_rate"] == pytest.approx(0.001) and a["fees_paid"] == b["fees_paid"] > 0
+    )
+    bad = runner.invoke(app, [*args, "--fee", "7%"])
+    assert bad.exit_code == 2
+    assert "--fee: got '7%', expected a rate in [0, 0.05] such as 0.001 or 0.1%" in bad.output

@@ -77,7 +77,7 @@ def test_a_pretrained_trial_uses_the_encoder_before_the_study_data(tmp_path: Pat
     assert meta["scaler"] == enc_meta["scaler"]  # observed through the encoder's scaler
     import torch
 
-    from cappuccino.bundles.io import read_state_dict
+    from cappuccino.bundles.manifest import read_weights as read_state_dict
 
     state = read_state_dict(Path(trial.user_attrs["bundle"]) / "policy.pt")
     pre = read_state_dict(enc / "best_encoder.pt")

@@ -115,3 +115,13 @@ def test_an_rl_study_reports_pbo_deflated_sharpe_and_cpcv_paths(tmp_path: Path) 
     ev = evaluate(data, ens, benchmarks=["cash"])
     assert ev.policy.name == "ensemble" and ev.verdict is not None
     assert ev.policy.equity.size == data.n_bars - ens.policy.lookback + 1
+    # the best trial's bundle, exported and backtested with a report (this crashed with
+    # KeyError: 'start' while CPCV bundles kept their training period in another shape)
+    from cappuccino.workflows.backtest import write_evaluation
+
+    export_best(cfg, tmp_path / "best", top=1)
+    best = load_policy(tmp_path / "best")
+    assert best.train_period is not None and best.train_period["segments"]
+    ev1 = evaluate(data, best, benchmarks=["cash"])
+    html1 = Path(write_evaluation(ev1, tmp_path / "bt", tmp_path / "bt.html")["report"]).read_text()
+    assert f"{best.train_period['n_bars']:,} bars in" in html1 and "CPCV segments" in html1

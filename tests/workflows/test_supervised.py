@@ -103,3 +103,34 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
     assert meta["environment"]["torch"] == torch.__version__
     with pytest.raises(ValueError, match=r"symbols \['LTC/USDT'\] were not in training"):
         predict(b, pl.read_parquet(sample_path()).filter(pl.col("symbol") == "LTC/USDT"))
+    # a tampered bundle: reordered symbols or a null in the scaler are refused, one line
+    import hashlib
+    import json as _json
+
+    src = Path(summary["bundle"])
+    for case in ("symbols", "scaler", "checkpoint"):
+        dst = tmp_path / f"tampered_{case}"
+        import shutil
+
+        shutil.copytree(src, dst)
+        m = _json.loads((dst / "bundle.json").read_text())
+        if case == "symbols":
+            m["symbols"].reverse()  # would silently swap the asset embeddings
+        elif case == "scaler":
+            m["scaler"]["center"][0] = None  # would make every prediction NaN
+            body = {k: v for k, v in m.items() if k != "checksum"}
+            m["checksum"] = hashlib.sha256(
+                _json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+        (dst / "bundle.json").write_text(_json.dumps(m))
+        if case == "checkpoint":
+            (dst / m["checkpoints"][1]["file"]).write_bytes(b"truncated")
+        with pytest.raises(ValueError) as exc:
+            load_bundle(dst)
+        msg = str(exc.value)
+        assert "\n" not in msg and str(dst) in msg
+        assert {
+            "symbols": "edited after it was written",
+            "scaler": "scaler.center[0]: got None, expected a finite number",
+            "checkpoint": "changed after the bundle was written",
+        }[case] in msg

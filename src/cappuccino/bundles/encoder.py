@@ -19,18 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from torch import Tensor
 
-from cappuccino.bundles.io import read_meta, read_state_dict
+from cappuccino.bundles.manifest import Manifest, read_manifest, read_weights
 from cappuccino.config.rl import EnvSettings, FTEncoderSettings, FTPolicySettings
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
 
 log = logging.getLogger(__name__)
 
-FORMAT = "cappuccino.ft-encoder/1"
+FORMAT: Final = "cappuccino.ft-encoder/2"
 META = "encoder.json"
 
 
@@ -64,15 +64,47 @@ class PretrainedEncoder:
                                 pretrained=str(self.path), **policy)  # fmt: skip
 
 
+class EncoderManifest(Manifest):
+    """``encoder.json`` of a pretrained encoder."""
+
+    format: Literal["cappuccino.ft-encoder/2"] = FORMAT
+    created: str
+    encoder: dict[str, Any]
+    env: dict[str, Any]
+    symbols: list[str]
+    feature_set: str
+    feature_names: list[str]
+    feature_code: str
+    timeframe: str
+    scaler: dict[str, Any]
+    periods: dict[str, Any]
+    first_bar: str
+    last_bar: str
+    best_epoch: int
+    best_val_loss: float
+    val_baseline_loss: float
+    epochs_run: int
+    seconds: float
+    device: str
+    config: dict[str, Any]
+
+
 def read_encoder_meta(path: Path) -> dict[str, Any]:
-    return read_meta(path, FORMAT, "pretrained encoder", META)
+    """``encoder.json`` after every check of :func:`~cappuccino.bundles.manifest.read_manifest`."""
+    return read_manifest(Path(path) / META, EncoderManifest)[1]
 
 
 def load_encoder(path: Path, weights: str = "best") -> PretrainedEncoder:
+    if weights not in ("best", "final"):
+        raise ValueError(f"pretrained_weights: got {weights!r}, expected 'best' or 'final'")
     meta = read_encoder_meta(path)
-    state = read_state_dict(Path(path) / f"{weights}_encoder.pt")
-    return PretrainedEncoder(path=Path(path), meta=meta, state_dict=state,
-                             scaler=Scaler.from_dict(meta["scaler"]), weights=weights)  # fmt: skip
+    state = read_weights(Path(path) / f"{weights}_encoder.pt")
+    try:
+        scaler = Scaler.from_dict(meta["scaler"])
+    except ValueError as exc:
+        raise ValueError(f"{Path(path) / META}: {exc}") from exc
+    return PretrainedEncoder(path=Path(path), meta=meta, state_dict=state, scaler=scaler,
+                             weights=weights)  # fmt: skip
 
 
 def compatibility_errors(

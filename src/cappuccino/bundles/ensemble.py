@@ -9,19 +9,38 @@ validation thresholds; an RL ensemble acts with the mean of its members' actions
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict
+
+from cappuccino.bundles.manifest import Manifest, read_manifest, write_manifest
 from cappuccino.bundles.rl import RLBundle
 from cappuccino.bundles.rl import load_bundle as load_rl_bundle
 from cappuccino.bundles.supervised import SupervisedBundle
 from cappuccino.bundles.supervised import load_bundle as load_supervised_bundle
 from cappuccino.policies import EnsemblePolicy
-from cappuccino.utils.io import atomic_write_json
+from cappuccino.utils.provenance import git_commit
 
-FORMAT = "cappuccino.ensemble-bundle/1"
+FORMAT: Final = "cappuccino.ensemble-bundle/2"
 META = "ensemble.json"
+
+
+class Member(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str
+    trial: int
+    value: float
+
+
+class EnsembleManifest(Manifest):
+    """``ensemble.json``: the members (bundles of their own, verified when loaded)."""
+
+    format: Literal["cappuccino.ensemble-bundle/2"] = FORMAT
+    kind: Literal["supervised", "rl"]
+    study: str
+    metric: str
+    members: list[Member]
 
 
 def is_ensemble(path: Path) -> bool:
@@ -33,7 +52,7 @@ def write_ensemble_meta(
 ) -> None:
     """``ensemble.json`` for members already copied to ``path/members/<i>``; each member
     row holds its ``trial`` and ``value``."""
-    atomic_write_json(
+    write_manifest(
         Path(path) / META,
         {
             "format": FORMAT,
@@ -44,25 +63,27 @@ def write_ensemble_meta(
                 {"path": f"members/{i}", "trial": m["trial"], "value": m["value"]}
                 for i, m in enumerate(members)
             ],
+            "git_commit": git_commit(),
         },
     )
 
 
-def read_ensemble_meta(path: Path, kind: str | None = None) -> dict[str, Any]:
-    meta_path = Path(path) / META
-    if not meta_path.is_file():
-        raise ValueError(f"{path}: not an ensemble bundle (no {META})")
-    meta: dict[str, Any] = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    if kind is not None and meta.get("kind") != kind:
-        raise ValueError(f"{path}: a {meta.get('kind')} ensemble, expected a {kind} one")
-    return meta
+def read_ensemble_meta(
+    path: Path, kind: str | None = None, *, allow_version_mismatch: bool = False
+) -> EnsembleManifest:
+    """``ensemble.json`` after every check of
+    :func:`~cappuccino.bundles.manifest.read_manifest`."""
+    m, _ = read_manifest(Path(path) / META, EnsembleManifest,
+                         allow_version_mismatch=allow_version_mismatch)  # fmt: skip
+    if kind is not None and m.kind != kind:
+        raise ValueError(f"{path}: a {m.kind} ensemble, expected a {kind} one")
+    return m
 
 
-def load_rl_members(path: Path) -> list[RLBundle]:
-    meta = read_ensemble_meta(path, "rl")
-    return [load_rl_bundle(Path(path) / m["path"]) for m in meta["members"]]
+def load_rl_members(path: Path, *, allow_version_mismatch: bool = False) -> list[RLBundle]:
+    m = read_ensemble_meta(path, "rl", allow_version_mismatch=allow_version_mismatch)
+    return [load_rl_bundle(Path(path) / x.path, allow_version_mismatch=allow_version_mismatch)
+            for x in m.members]  # fmt: skip
 
 
 def load_rl_ensemble(path: Path, name: str = "ensemble") -> EnsemblePolicy:
@@ -71,6 +92,10 @@ def load_rl_ensemble(path: Path, name: str = "ensemble") -> EnsemblePolicy:
                            enumerate(load_rl_members(path))], name)  # fmt: skip
 
 
-def load_supervised_members(path: Path) -> list[SupervisedBundle]:
-    meta = read_ensemble_meta(path, "supervised")
-    return [load_supervised_bundle(Path(path) / m["path"]) for m in meta["members"]]
+def load_supervised_members(
+    path: Path, *, allow_version_mismatch: bool = False
+) -> list[SupervisedBundle]:
+    m = read_ensemble_meta(path, "supervised", allow_version_mismatch=allow_version_mismatch)
+    return [load_supervised_bundle(Path(path) / x.path,
+                                   allow_version_mismatch=allow_version_mismatch)
+            for x in m.members]  # fmt: skip

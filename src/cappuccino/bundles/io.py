@@ -1,5 +1,6 @@
-"""Shared bundle I/O: state dicts written atomically and read with ``weights_only=True``;
-``bundle.json`` with a format string checked on load; strict-JSON histories."""
+"""Shared bundle I/O: state dicts written atomically (read back, verified, by
+:func:`cappuccino.bundles.manifest.read_weights`), a manifest's raw JSON, strict-JSON
+histories."""
 
 from __future__ import annotations
 
@@ -25,12 +26,6 @@ def write_state_dict(path: Path, module: nn.Module | Mapping[str, torch.Tensor])
     atomic_write_bytes(path, buf.getvalue())
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors only (``weights_only=True``): a bundle cannot run code when loaded."""
-    state: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
-    return state
-
-
 def read_meta_any(path: Path, kind: str = "bundle", name: str = "bundle.json") -> dict[str, Any]:
     """``path/<name>`` as a JSON object, whatever its format; ``ValueError`` naming the file
     when it is missing or not a JSON object."""
@@ -43,16 +38,6 @@ def read_meta_any(path: Path, kind: str = "bundle", name: str = "bundle.json") -
         raise ValueError(f"{meta_path}: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
-    return meta
-
-
-def read_meta(path: Path, fmt: str, kind: str, name: str = "bundle.json") -> dict[str, Any]:
-    """``path/<name>`` after checking it exists and declares ``fmt``; ``kind`` names what
-    ``path`` should be in the error ("policy bundle")."""
-    meta_path = Path(path) / name
-    meta = read_meta_any(path, kind, name)
-    if meta.get("format") != fmt:
-        raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {fmt!r}")
     return meta
 
 

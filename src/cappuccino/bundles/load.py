@@ -36,17 +36,21 @@ class PolicyBundle:
         return cls(
             path=b.path, kind="rl", policy=b.as_policy(name), symbols=b.symbols,
             feature_set=b.feature_set, timeframe=b.timeframe, rules=b.rules,
-            train_period=b.meta.get("train_period"),
+            train_period=b.manifest.train_period.model_dump(mode="json"),
         )  # fmt: skip
 
 
-def load_policy(path: Path | str, name: str | None = None) -> PolicyBundle:
-    """Load ``path`` as a policy; ``ValueError`` naming the file when it is not one."""
+def load_policy(
+    path: Path | str, name: str | None = None, *, allow_version_mismatch: bool = False
+) -> PolicyBundle:
+    """Load ``path`` as a policy, every file verified; ``ValueError`` naming the file when
+    it is not one or fails a check (``allow_version_mismatch``: accept bundles written with
+    other library versions)."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"{path}: not a bundle directory")
     if is_ensemble(path):
-        members = load_rl_members(path)
+        members = load_rl_members(path, allow_version_mismatch=allow_version_mismatch)
         first = members[0]
         for m in members[1:]:
             if (m.symbols, m.feature_set, m.timeframe) != (
@@ -61,7 +65,7 @@ def load_policy(path: Path | str, name: str | None = None) -> PolicyBundle:
         return PolicyBundle(
             path=path, kind="rl-ensemble", policy=policy, symbols=first.symbols,
             feature_set=first.feature_set, timeframe=first.timeframe, rules=first.rules,
-            train_period=first.meta.get("train_period"),
+            train_period=first.manifest.train_period.model_dump(mode="json"),
         )  # fmt: skip
     fmt = read_meta_any(path).get("format")
     if fmt == SUPERVISED_FORMAT:
@@ -71,4 +75,5 @@ def load_policy(path: Path | str, name: str | None = None) -> PolicyBundle:
         )
     if fmt != RL_FORMAT:
         raise ValueError(f"{path}/bundle.json: format {fmt!r}, expected {RL_FORMAT!r}")
-    return PolicyBundle.from_rl(load_rl_bundle(path), name or "policy")
+    rl = load_rl_bundle(path, allow_version_mismatch=allow_version_mismatch)
+    return PolicyBundle.from_rl(rl, name or "policy")

@@ -4,14 +4,17 @@ Layout::
 
     BUNDLE/
       policy.pt      state dict (torch.save; loaded with weights_only=True)
-      bundle.json    format, policy constructor args, env settings, market rules,
-                     feature set + names, symbol order, timeframe, scaler, training
-                     period, resolved config, library versions, git commit
+      bundle.json    the typed manifest (:class:`RLManifest`): policy constructor args, env
+                     settings, market rules, feature set + names + code hash, symbol order,
+                     timeframe, scaler, training period, resolved config, library versions,
+                     git commit, the weights' SHA-256 and the manifest's own checksum
       history.json   one row per PPO update
 
-Loading checks the data it will run on: same symbols in the same order, same
-feature set and feature names, same timeframe; any mismatch is a ``ValueError``
-naming the field and both values.
+Loading verifies the manifest (:mod:`cappuccino.bundles.manifest`) and that its fields
+agree with each other and with the weights (the observation width the lookback gives is
+the one the policy takes). Binding the policy to data checks the data: same symbols in
+the same order, same feature set and feature names, same timeframe; any mismatch is a
+``ValueError`` naming the field and both values.
 """
 
 from __future__ import annotations
@@ -19,24 +22,65 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
-from cappuccino.bundles.io import (
-    read_meta,
-    read_state_dict,
-    write_history,
-    write_state_dict,
+from pydantic import model_validator
+
+from cappuccino.bundles.io import write_history, write_state_dict
+from cappuccino.bundles.manifest import (
+    Manifest,
+    TrainPeriod,
+    data_fields,
+    load_weights,
+    read_manifest,
+    write_manifest,
 )
 from cappuccino.config.rl import EnvSettings
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
-from cappuccino.market import MarketRules
+from cappuccino.market import MarketRules, ObservationSpec
 from cappuccino.models.actor_critic import ActorCritic
 from cappuccino.policies import NetPolicy
-from cappuccino.utils.io import atomic_write_json
-from cappuccino.utils.provenance import git_commit, library_versions
+from cappuccino.utils.provenance import git_commit
 
-FORMAT = "cappuccino.rl-bundle/1"
+FORMAT: Final = "cappuccino.rl-bundle/2"
+WEIGHTS = "policy.pt"
+
+
+class RLManifest(Manifest):
+    """``bundle.json`` of an RL policy bundle."""
+
+    format: Literal["cappuccino.rl-bundle/2"] = FORMAT
+    created: str
+    policy: dict[str, Any]
+    env: EnvSettings
+    market: MarketRules
+    symbols: list[str]
+    feature_set: str
+    feature_names: list[str]
+    feature_code: str
+    timeframe: str
+    scaler: dict[str, Any]
+    train_period: TrainPeriod
+    pretrained_encoder: dict[str, Any] | None
+    config: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RLManifest:
+        if WEIGHTS not in self.files:
+            raise ValueError(f"files: no hash for {WEIGHTS}")
+        if len(set(self.symbols)) != len(self.symbols) or not self.symbols:
+            raise ValueError(f"symbols: got {self.symbols}, expected distinct symbols")
+        spec = ObservationSpec(n_assets=len(self.symbols), n_features=len(self.feature_names),
+                               lookback=self.env.lookback)  # fmt: skip
+        if self.policy.get("obs_dim") != spec.dim or self.policy.get("action_dim") != spec.n_assets:
+            raise ValueError(
+                f"lookback {self.env.lookback}, {len(self.symbols)} symbols and "
+                f"{len(self.feature_names)} features give {spec.dim}-float observations and "
+                f"{spec.n_assets} actions; the policy takes {self.policy.get('obs_dim')} and "
+                f"gives {self.policy.get('action_dim')}"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -52,6 +96,7 @@ class RLBundle:
     feature_set: str
     feature_names: tuple[str, ...]
     timeframe: str
+    manifest: RLManifest
     meta: dict[str, Any]
 
     def as_policy(self, name: str = "policy") -> NetPolicy:
@@ -86,49 +131,63 @@ def save_bundle(
     scaler: Scaler,
     config: dict[str, Any],
     history: list[dict[str, float]],
-    train_period: dict[str, Any],
+    train_period: TrainPeriod,
     pretrained_encoder: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle directory atomically file by file; returns ``path``."""
     path.mkdir(parents=True, exist_ok=True)
-    write_state_dict(path / "policy.pt", policy)
+    write_state_dict(path / WEIGHTS, policy)
     meta = {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(),
         "policy": policy.config(),
         "env": env_settings.model_dump(mode="json"),
-        "market": rules.to_dict(),
-        "symbols": list(data.symbols),
-        "feature_set": data.feature_set,
-        "feature_names": list(data.feature_names),
-        "timeframe": data.timeframe.label,
-        "scaler": scaler.to_dict(),
-        "train_period": train_period,
+        "market": rules.model_dump(mode="json"),
+        **data_fields(data, scaler),
+        "train_period": train_period.model_dump(mode="json"),
         "pretrained_encoder": pretrained_encoder,
         "config": config,
-        "versions": library_versions(),
         "git_commit": git_commit(),
     }
-    atomic_write_json(path / "bundle.json", meta)
     write_history(path / "history.json", history)  # null where no episode ended
+    write_manifest(path / "bundle.json", meta, [WEIGHTS])
     return path
 
 
-def load_bundle(path: Path) -> RLBundle:
-    """Load and validate a bundle directory (see the module docstring)."""
-    meta = read_meta(path, FORMAT, "policy bundle")
-    policy = ActorCritic(**meta["policy"])
-    policy.load_state_dict(read_state_dict(Path(path) / "policy.pt"))
+def load_bundle(path: Path, *, allow_version_mismatch: bool = False) -> RLBundle:
+    """Load and verify a bundle directory (see the module docstring)."""
+    path = Path(path)
+    m, meta = read_manifest(path / "bundle.json", RLManifest,
+                            allow_version_mismatch=allow_version_mismatch)  # fmt: skip
+    where = path / "bundle.json"
+    scaler = _field(where, "scaler", lambda: Scaler.from_dict(m.scaler))
+    if scaler.center.shape != (len(m.symbols), len(m.feature_names)):
+        raise ValueError(
+            f"{where}: scaler.shape: got {list(scaler.center.shape)}, expected "
+            f"[{len(m.symbols)}, {len(m.feature_names)}] (symbols, features)"
+        )
+    policy = _field(where, "policy", lambda: ActorCritic(**m.policy))
+    load_weights(policy, path / WEIGHTS)
     policy.eval()
     return RLBundle(
-        path=Path(path),
+        path=path,
         policy=policy,
-        env_settings=EnvSettings.model_validate(meta["env"]),
-        rules=MarketRules.from_dict(meta["market"]),
-        scaler=Scaler.from_dict(meta["scaler"]),
-        symbols=tuple(meta["symbols"]),
-        feature_set=meta["feature_set"],
-        feature_names=tuple(meta["feature_names"]),
-        timeframe=meta["timeframe"],
+        env_settings=m.env,
+        rules=m.market,
+        scaler=scaler,
+        symbols=tuple(m.symbols),
+        feature_set=m.feature_set,
+        feature_names=tuple(m.feature_names),
+        timeframe=m.timeframe,
+        manifest=m,
         meta=meta,
     )
+
+
+def _field(where: Path, name: str, build: Any) -> Any:
+    """``build()``, with a ``ValueError`` or ``TypeError`` named after the manifest field."""
+    try:
+        return build()
+    except (ValueError, TypeError) as exc:
+        msg = str(exc).removeprefix("scaler.").removeprefix(f"{name}.")
+        raise ValueError(f"{where}: {name}: {msg}") from exc

@@ -5,10 +5,15 @@ Layout (weights are state dicts loaded with ``weights_only=True``, everything el
     model.pt       state dict of the kept (best) epoch
     checkpoints/   epoch_NNN.pt: the top-k epochs by the early-stopping metric
     figures/       training_curves.png, confusion_test.png, roc_test.png, pr_test.png
-    bundle.json    format, model name + resolved config, feature set + names, label,
-                   lookback, symbols, scaler, threshold, val/test metrics, checkpoints,
-                   resolved run config, environment, library versions, git commit
+    bundle.json    the typed manifest (:class:`SupervisedManifest`): model name + resolved
+                   config, feature set + names + code hash, label, lookback, symbols,
+                   scaler, threshold, val/test metrics, checkpoints, resolved run config,
+                   environment, library versions, git commit, the SHA-256 of every
+                   weights file and the manifest's own checksum
     history.json   one row per epoch
+
+Loading verifies all of it (:mod:`cappuccino.bundles.manifest`) before any weights are
+read.
 """
 
 from __future__ import annotations
@@ -16,20 +21,71 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import Tensor, nn
 
-from cappuccino.bundles.io import read_meta, read_state_dict, write_history, write_state_dict
+from cappuccino.bundles.io import write_history, write_state_dict
+from cappuccino.bundles.manifest import Manifest, load_weights, read_manifest, write_manifest
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.datasets.windows import WindowData
 from cappuccino.features.scaling import Scaler
+from cappuccino.features.sets import feature_set_hash
 from cappuccino.models import count_parameters
 from cappuccino.models.registry import build_model, model_config
-from cappuccino.utils.io import atomic_write_json
-from cappuccino.utils.provenance import environment, git_commit, library_versions
+from cappuccino.utils.provenance import environment, git_commit
 
-FORMAT = "cappuccino.supervised-bundle/1"
+FORMAT: Final = "cappuccino.supervised-bundle/2"
+WEIGHTS = "model.pt"
+
+
+class Checkpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epoch: int
+    value: float
+    file: str
+
+
+class SupervisedManifest(Manifest):
+    """``bundle.json`` of a supervised model bundle."""
+
+    format: Literal["cappuccino.supervised-bundle/2"] = FORMAT
+    model: str
+    model_params: dict[str, Any]
+    parameters: int
+    feature_set: str
+    feature_names: list[str]
+    feature_code: str
+    label: dict[str, Any]
+    lookback: int
+    symbols: list[str]
+    timeframe: str
+    scaler: dict[str, Any]
+    threshold: float
+    best_epoch: int
+    checkpoint_metric: str
+    checkpoints: list[Checkpoint]
+    figures: dict[str, str]
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    config: dict[str, Any]
+    environment: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SupervisedManifest:
+        if not self.symbols or len(set(self.symbols)) != len(self.symbols):
+            raise ValueError(f"symbols: got {self.symbols}, expected distinct symbols")
+        if self.lookback < 1:
+            raise ValueError(f"lookback: got {self.lookback}, expected >= 1")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold: got {self.threshold}, expected a probability")
+        unhashed = [
+            f for f in (WEIGHTS, *(c.file for c in self.checkpoints)) if f not in self.files
+        ]
+        if unhashed:
+            raise ValueError(f"files: no hash for {unhashed[0]}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -86,6 +142,7 @@ def save_bundle(
         "parameters": count_parameters(model),
         "feature_set": cfg.feature_set,
         "feature_names": list(data.feature_names),
+        "feature_code": feature_set_hash(cfg.feature_set),
         "label": {"spec": cfg.windows.label, "column": data.label},
         "lookback": data.lookback,
         "symbols": list(data.symbols),
@@ -100,32 +157,46 @@ def save_bundle(
         "data": data.report,
         "config": cfg.model_dump(mode="json", by_alias=True),
         "environment": environment(),
-        "versions": library_versions(),
         "git_commit": git_commit(),
     }
-    atomic_write_json(path / "bundle.json", meta)
     write_history(path / "history.json", history)
+    write_manifest(path / "bundle.json", meta, [WEIGHTS, *(k["file"] for k in kept)])
     return path
 
 
-def load_bundle(path: Path, epoch: int | None = None) -> SupervisedBundle:
-    """The bundle's kept model, or with ``epoch`` one of its top-k checkpoints."""
-    meta = read_meta(path, FORMAT, "model bundle")
-    weights = Path(path) / "model.pt"
+def load_bundle(
+    path: Path, epoch: int | None = None, *, allow_version_mismatch: bool = False
+) -> SupervisedBundle:
+    """The bundle's kept model, or with ``epoch`` one of its top-k checkpoints, after every
+    check of :func:`~cappuccino.bundles.manifest.read_manifest`."""
+    path = Path(path)
+    where = path / "bundle.json"
+    m, meta = read_manifest(where, SupervisedManifest,
+                            allow_version_mismatch=allow_version_mismatch)  # fmt: skip
+    weights = path / WEIGHTS
     if epoch is not None:
-        files = {int(c["epoch"]): c["file"] for c in meta.get("checkpoints", [])}
+        files = {c.epoch: c.file for c in m.checkpoints}
         if epoch not in files:
             raise ValueError(
                 f"bundle {path}: no checkpoint of epoch {epoch}; kept: {sorted(files)}"
             )
-        weights = Path(path) / files[epoch]
-    model = build_model(
-        meta["model"],
-        n_features=len(meta["feature_names"]),
-        window=int(meta["lookback"]),
-        n_assets=len(meta["symbols"]),
-        overrides=meta["model_params"],
-    )
-    model.load_state_dict(read_state_dict(weights))
+        weights = path / files[epoch]
+    try:
+        scaler = Scaler.from_dict(m.scaler)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    if scaler.center.shape[-1:] != (len(m.feature_names),):
+        raise ValueError(
+            f"{where}: scaler.shape: got {list(scaler.center.shape)}, expected one centre per "
+            f"feature ({len(m.feature_names)})"
+        )
+    try:
+        model = build_model(
+            m.model, n_features=len(m.feature_names), window=m.lookback,
+            n_assets=len(m.symbols), overrides=m.model_params,
+        )  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: model: {exc}") from exc
+    load_weights(model, weights)
     model.eval()
-    return SupervisedBundle(Path(path), model, Scaler.from_dict(meta["scaler"]), meta)
+    return SupervisedBundle(path, model, scaler, meta)

@@ -38,7 +38,9 @@ def demo(
     )
     if result.supervised is not None:
         sv = result.supervised
-        from cappuccino.training.supervised import SHOWN_METRICS as keys
+        from cappuccino.reporting.metrics import view
+
+        keys = view("classifier")
 
         table(
             [{"split": k, **{m: sv[k][m] for m in keys}} for k in ("val", "test")],

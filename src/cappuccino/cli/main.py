@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import typer
+from cappuccino.utils.threads import configure_threads, prepare_openmp, resolve_threads
 
-from cappuccino import __version__
-from cappuccino.cli import backtest as backtest_cmd
-from cappuccino.cli import campaign as campaign_cmd
-from cappuccino.cli import data as data_cmd
-from cappuccino.cli import demo as demo_cmd
-from cappuccino.cli import features as features_cmd
-from cappuccino.cli import models as models_cmd
-from cappuccino.cli import rl as rl_cmd
-from cappuccino.cli import train as train_cmd
-from cappuccino.cli import tune as tune_cmd
-from cappuccino.utils.logging import configure_logging
+prepare_openmp()  # before anything below loads torch (OpenMP reads it once); see utils.threads
+
+import typer  # noqa: E402
+
+from cappuccino import __version__  # noqa: E402
+from cappuccino.cli import backtest as backtest_cmd  # noqa: E402
+from cappuccino.cli import campaign as campaign_cmd  # noqa: E402
+from cappuccino.cli import data as data_cmd  # noqa: E402
+from cappuccino.cli import demo as demo_cmd  # noqa: E402
+from cappuccino.cli import features as features_cmd  # noqa: E402
+from cappuccino.cli import models as models_cmd  # noqa: E402
+from cappuccino.cli import rl as rl_cmd  # noqa: E402
+from cappuccino.cli import train as train_cmd  # noqa: E402
+from cappuccino.cli import tune as tune_cmd  # noqa: E402
+from cappuccino.utils.logging import configure_logging  # noqa: E402
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -43,10 +47,22 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING or ERROR"),
+    threads: str | None = typer.Option(
+        None,
+        "--threads",
+        help="torch threads: 'auto' (the cores this process may use) or a count; default "
+        "$CAPPUCCINO_THREADS, else auto. Workers of `tune --workers N` split the cores.",
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
 ) -> None:
     """Cappuccino command-line interface."""
     configure_logging(log_level)
+    try:
+        configure_threads(resolve_threads(threads))
+    except ValueError as exc:
+        raise typer.BadParameter(
+            str(exc).removeprefix("--threads: "), param_hint="--threads"
+        ) from exc
 
 
 if __name__ == "__main__":  # worker processes of `cappuccino tune --workers N` start here

@@ -12,9 +12,9 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
 from cappuccino.data.errors import DataError
+from cappuccino.reporting.table import Table
 
 # Logs and CI capture stdout without a terminal; do not squeeze tables into 80 columns there.
 console = Console(width=None if sys.stdout.isatty() else 180)
@@ -29,26 +29,9 @@ def emit_json(doc: Any) -> None:
 
 
 def table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str] | None = None) -> None:
-    """Render ``rows`` as a rich table with ``columns`` (default: keys of the first row)."""
-    cols = list(columns or (rows[0].keys() if rows else []))
-    t = Table(title=title, show_lines=False)
-    for c in cols:
-        t.add_column(
-            c, justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left"
-        )
-    for r in rows:
-        t.add_row(*(_fmt(r.get(c)) for c in cols))
-    console.print(t)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    if isinstance(v, str) and len(v) > 25 and v[4:5] == "-" and "T" in v:
-        return v[:16].replace("T", " ")
-    return "" if v is None else str(v)
+    """Render ``rows`` with ``columns`` (default: keys of the first row) as a
+    :class:`~cappuccino.reporting.table.Table`: metric columns in their registered format."""
+    console.print(Table.from_records(rows, columns, title=title).rich())
 
 
 def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:

@@ -33,7 +33,9 @@ def train(
     if as_json:
         emit_json(summary)
         return
-    from cappuccino.training.supervised import SHOWN_METRICS as keys
+    from cappuccino.reporting.metrics import view
+
+    keys = view("classifier")
 
     rows = [{"split": s, **{k: summary[s][k] for k in keys}} for s in ("val", "test")]
     table(
@@ -56,6 +58,11 @@ def predict(
     epoch: int | None = typer.Option(
         None, "--epoch", help="score with this top-k checkpoint instead of the kept model"
     ),
+    allow_version_mismatch: bool = typer.Option(
+        False,
+        "--allow-version-mismatch",
+        help="load a bundle written with other library versions (the differences are logged)",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score new bars with a bundle (same features, window, scaler and symbol order)."""
@@ -70,7 +77,8 @@ def predict(
     from cappuccino.workflows.supervised import predict as score
 
     ensemble = (bundle / "ensemble.json").is_file()  # cappuccino tune best --top K
-    b = load_bundle(bundle / "members" / "0" if ensemble else bundle, None if ensemble else epoch)
+    b = load_bundle(bundle / "members" / "0" if ensemble else bundle, None if ensemble else epoch,
+                    allow_version_mismatch=allow_version_mismatch)  # fmt: skip
     b_meta = b.meta
     tf = Timeframe.parse(b_meta["timeframe"])
     bars = ParquetStore(store).read_universe(tf, symbols or b_meta["symbols"])
@@ -82,7 +90,7 @@ def predict(
     if ensemble:
         from cappuccino.workflows.supervised import predict_ensemble
 
-        frame = predict_ensemble(bundle, bars)
+        frame = predict_ensemble(bundle, bars, allow_version_mismatch=allow_version_mismatch)
     else:
         frame = score(b, bars)
     atomic_write_parquet(out, frame)

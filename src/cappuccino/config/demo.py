@@ -11,12 +11,12 @@ from cappuccino.config.rl import (
     ArmName,
     EnvSettings,
     FTEncoderSettings,
-    MarketSettings,
     PPOSettings,
     PretrainSettings,
     SplitSettings,
 )
 from cappuccino.config.supervised import SignalBacktestSettings, TrainSettings, WindowSettings
+from cappuccino.market.rules import MarketRules
 
 
 def _demo_ppo() -> PPOSettings:
@@ -48,7 +48,7 @@ class DemoRLSettings(_Model):
 
     enabled: bool = Field(True, description="train and backtest a PPO policy")
     split: SplitSettings = Field(default_factory=SplitSettings)
-    market: MarketSettings = Field(default_factory=MarketSettings)
+    market: MarketRules = Field(default_factory=MarketRules)
     env: EnvSettings = Field(default_factory=EnvSettings)
     ppo: PPOSettings = Field(default_factory=_demo_ppo)
     benchmarks: list[str] | None = Field(

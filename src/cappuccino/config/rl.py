@@ -12,36 +12,6 @@ from cappuccino.config.models import DataSettings, FeatureSetName, _Model
 from cappuccino.market.rules import MarketRules
 
 
-class MarketSettings(_Model):
-    """Trading rules (all fractions; notionals in the quote currency). See ``MarketRules``."""
-
-    initial_cash: float = Field(1_000_000.0, gt=0, description="starting cash, quote currency")
-    buy_fee_pct: float = Field(0.001, ge=0, le=0.5, description="fee on buy notional, fraction")
-    sell_fee_pct: float = Field(0.001, ge=0, le=0.5, description="fee on sell proceeds, fraction")
-    slippage_pct: float = Field(0.0, ge=0, le=0.5, description="adverse fill price move, fraction")
-    min_order_notional: float | list[float] = Field(
-        10.0, description="smallest order, quote currency (one value or one per symbol)"
-    )
-    max_weight: float = Field(1.0, ge=0, le=1, description="cap on one asset's share of equity")
-    max_gross_exposure: float = Field(1.0, ge=0, le=1, description="cap on the invested share")
-    stop_loss_pct: float | None = Field(
-        None, gt=0, le=1, description="sell a position this far below its entry price"
-    )
-
-    def rules(self) -> MarketRules:
-        m = self.min_order_notional
-        return MarketRules(
-            initial_cash=self.initial_cash,
-            buy_fee_pct=self.buy_fee_pct,
-            sell_fee_pct=self.sell_fee_pct,
-            slippage_pct=self.slippage_pct,
-            min_order_notional=tuple(m) if isinstance(m, list) else m,
-            max_weight=self.max_weight,
-            max_gross_exposure=self.max_gross_exposure,
-            stop_loss_pct=self.stop_loss_pct,
-        )
-
-
 class EnvSettings(_Model):
     """The batched trading environment (see ``cappuccino.training.rl.env``)."""
 
@@ -240,7 +210,7 @@ class RLTrainConfig(_Model):
     output_dir: Path = Field(Path("runs/rl"), description="the bundle is written here")
     data: DataSettings = Field(default_factory=DataSettings)
     split: SplitSettings = Field(default_factory=SplitSettings)
-    market: MarketSettings = Field(default_factory=MarketSettings)
+    market: MarketRules = Field(default_factory=MarketRules)
     env: EnvSettings = Field(default_factory=EnvSettings)
     ppo: PPOSettings = Field(default_factory=PPOSettings)
     compile: bool = Field(

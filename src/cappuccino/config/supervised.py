@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from cappuccino.config.models import DataSettings, FeatureSetName, _Model
-from cappuccino.config.rl import MarketSettings
+from cappuccino.market.rules import MarketRules
 
 
 class EarlyStopping(_Model):
@@ -93,7 +93,7 @@ class SignalBacktestSettings(_Model):
     hold_bars: int | None = Field(
         None, ge=1, description="bars a signal keeps its asset on (None: the label's horizon)"
     )
-    market: MarketSettings = Field(default_factory=MarketSettings)
+    market: MarketRules = Field(default_factory=MarketRules)
     benchmarks: list[str] | None = Field(
         None, description="benchmark policies (None: cash, buy_and_hold, equal_weight:24, BTC)"
     )

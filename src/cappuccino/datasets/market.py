@@ -18,6 +18,7 @@ import numpy.typing as npt
 import polars as pl
 import torch
 
+from cappuccino.config.rl import SplitSettings
 from cappuccino.data.align import align_universe
 from cappuccino.data.schema import Timeframe
 from cappuccino.data.store import ParquetStore
@@ -92,6 +93,27 @@ class MarketArrays:
             )
         return self.slice(i, j)
 
+    def training_bounds(self, split: SplitSettings) -> tuple[int, int]:
+        """Bars ``[i0, i1)`` of ``split``'s training period; ``ValueError`` naming the field
+        when ``split.train_end`` lies after the last bar (a run would silently train on less
+        than it asked for, and nothing would be left to test on) or the period holds under
+        two bars."""
+        last = self.datetime_at(self.n_bars - 1)
+        end = split.train_end if split.train_end.tzinfo else split.train_end.replace(tzinfo=UTC)
+        if end > last:
+            raise ValueError(
+                f"split.train_end: got {end.isoformat()}, after the data's last bar "
+                f"{last.isoformat()}; expected a time inside the data"
+            )
+        i0 = self.index_of(split.train_start, default=0)
+        i1 = self.index_of(split.train_end, default=self.n_bars, side="right")
+        if i1 - i0 < 2:
+            raise ValueError(
+                f"split: no training bars between {split.train_start} and {split.train_end}: "
+                f"the data covers {self.describe()['start']} to {last.isoformat()}"
+            )
+        return i0, i1
+
     def datetime_at(self, i: int) -> datetime:
         """UTC time of bar ``i``'s open."""
         return datetime.fromtimestamp(int(self.timestamps[i]) / 1000, tz=UTC)
@@ -124,23 +146,34 @@ def observation_rows(
     return rows.reshape(data.n_bars, -1)
 
 
-def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timeframe) -> MarketArrays:
+PRICES_ONLY = "prices-only"
+"""The ``feature_set`` of market arrays built without features (benchmark backtests)."""
+
+
+def build_market_arrays(
+    bars: pl.DataFrame, feature_set: str | None, timeframe: Timeframe
+) -> MarketArrays:
     """Align ``bars`` (canonical schema, several symbols), compute ``feature_set`` per symbol
     and keep the bars where every symbol's features are warm. Symbol order is sorted.
     A feature undefined after its warm-up (e.g. on a zero-volume bar) carries its previous
     value forward; those values are counted in ``features_carried``.
 
+    ``feature_set`` None: prices only (no features, no warm-up, every aligned bar kept;
+    ``feature_set`` is then :data:`PRICES_ONLY`), for policies that read no observation.
+
     Raises ``ValueError`` if a price is not finite and positive.
     """
-    fs = get_feature_set(feature_set)
     aligned, _ = align_universe(bars, timeframe)
     aligned = aligned.sort(["symbol", "timestamp"])
-    feats, _ = compute_features(aligned, fs, timeframe=timeframe)
-    feats = feats.sort(["symbol", "timestamp"])
     symbols = tuple(sorted(aligned["symbol"].unique().to_list()))
     n_assets = len(symbols)
     n_bars = aligned.height // n_assets
-    cols = list(fs.columns)
+    if feature_set is None:
+        feats, cols = aligned.select("symbol", "timestamp"), []
+    else:
+        fs = get_feature_set(feature_set)
+        feats, _ = compute_features(aligned, fs, timeframe=timeframe)
+        feats, cols = feats.sort(["symbol", "timestamp"]), list(fs.columns)
 
     def block(frame: pl.DataFrame, names: list[str]) -> npt.NDArray[np.float64]:
         # (A * T, k) -> (T, A, k)
@@ -148,7 +181,11 @@ def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timefra
         return arr.reshape(n_assets, n_bars, len(names)).transpose(1, 0, 2)
 
     prices = block(aligned, ["open", "close"])
-    features = block(feats.with_columns(pl.col(cols).fill_null(np.nan)), cols)
+    features = (
+        block(feats.with_columns(pl.col(cols).fill_null(np.nan)), cols)
+        if cols
+        else np.zeros((n_bars, n_assets, 0))
+    )
     filled = aligned["filled"].to_numpy().reshape(n_assets, n_bars).T
     ts = aligned["timestamp"].dt.epoch("ms").to_numpy()[:n_bars]
     bad = ~(np.isfinite(prices) & (prices > 0))
@@ -161,7 +198,7 @@ def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timefra
     finite = np.isfinite(features)
     if not finite.any(axis=0).all():
         raise ValueError(f"{feature_set}: a feature column has no finite value at all")
-    first = int(finite.argmax(axis=0).max())  # the last column to finish warming up
+    first = int(finite.argmax(axis=0).max()) if cols else 0  # the last column to warm up
     if first >= n_bars - 1:
         raise ValueError(f"{feature_set}: warm-up takes {first} of {n_bars} bars")
     features = features[first:]
@@ -176,7 +213,7 @@ def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timefra
     return MarketArrays(
         timestamps=ts[first:].astype(np.int64),
         symbols=symbols,
-        feature_set=feature_set,
+        feature_set=PRICES_ONLY if feature_set is None else feature_set,
         feature_names=tuple(cols),
         timeframe=timeframe,
         open=np.ascontiguousarray(prices[first:, :, 0]),
@@ -189,8 +226,9 @@ def build_market_arrays(bars: pl.DataFrame, feature_set: str, timeframe: Timefra
 
 
 def load_market(
-    store_path: Path, timeframe: str, symbols: list[str] | None, feature_set: str
+    store_path: Path, timeframe: str, symbols: list[str] | None, feature_set: str | None
 ) -> MarketArrays:
-    """Aligned arrays for ``symbols`` (None: all) of a store."""
+    """Aligned arrays for ``symbols`` (None: all) of a store (``feature_set`` None: prices
+    only, see :func:`build_market_arrays`)."""
     tf = Timeframe.parse(timeframe)
     return build_market_arrays(ParquetStore(store_path).read_universe(tf, symbols), feature_set, tf)

@@ -4,6 +4,11 @@ Each policy decides from a :class:`~cappuccino.policies.MarketView` at the close
 ``t``; the :class:`~cappuccino.market.BarSimulator` fills all rows at bar ``t + 1``'s open
 and values them at its close, the same transition the RL env and the paper broker use.
 Benchmarks (:func:`~cappuccino.policies.benchmark_policy`) are policies too.
+
+Timestamps (``equity.parquet``, ``trades.parquet``, the JSON ``period``) are bar **open**
+times in UTC, as the store and the predictions key their bars: an equity point or a
+weight is the value at the **close** of its bar (the first point: the close of the first
+decision bar, before any fill), and a trade fills at the **open** of its bar.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from cappuccino.policies import MarketView, Policy
 
 @dataclass
 class BacktestResult:
-    """One policy over one period. ``equity`` has ``n_bars + 1`` values (start first)."""
+    """One policy over one period. ``equity`` has ``n_bars + 1`` values (start first), each
+    the value at the close of the bar whose open time is in ``timestamps``."""
 
     name: str
-    timestamps: npt.NDArray[np.int64]  # (n_bars + 1,) close time of each equity point, ms
+    timestamps: npt.NDArray[np.int64]  # (n_bars + 1,) open time of each equity point's bar, ms
     equity: npt.NDArray[np.float64]
     weights: npt.NDArray[np.float64]  # (n_bars + 1, A) at each close
     traded_notional: npt.NDArray[np.float64]  # (n_bars,)
@@ -54,16 +60,16 @@ class BacktestResult:
         )
 
     def trades_frame(self) -> pl.DataFrame:
-        """One row per executed order: fill time (the open of the bar after the decision,
-        i.e. the decision bar's close time), symbol, side, units, execution price, notional
-        and fee (quote currency)."""
+        """One row per executed order: its bar's open time (the bar after the decision; the
+        order fills at that open), symbol, side, units, execution price, notional and fee
+        (quote currency)."""
         parts = []
         for side, arr in (("buy", self.bought), ("sell", self.sold)):
             t, a = np.nonzero(arr > 0)
             parts.append(
                 pl.DataFrame(
                     {
-                        "timestamp": self.timestamps[t],
+                        "timestamp": self.timestamps[t + 1],
                         "symbol": np.asarray(self.symbols, dtype=object)[a].astype(str),
                         "side": np.full(t.size, side),
                         "units": arr[t, a],
@@ -148,7 +154,7 @@ def run_backtests(
         price[step], asset_fees[step] = fill.price, fill.asset_fees
         traded[step], fees[step] = fill.traded_notional, fill.fees
         bought[step], sold[step] = fill.bought, fill.sold
-    close_ms = (data.timestamps[first:] + data.timeframe.ms).astype(np.int64)
+    bar_ms = data.timestamps[first:].astype(np.int64)
     arrays = [x.cpu().numpy() for x in (equity, weights, traded, fees, bought, sold, price,
                                          asset_fees)]  # fmt: skip
     out = []
@@ -164,7 +170,7 @@ def run_backtests(
             weights=w_i[1:],
         )
         result = BacktestResult(
-            name=p.name, timestamps=close_ms, equity=eq_i, weights=w_i, traded_notional=tr_i,
+            name=p.name, timestamps=bar_ms, equity=eq_i, weights=w_i, traded_notional=tr_i,
             fees=fe_i, bought=bo_i, sold=so_i, fill_price=pr_i, asset_fees=af_i,
             symbols=data.symbols, metrics=metrics,
         )  # fmt: skip

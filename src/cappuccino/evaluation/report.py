@@ -1,13 +1,13 @@
 """HTML backtest report: equity against benchmarks, drawdown, weights, metrics, verdict.
 
 plotly draws the figures (its JavaScript is embedded once, so the file works offline);
-jinja2 lays out the page from ``templates/backtest.html.j2``.
+the page is the shared ``backtest.html.j2`` (:mod:`cappuccino.reporting.pages`), the
+metrics those of the registry's ``backtest`` view.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +15,10 @@ import numpy as np
 
 from cappuccino.evaluation.backtest import BacktestResult
 from cappuccino.metrics.returns import drawdown
+from cappuccino.reporting.metrics import view
+from cappuccino.reporting.pages import Section, render_page
+from cappuccino.reporting.table import Table
 from cappuccino.utils.io import atomic_write_bytes
-
-_METRICS = [
-    ("total_return", "Total return", "{:.2%}"),
-    ("cagr", "CAGR", "{:.2%}"),
-    ("sharpe", "Sharpe (ann.)", "{:.2f}"),
-    ("sortino", "Sortino (ann.)", "{:.2f}"),
-    ("max_drawdown", "Max drawdown", "{:.2%}"),
-    ("calmar", "Calmar", "{:.2f}"),
-    ("volatility", "Volatility (ann.)", "{:.2%}"),
-    ("turnover", "Turnover (x equity / yr)", "{:.1f}"),
-    ("fees_paid", "Fees paid (quote)", "{:,.0f}"),
-    ("exposure", "Exposure", "{:.2%}"),
-    ("hit_rate", "Hit rate", "{:.2%}"),
-]
 
 
 def _dates(ms: np.ndarray) -> list[datetime]:
@@ -45,7 +34,6 @@ def render_report(
     context: dict[str, Any],
 ) -> str:
     """The report page as an HTML string."""
-    import jinja2
     import plotly.graph_objects as go
 
     x = _dates(policy.timestamps)
@@ -68,22 +56,24 @@ def render_report(
         dd.to_html(full_html=False, include_plotlyjs=False),
         wf.to_html(full_html=False, include_plotlyjs=False),
     ]
-    rows = []
-    for r in [policy, *benchmarks]:
-        rows.append([r.name] + [fmt.format(r.metrics[k]) for k, _, fmt in _METRICS])
-    template = resources.files("cappuccino.evaluation").joinpath("templates/backtest.html.j2")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    page = env.from_string(template.read_text()).render(
-        title=title,
-        headers=["policy"] + [label for _, label, _ in _METRICS],
-        rows=rows,
-        verdict=verdict,
-        figures=figures,
-        context=context,
-        periods_per_year=policy.metrics["periods_per_year"],
-        n_bars=policy.metrics["n_bars"],
+    table = Table.from_records(
+        [{"policy": r.name, **r.metrics} for r in [policy, *benchmarks]],
+        ["policy", *view("backtest")],
+        labels=True,
     )
-    return page
+    m = policy.metrics
+    return render_page(
+        "backtest.html.j2",
+        title=title,
+        context=context,
+        verdict=verdict,
+        sections=[Section(table, "Metrics", (
+            "Returns are simple per-bar returns; Sharpe and Sortino are annualised with "
+            f"{m['periods_per_year']:.0f} bars per year (risk-free 0); drawdowns are fractions "
+            f"of the running peak; {m['n_bars']} bars, fills at each next bar's open."
+        ))],
+        figures=figures,
+    )  # fmt: skip
 
 
 def write_report(path: Path, html: str) -> Path:

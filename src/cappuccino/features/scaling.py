@@ -74,12 +74,38 @@ class Scaler:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scaler:
-        kind = data["kind"]
+        """The scaler :meth:`to_dict` wrote; ``ValueError`` naming the field when the kind is
+        unknown, the sizes disagree with the shape, or a centre or scale is not a finite
+        number (a null in a bundle's scaler would make every prediction NaN)."""
+        kind = data.get("kind")
         if kind not in SCALER_KINDS:
-            raise ValueError(f"Scaler.kind: got {kind!r}, expected one of {SCALER_KINDS}")
-        shape = tuple(int(s) for s in data["shape"])
-        return cls(
-            kind=kind,
-            center=np.asarray(data["center"], dtype=np.float64).reshape(shape),
-            scale=np.asarray(data["scale"], dtype=np.float64).reshape(shape),
-        )
+            raise ValueError(f"scaler.kind: got {kind!r}, expected one of {SCALER_KINDS}")
+        try:
+            shape = tuple(int(s) for s in data["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"scaler.shape: got {data.get('shape')!r}, expected a list of sizes"
+            ) from exc
+        size = int(np.prod(shape))
+        out: dict[str, npt.NDArray[np.float64]] = {}
+        for name in ("center", "scale"):
+            values = data.get(name)
+            if not isinstance(values, list) or len(values) != size:
+                n = len(values) if isinstance(values, list) else values
+                raise ValueError(
+                    f"scaler.{name}: got {n!r} values, expected {size} for shape {shape}"
+                )
+            bad = [i for i, v in enumerate(values) if not _finite_number(v)]
+            if bad:
+                raise ValueError(
+                    f"scaler.{name}[{bad[0]}]: got {values[bad[0]]!r}, expected a finite number"
+                )
+            out[name] = np.asarray(values, dtype=np.float64).reshape(shape)
+        if (out["scale"] <= 0).any():
+            i = int(np.argmax(out["scale"].ravel() <= 0))
+            raise ValueError(f"scaler.scale[{i}]: got {out['scale'].ravel()[i]!r}, expected > 0")
+        return cls(kind=kind, center=out["center"], scale=out["scale"])
+
+
+def _finite_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))

@@ -8,8 +8,11 @@ including t (bar t's close is known when bar t ends); ``features audit`` checks 
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -57,6 +60,20 @@ def register(fs: FeatureSet) -> FeatureSet:
         )
     FEATURE_SETS[fs.name] = fs
     return fs
+
+
+@cache
+def feature_set_hash(name: str) -> str:
+    """SHA-256 of what defines set ``name``'s values: its columns, the source of its compute
+    function and of the indicator module it calls. A bundle records it; loading refuses a
+    bundle whose features are no longer computed as they were in training."""
+    fs = get_feature_set(name)
+    h = hashlib.sha256()
+    for part in (fs.name, "\n".join(fs.columns), inspect.getsource(fs.compute),
+                 inspect.getsource(ind)):  # fmt: skip
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def get_feature_set(name: str) -> FeatureSet:

@@ -14,9 +14,9 @@ bar's open):
    (equity valued at the fill price before trading).
 3. Orders are the differences; an order whose notional is below the asset's minimum
    is not placed.
-4. Sells execute first, at ``price * (1 - slippage)``, paying ``sell_fee_pct`` of the
+4. Sells execute first, at ``price * (1 - slippage)``, paying ``sell_fee_rate`` of the
    proceeds.
-5. Buys execute at ``price * (1 + slippage)`` plus ``buy_fee_pct`` of the notional. If
+5. Buys execute at ``price * (1 + slippage)`` plus ``buy_fee_rate`` of the notional. If
    their total cost exceeds the cash, every buy is scaled by the same factor (pro rata:
    no asset has priority); a buy that falls below its minimum after scaling is dropped.
    Cash never goes negative and nothing is borrowed.
@@ -115,10 +115,10 @@ def weights_to_units(target_weights: Tensor, equity: Tensor, price: Tensor) -> T
 
 def stop_loss_mask(portfolio: Portfolio, price: Tensor, rules: MarketRules) -> Tensor:
     """``(E, A)`` true where a held position's price is at or below entry * (1 - stop_loss)."""
-    if rules.stop_loss_pct is None:
+    if rules.stop_loss_rate is None:
         return torch.zeros_like(portfolio.units, dtype=torch.bool)
     held = portfolio.units > 0
-    return held & (price <= portfolio.entry_price * (1.0 - rules.stop_loss_pct))
+    return held & (price <= portfolio.entry_price * (1.0 - rules.stop_loss_rate))
 
 
 def apply_risk_limits(
@@ -164,22 +164,22 @@ def rebalance(
     sell = (-delta).clamp_min(0.0)
     sell = torch.where(sell * price < min_notional, torch.zeros_like(sell), sell)
     sell = torch.minimum(sell, units)
-    sell_px = price * (1.0 - rules.slippage_pct)
+    sell_px = price * (1.0 - rules.slippage_rate)
     proceeds = sell * sell_px
-    sell_fees = proceeds * rules.sell_fee_pct
+    sell_fees = proceeds * rules.sell_fee_rate
     cash = cash + (proceeds - sell_fees).sum(-1)
     units = units - sell
 
     buy = delta.clamp_min(0.0)
     buy = torch.where(buy * price < min_notional, torch.zeros_like(buy), buy)
-    buy_px = price * (1.0 + rules.slippage_pct)
-    unit_cost = buy_px * (1.0 + rules.buy_fee_pct)
+    buy_px = price * (1.0 + rules.slippage_rate)
+    unit_cost = buy_px * (1.0 + rules.buy_fee_rate)
     total = (buy * unit_cost).sum(-1)
     scale = torch.where(total > cash, cash / total.clamp_min(1e-300), torch.ones_like(total))
     buy = buy * scale.unsqueeze(-1)
     buy = torch.where(buy * price < min_notional, torch.zeros_like(buy), buy)
     notional_bought = buy * buy_px
-    buy_fees = notional_bought * rules.buy_fee_pct
+    buy_fees = notional_bought * rules.buy_fee_rate
     cash = (cash - (notional_bought + buy_fees).sum(-1)).clamp_min(0.0)
     new_units = units + buy
     entry = torch.where(

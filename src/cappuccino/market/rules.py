@@ -1,72 +1,88 @@
 """Market rules as one frozen, validated value: fees, slippage, minimum order, risk limits.
 
-Every percentage is a fraction (``0.001`` = 0.1 %). Notionals are in the quote
-currency (USDT for the sample). The RL env, the backtester and the paper broker
-read the same :class:`MarketRules`.
+Names carry units: a ``*_rate`` is a fraction (``0.001`` = 0.1 %) and may be written as
+either (``0.001`` or ``"0.1%"``, in YAML, ``--set`` or :func:`parse_rate`); notionals are in
+the quote currency (USDT for the sample). The RL env, the backtester and the paper broker
+read the same :class:`MarketRules`, and run configs embed it as their ``market`` section.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+MAX_FEE_RATE = 0.05
+"""The highest fee rate accepted (5 %): a larger one is almost surely a percentage typed as
+a fraction (``0.1`` meaning 0.1 %)."""
 
 
-def _check_fraction(name: str, value: float, *, low: float, high: float) -> None:
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"MarketRules.{name}: got {value!r}, expected a number in [{low}, {high}]")
+def parse_rate(value: Any, *, name: str = "rate") -> float:
+    """``0.001``, ``"0.001"`` or ``"0.1%"`` -> ``0.001``; ``ValueError`` naming ``name``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: got {value!r}, expected a rate such as 0.001 or 0.1%")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.endswith("%"):
+                return float(text[:-1]) / 100.0
+            return float(text)
+        except ValueError:
+            pass
+    raise ValueError(f"{name}: got {value!r}, expected a rate such as 0.001 or 0.1%")
 
 
-@dataclass(frozen=True, kw_only=True)
-class MarketRules:
-    """Long-only spot trading rules for a batch of portfolios.
+Rate = Annotated[float, BeforeValidator(lambda v: parse_rate(v))]
+"""A fraction, accepted as ``0.001`` or ``"0.1%"``."""
 
-    Attributes:
-        initial_cash: starting cash per portfolio, quote currency.
-        buy_fee_pct: fee on the notional of each buy, fraction.
-        sell_fee_pct: fee on the notional of each sell, fraction.
-        slippage_pct: buys fill at ``price * (1 + slippage)``, sells at ``price * (1 - slippage)``.
-        min_order_notional: smallest order accepted, quote currency; one value for every
-            asset or one per asset (in symbol order). Smaller orders are not placed.
-        max_weight: cap on one asset's share of equity after rebalancing, fraction.
-        max_gross_exposure: cap on the invested share of equity (sum of weights), fraction <= 1
-            (no leverage).
-        stop_loss_pct: when set, a position whose price falls this fraction below its average
-            entry price is sold at the next fill.
+
+class MarketRules(BaseModel):
+    """Long-only spot trading rules for a batch of portfolios (the one market semantics).
+
+    Validation raises naming the field and the value read; a fee above
+    :data:`MAX_FEE_RATE` is refused.
     """
 
-    initial_cash: float = 1_000_000.0
-    buy_fee_pct: float = 0.001
-    sell_fee_pct: float = 0.001
-    slippage_pct: float = 0.0
-    min_order_notional: float | tuple[float, ...] = 10.0
-    max_weight: float = 1.0
-    max_gross_exposure: float = 1.0
-    stop_loss_pct: float | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.initial_cash) and self.initial_cash > 0):
-            raise ValueError(
-                f"MarketRules.initial_cash: got {self.initial_cash!r}, expected a positive number"
-            )
-        _check_fraction("buy_fee_pct", self.buy_fee_pct, low=0.0, high=0.5)
-        _check_fraction("sell_fee_pct", self.sell_fee_pct, low=0.0, high=0.5)
-        _check_fraction("slippage_pct", self.slippage_pct, low=0.0, high=0.5)
-        _check_fraction("max_weight", self.max_weight, low=0.0, high=1.0)
-        _check_fraction("max_gross_exposure", self.max_gross_exposure, low=0.0, high=1.0)
-        if self.stop_loss_pct is not None:
-            _check_fraction("stop_loss_pct", self.stop_loss_pct, low=1e-6, high=1.0)
-        mins = (
-            self.min_order_notional
-            if isinstance(self.min_order_notional, tuple)
-            else (self.min_order_notional,)
-        )
-        for m in mins:
+    initial_cash: float = Field(1_000_000.0, gt=0, description="starting cash, quote currency")
+    buy_fee_rate: Rate = Field(0.001, ge=0, le=MAX_FEE_RATE, description="fee on buy notional")
+    sell_fee_rate: Rate = Field(0.001, ge=0, le=MAX_FEE_RATE, description="fee on sell proceeds")
+    slippage_rate: Rate = Field(
+        0.0, ge=0, le=0.5,
+        description="buys fill at price * (1 + rate), sells at price * (1 - rate)",
+    )  # fmt: skip
+    min_order_notional: float | tuple[float, ...] = Field(
+        10.0,
+        description="smallest order placed, quote currency: one value for every asset or one "
+        "per asset (in symbol order)",
+    )
+    max_weight: Rate = Field(1.0, ge=0, le=1, description="cap on one asset's share of equity")
+    max_gross_exposure: Rate = Field(
+        1.0, ge=0, le=1, description="cap on the invested share of equity (no leverage)"
+    )
+    stop_loss_rate: Rate | None = Field(
+        None, gt=0, le=1,
+        description="sell a position whose price falls this fraction below its average entry",
+    )  # fmt: skip
+
+    @field_validator("initial_cash")
+    @classmethod
+    def _finite_cash(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"got {v!r}, expected a positive number")
+        return v
+
+    @field_validator("min_order_notional")
+    @classmethod
+    def _minimums(cls, v: float | tuple[float, ...]) -> float | tuple[float, ...]:
+        for m in v if isinstance(v, tuple) else (v,):
             if not (math.isfinite(m) and m >= 0):
-                raise ValueError(
-                    f"MarketRules.min_order_notional: got {m!r}, expected a number >= 0"
-                )
+                raise ValueError(f"got {m!r}, expected a number >= 0")
+        return v
 
     def min_notional_per_asset(self, n_assets: int) -> list[float]:
         """Minimum order notional for each of ``n_assets`` assets, in symbol order."""
@@ -80,26 +96,10 @@ class MarketRules:
             return list(m)
         return [float(m)] * n_assets
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "initial_cash": self.initial_cash,
-            "buy_fee_pct": self.buy_fee_pct,
-            "sell_fee_pct": self.sell_fee_pct,
-            "slippage_pct": self.slippage_pct,
-            "min_order_notional": (
-                list(self.min_order_notional)
-                if isinstance(self.min_order_notional, tuple)
-                else self.min_order_notional
-            ),
-            "max_weight": self.max_weight,
-            "max_gross_exposure": self.max_gross_exposure,
-            "stop_loss_pct": self.stop_loss_pct,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MarketRules:
-        d = dict(data)
-        m = d.get("min_order_notional")
-        if isinstance(m, Sequence) and not isinstance(m, str):
-            d["min_order_notional"] = tuple(float(x) for x in m)
-        return cls(**d)
+    def with_fee(self, fee: Any) -> MarketRules:
+        """These rules with ``fee`` (a rate, ``0.001`` or ``"0.1%"``) on buys and sells,
+        validated like any other value."""
+        rate = parse_rate(fee, name="fee")
+        return MarketRules.model_validate(
+            {**self.model_dump(), "buy_fee_rate": rate, "sell_fee_rate": rate}
+        )

@@ -141,20 +141,8 @@ def hit_rate(returns: npt.ArrayLike) -> float:
     return float((nz > 0).mean()) if nz.size else 0.0
 
 
-METRIC_KEYS: tuple[str, ...] = (
-    "total_return",
-    "cagr",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "volatility",
-    "turnover",
-    "fees_paid",
-    "exposure",
-    "hit_rate",
-)
-"""The headline metrics of :func:`summarize`, in display order."""
+MIN_DAYS_ANNUALISED = 30
+"""Fewest days of bars for which :func:`summarize` reports CAGR and Calmar."""
 
 
 def summarize(
@@ -170,17 +158,24 @@ def summarize(
     Keys: ``total_return``, ``cagr``, ``sharpe``, ``sortino``, ``max_drawdown``, ``calmar``,
     ``volatility`` (annualised), ``turnover`` (annualised, multiples of equity), ``fees_paid``
     (quote currency), ``exposure`` (mean invested fraction), ``hit_rate``,
-    ``periods_per_year``, ``n_bars``, ``final_equity``.
+    ``periods_per_year``, ``n_bars``, ``final_equity``, ``notes``. ``cagr`` and ``calmar`` are
+    None under :data:`MIN_DAYS_ANNUALISED` days of bars, with a note saying so.
     """
     e = _as_array(equity, "equity")
     r = simple_returns(e)
+    days = r.size * 365.0 / periods_per_year
+    short = days < MIN_DAYS_ANNUALISED
+    notes = (
+        [f"cagr, calmar: null: {days:.3g} days of bars, under {MIN_DAYS_ANNUALISED} (compounding "
+         "so short a period to a year means nothing)"] if short else []
+    )  # fmt: skip
     return {
         "total_return": total_return(e),
-        "cagr": cagr(e, periods_per_year),
+        "cagr": None if short else cagr(e, periods_per_year),
         "sharpe": sharpe_ratio(r, periods_per_year),
         "sortino": sortino_ratio(r, periods_per_year),
         "max_drawdown": max_drawdown(e),
-        "calmar": calmar_ratio(e, periods_per_year),
+        "calmar": None if short else calmar_ratio(e, periods_per_year),
         "volatility": annualised_volatility(r, periods_per_year),
         "turnover": (
             annualised_turnover(traded_notional, e, periods_per_year)
@@ -193,4 +188,5 @@ def summarize(
         "periods_per_year": periods_per_year,
         "n_bars": int(r.size),
         "final_equity": float(e[-1]),
+        "notes": notes,
     }

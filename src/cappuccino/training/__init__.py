@@ -1,1 +1,2 @@
-"""Training: the supervised trainer and, in ``rl``, the trading environment and PPO."""
+"""Training: the supervised trainer and run, and in ``rl`` the trading environment, PPO and
+encoder pretraining. It never imports evaluation; workflows compose the two."""

@@ -26,13 +26,12 @@ from torch import nn
 from cappuccino.config.supervised import TrainSettings
 from cappuccino.datasets.windows import WindowData, WindowSplit
 from cappuccino.metrics.classification import summary, threshold_for
+from cappuccino.reporting.metrics import view
 from cappuccino.training.losses import LossFn, bce, class_weights, focal, weighted_bce
 
 log = logging.getLogger(__name__)
 # per epoch, for train and val (threshold 0.5 for the decision metrics)
-HISTORY_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "f1_pos", "roc_auc", "pr_auc")
-# what the command line shows of a split's final metrics
-SHOWN_METRICS = ("loss", "accuracy", "precision", "recall", "f1_pos", "roc_auc", "pr_auc")
+HISTORY_METRICS = view("history")
 
 
 @dataclass(frozen=True)
@@ -229,7 +228,6 @@ def fit(
 
 __all__ = [
     "HISTORY_METRICS",
-    "SHOWN_METRICS",
     "Checkpoint",
     "FitResult",
     "evaluate_split",

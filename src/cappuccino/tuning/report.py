@@ -11,6 +11,8 @@ from cappuccino.config.tuning import TuneConfig
 from cappuccino.datasets.splits import cpcv_paths, group_bounds
 from cappuccino.evaluation.overfitting import deflated_sharpe, pbo_cscv, per_period_sharpe
 from cappuccino.metrics.returns import sharpe_ratio
+from cappuccino.reporting.pages import Section, render_page
+from cappuccino.reporting.table import Table
 from cappuccino.tuning.rl_objective import cv_folds
 from cappuccino.tuning.tune import load_study, summarize
 from cappuccino.utils.io import atomic_write_bytes
@@ -149,7 +151,6 @@ def rl_statistics(cfg: TuneConfig, complete: list[Any], n_tried: int) -> dict[st
 
 
 def write_report_html(report: dict[str, Any], path: Path) -> Path:
-    import jinja2
     import plotly.graph_objects as go
     from plotly.io import to_html
 
@@ -169,50 +170,21 @@ def write_report_html(report: dict[str, Any], path: Path) -> Path:
     imp = sorted(report["importance"].items(), key=lambda kv: kv[1])
     fig_i = go.Figure(go.Bar(x=[v for _, v in imp], y=[k for k, _ in imp], orientation="h"))
     fig_i.update_layout(title="parameter importance (PED-ANOVA)", height=max(250, 28 * len(imp)))
-    html = (
-        jinja2.Environment(autoescape=True)
-        .from_string(_PAGE)
-        .render(
-            r=report,
-            history=to_html(fig_h, include_plotlyjs=True, full_html=False),
-            importance=to_html(fig_i, include_plotlyjs=False, full_html=False) if imp else "",
-        )
-    )
+    top = Table.from_cells(
+        ["trial", report["metric"], "best epoch", "seconds", "parameters"],
+        [[t["trial"], f"{t['value']:.4f}", t["best_epoch"], f"{t['seconds'] or 0:.1f}",
+          str(t["params"])] for t in report["top_trials"]],
+    )  # fmt: skip
+    sections = [Section(top, "Top trials")]
+    if report["failed"]:
+        failed = Table.from_cells(["trial", "error"], [
+            [f["trial"], f["error"] or f.get("skipped") or
+             "worker died (heartbeat stopped); re-queued"] for f in report["failed"]])  # fmt: skip
+        sections.append(Section(failed, "Failed trials"))
+    html = render_page(
+        "study.html.j2", title=f"Study {report['study_name']}", r=report, sections=sections,
+        history=to_html(fig_h, include_plotlyjs=True, full_html=False),
+        importance=to_html(fig_i, include_plotlyjs=False, full_html=False) if imp else "",
+    )  # fmt: skip
     atomic_write_bytes(Path(path), html.encode())
     return Path(path)
-
-
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Study {{ r.study_name }}</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px}
-table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
-code{font-size:.85em}</style></head><body>
-<h1>Study {{ r.study_name }}</h1>
-<p>Storage <code>{{ r.storage }}</code>; {{ r.direction }} <b>{{ r.metric }}</b>
-({{ "mean over the trial's folds" if r.kind == "rl" else "value at each trial's kept epoch" }}).
-Trials by state:
-{% for k, v in r.counts|dictsort %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>
-<p>Best: trial {{ r.best_trial }}, {{ r.metric }} = {{ r.best_value }};
-bundle <code>{{ r.best_bundle }}</code>.</p>
-{{ history|safe }}
-{% if importance %}{{ importance|safe }}{% else %}<p>Parameter importance needs two complete
-trials with different parameters.</p>{% endif %}
-<h2>Top trials</h2>
-<table><tr><th>trial</th><th>{{ r.metric }}</th><th>best epoch</th><th>seconds</th><th>parameters</th></tr>
-{% for t in r.top_trials %}<tr><td>{{ t.trial }}</td><td>{{ "%.4f"|format(t.value) }}</td>
-<td>{{ t.best_epoch }}</td><td>{{ "%.1f"|format(t.seconds or 0) }}</td>
-<td><code>{{ t.params }}</code></td></tr>{% endfor %}</table>
-{% if r.deflated_sharpe %}<h2>Out of sample (CPCV)</h2>
-<p>{{ r.units }}.</p><ul>
-<li>Probability of backtest overfitting (CSCV over {{ r.pbo.n_trials or "too few" }} trials):
-<b>{{ r.pbo.pbo if r.pbo.pbo is not none else r.pbo.reason }}</b></li>
-<li>Deflated Sharpe ratio of trial {{ r.deflated_sharpe.trial }} after
-{{ r.deflated_sharpe.n_trials|int }} trials: <b>{{ "%.3f"|format(r.deflated_sharpe.deflated_sharpe) }}</b>
-(probabilistic Sharpe {{ "%.3f"|format(r.deflated_sharpe.probabilistic_sharpe) }})</li>
-<li>CPCV paths of that trial: {{ r.cpcv.paths }}, Sharpe mean {{ r.cpcv.mean }}, std
-{{ r.cpcv.std }}, min {{ r.cpcv.min }}</li></ul>{% endif %}
-{% if r.failed %}<h2>Failed trials</h2><table><tr><th>trial</th><th>error</th></tr>
-{% for f in r.failed %}<tr><td>{{ f.trial }}</td><td><code>{{ f.error or f.skipped or
-"worker died (heartbeat stopped); re-queued" }}</code></td></tr>{% endfor %}</table>{% endif %}
-</body></html>
-"""

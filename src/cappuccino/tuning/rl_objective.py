@@ -8,9 +8,9 @@ benchmark policy on the very same bars. The fold's score is the annualised Sharp
 policy's per-bar returns over its test segments minus the benchmark's. The trial's value
 is the mean over folds; the running mean is reported after each fold, so the pruner can
 stop a trial early. Each trial keeps, as files: ``folds.json`` (per-fold metrics),
-``oos_returns.parquet`` (every test bar: fold, close time, bar index, policy and
-benchmark return)
-and the bundle of its best fold's policy (nothing is retrained).
+``oos_returns.parquet`` (every test bar: fold, bar open time (the return is realised at
+its close), bar index, policy and benchmark return) and the bundle of its best fold's
+policy (nothing is retrained).
 
 When the space can choose a pretrained encoder (``ft_use_pretrained``), the newest
 compatible one under ``rl.ppo.ft.pretrained_root`` is found once per worker: it must fit
@@ -32,6 +32,7 @@ from cappuccino.bundles.encoder import (
     load_encoder,
     segment_times,
 )
+from cappuccino.bundles.manifest import TrainPeriod
 from cappuccino.bundles.rl import save_bundle
 from cappuccino.config.loading import apply_values
 from cappuccino.config.rl import FTPolicySettings, RLTrainConfig
@@ -124,9 +125,7 @@ class RLObjective:
         history = cfg.env.lookback - 1
         start = max(0, a - history)  # the observation's history may reach before the block
         window = self.data.slice(start, b)
-        return run_backtests(
-            window, policies, rules=cfg.market.rules(), first=max(a, history) - start
-        )
+        return run_backtests(window, policies, rules=cfg.market, first=max(a, history) - start)
 
     def run_fold(self, cfg: RLTrainConfig, fold: Fold) -> dict[str, Any]:
         """Train on the fold's train segments, backtest on its test segments."""
@@ -141,7 +140,7 @@ class RLObjective:
                 f"({need} bars); use fewer groups or shorter episodes"
             )
         env = BatchedTradingEnv(
-            self.data, settings=cfg.env, rules=cfg.market.rules(), n_envs=cfg.ppo.n_envs,
+            self.data, settings=cfg.env, rules=cfg.market, n_envs=cfg.ppo.n_envs,
             scaler=scaler, segments=train_segments, seed=cfg.seed,
         )  # fmt: skip
         result = train_ppo(env, cfg.ppo, seed=cfg.seed,
@@ -186,10 +185,9 @@ class RLObjective:
             rows.append({"fold": i, "test_groups": list(fold.test_groups),
                          "test_bars": fold.n_test, "train_bars": fold.n_train,
                          **{k: r[k] for k in ("sharpe", "benchmark_sharpe", "score")}})  # fmt: skip
-            close_ms = self.data.timestamps + self.data.timeframe.ms
             frames.append(pl.DataFrame({
                 "fold": np.full(r["returns"].size, i), "timestamp": r["timestamps"],
-                "bar": np.searchsorted(close_ms, r["timestamps"]),
+                "bar": np.searchsorted(self.data.timestamps, r["timestamps"]),
                 "return": r["returns"], "benchmark_return": r["benchmark_returns"],
             }))  # fmt: skip
             if best is None or r["score"] > best[1]["score"]:
@@ -206,10 +204,14 @@ class RLObjective:
         train_bars = segments_index(r["train_segments"])
         bundle = save_bundle(
             out / "bundle", r["policy"], data=self.data, env_settings=cfg.env,
-            rules=cfg.market.rules(), scaler=r["scaler"], config=cfg.model_dump(mode="json"),
+            rules=cfg.market, scaler=r["scaler"], config=cfg.model_dump(mode="json"),
             history=r["history"],
             pretrained_encoder=(enc.provenance() if (enc := self.encoder_for(cfg)) else None),
-            train_period={"fold": i, "segments": r["train_segments"], "n_bars": int(train_bars.size)},
+            train_period=TrainPeriod(
+                start=self.data.datetime_at(min(a for a, _ in r["train_segments"])).isoformat(),
+                end=self.data.datetime_at(max(b for _, b in r["train_segments"]) - 1).isoformat(),
+                n_bars=int(train_bars.size), segments=r["train_segments"], fold=i,
+            ),
         )  # fmt: skip
         atomic_write_json(out / "folds.json", {"units": _UNITS, "folds": rows})
         atomic_write_parquet(

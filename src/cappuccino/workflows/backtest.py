@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +48,52 @@ class Evaluation:
         }
 
 
+PERIOD_CONVENTION = (
+    "bar open times, UTC (as the candles are keyed): start is the first decision bar, end the "
+    "last bar; each equity point is valued at its bar's close, each trade fills at its bar's open"
+)
+
+
 def period_window(
     data: MarketArrays, start: datetime | str | None, end: datetime | str | None, lookback: int
-) -> tuple[MarketArrays, int]:
+) -> tuple[MarketArrays, int, list[str]]:
     """Bars from ``start`` to ``end`` plus ``lookback - 1`` bars of history before ``start``;
-    returns the window and the index of the first decision bar inside it."""
-    first = data.index_of(start, default=lookback - 1)
+    returns the window, the index of the first decision bar inside it, and one note per
+    bound that was moved (from what, to what, and why).
+
+    A ``start`` before the first bar with a full observation window (``lookback - 1`` bars of
+    history) moves to that bar; an ``end`` after the last bar moves to it. A period with no
+    bars left is an error.
+    """
+    notes: list[str] = []
+    earliest = lookback - 1
+    first = data.index_of(start, default=earliest)
     last = data.index_of(end, default=data.n_bars, side="right")
-    if first < lookback - 1:
-        raise ValueError(
-            f"start {start}: the observation needs {lookback - 1} bars of history, "
-            f"the data starts {data.describe()['start']}"
-        )
+    desc = data.describe()
+    if start is not None and (first < earliest or _utc(start) < data.datetime_at(0)):
+        why = f"the data starts {desc['start']}"
+        if earliest > 0:
+            why += f" and the observation needs {earliest} bars of history"
+        notes.append(f"start moved from {_iso(start)} to {data.datetime_at(earliest).isoformat()}"
+                     f": {why}")  # fmt: skip
+        first = earliest
+    if end is not None and last == data.n_bars and _utc(end) > data.datetime_at(data.n_bars - 1):
+        notes.append(f"end moved from {_iso(end)} to {desc['end']}: the data ends there")
     if last - first < 2:
-        raise ValueError(f"no bars to backtest between {start} and {end}")
-    return data.slice(first - (lookback - 1), last), lookback - 1
+        raise ValueError(
+            f"no bars to backtest between {start} and {end}: the data covers {desc['start']} "
+            f"to {desc['end']}"
+        )
+    return data.slice(first - earliest, last), earliest, notes
+
+
+def _utc(x: datetime | str) -> datetime:
+    d = datetime.fromisoformat(x) if isinstance(x, str) else x
+    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
+
+
+def _iso(x: datetime | str) -> str:
+    return _utc(x).isoformat()
 
 
 def evaluate(
@@ -91,7 +122,7 @@ def evaluate(
         main, rules = benchmark_policy(policy, data.symbols), rules or MarketRules()
     else:
         main, rules = policy, rules or MarketRules()
-    window, first = period_window(data, start, end, main.lookback)
+    window, first, notes = period_window(data, start, end, main.lookback)
     specs = benchmarks if benchmarks is not None else default_benchmarks(data.symbols)
     bench = [benchmark_policy(s, data.symbols) for s in specs if s != main.name]
     results = run_backtests(window, [main, *bench], rules=rules, first=first, device=device)
@@ -104,9 +135,14 @@ def evaluate(
         )  # fmt: skip
     desc = window.slice(first, window.n_bars).describe()
     context: dict[str, Any] = {
-        "period": {"start": desc["start"], "end": desc["end"]},
+        "period": {
+            "start": desc["start"],
+            "end": desc["end"],
+            "convention": PERIOD_CONVENTION,
+            "adjusted": notes,
+        },
         "symbols": list(data.symbols),
-        "market": rules.to_dict(),
+        "market": rules.model_dump(mode="json"),
     }
     if bundle is not None:
         context["bundle"] = str(bundle.path)
@@ -115,10 +151,18 @@ def evaluate(
                       context=context)  # fmt: skip
 
 
+def backtest_notes(ev: Evaluation) -> list[str]:
+    """What the backtest moved or left out: adjusted period bounds, null metrics."""
+    return [*ev.context["period"]["adjusted"], *ev.policy.metrics["notes"]]
+
+
 def _period_text(period: dict[str, Any] | None) -> str:
     if not period:
         return "n/a (benchmark policy)"
-    return f"{period['start']} to {period['end']} ({period['n_bars']:,} bars)"
+    text = f"{period['start']} to {period['end']} ({period['n_bars']:,} bars"
+    if period.get("segments"):
+        text += f" in {len(period['segments'])} CPCV segments, fold {period.get('fold')}"
+    return text + ")"
 
 
 def write_evaluation(ev: Evaluation, out_dir: Path, report: Path | None = None) -> dict[str, str]:
@@ -146,10 +190,11 @@ def write_evaluation(ev: Evaluation, out_dir: Path, report: Path | None = None) 
                 "period": f"{ev.context['period']['start']} to {ev.context['period']['end']}",
                 "symbols": ", ".join(ev.context["symbols"]),
                 "fees": (
-                    f"buy {ev.context['market']['buy_fee_pct']:.3%}, "
-                    f"sell {ev.context['market']['sell_fee_pct']:.3%}"
+                    f"buy {ev.context['market']['buy_fee_rate']:.3%}, "
+                    f"sell {ev.context['market']['sell_fee_rate']:.3%}"
                 ),
                 "training period": _period_text(ev.context.get("train_period")),
+                "notes": "; ".join(backtest_notes(ev)) or "none",
             },
         )
         paths["report"] = write_report(report, html)

@@ -27,12 +27,15 @@ from cappuccino.data.schema import Timeframe
 from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.market import build_market_arrays
 from cappuccino.datasets.windows import chronological_splits
+from cappuccino.reporting.metrics import view
+from cappuccino.reporting.pages import Section, render_page
+from cappuccino.reporting.table import Table
 from cappuccino.tracking import Tracker
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
-from cappuccino.workflows.supervised import BACKTEST_KEYS, BACKTEST_UNITS
+from cappuccino.workflows.supervised import BACKTEST_UNITS
 from cappuccino.workflows.supervised import train as train_supervised
 
-COLUMNS = ("roc_auc", "pr_auc", "f1_pos", "precision", "recall", "accuracy")
+COLUMNS = tuple(k for k in view("classifier") if k != "loss")  # test metrics shown
 
 
 SHARED = (
@@ -139,7 +142,7 @@ def run_campaign(
             row[f"test_{k}"] = statistics.mean(float(r["test"][k]) for r in runs)
         if all("backtest" in r for r in runs):
             bts = [r["backtest"] for r in runs]
-            for k in BACKTEST_KEYS:
+            for k in view("headline"):
                 row[f"bt_{k}"] = statistics.mean(float(b["policy"][k]) for b in bts)
             row["bt_degenerate"] = sum(bool(b["degenerate"]["degenerate"]) for b in bts)
             row["bt_period"] = bts[0]["period"]
@@ -150,119 +153,69 @@ def run_campaign(
     return rows
 
 
-BT_HEAD = ("total return", "Sharpe (ann.)", "max drawdown", "turnover (x/yr)", "exposure",
-           "fees (quote)")  # fmt: skip
-
-
-def backtest_table(rows: list[dict[str, Any]]) -> list[list[str]]:
+def backtest_table(rows: list[dict[str, Any]]) -> Table | None:
     """One line per model (means over seeds, with how many seeds were degenerate), then the
-    benchmarks over the same bars; empty when no row was backtested."""
+    benchmarks over the same bars; None when no row was backtested."""
     done = [r for r in rows if "bt_sharpe" in r]
     if not done:
-        return []
+        return None
+    keys = view("headline")
+    recs = [{"policy": r["model"], **{k: r[f"bt_{k}"] for k in keys},
+             "degenerate": f"{r['bt_degenerate']}/{r['seeds']}"} for r in done]  # fmt: skip
+    recs += [{"policy": f"benchmark: {name}", **m, "degenerate": ""}
+             for name, m in done[0]["bt_benchmarks"].items()]  # fmt: skip
+    return Table.from_records(recs, ["policy", *keys, "degenerate"], labels=True)
 
-    def cells(m: dict[str, Any]) -> list[str]:
-        return [f"{m['total_return']:.2%}", f"{m['sharpe']:.2f}", f"{m['max_drawdown']:.2%}",
-                f"{m['turnover']:.1f}", f"{m['exposure']:.1%}", f"{m['fees_paid']:,.0f}"]  # fmt: skip
 
-    out = []
-    for r in done:
-        means = {k: r[f"bt_{k}"] for k in BACKTEST_KEYS}
-        out.append([r["model"], *cells(means), f"{r['bt_degenerate']}/{r['seeds']}"])
-    for name, m in done[0]["bt_benchmarks"].items():
-        out.append([f"benchmark: {name}", *cells(m), ""])
+def summary_table(rows: list[dict[str, Any]]) -> Table:
+    """The comparison: each model's inputs, loss and test metrics."""
+    recs = [{"model": r["model"], "parameters": r["parameters"],
+             "inputs": f"{r['feature_set']} x {r['lookback']}", "loss": r["loss"],
+             "epochs": f"{r['epochs']:.1f}",
+             **{f"test {k}": f"{r[f'test_{k}']:.3f}" for k in COLUMNS},
+             "seconds": f"{r['seconds']:.1f}"} for r in rows]  # fmt: skip
+    cols = ["model", "parameters", "inputs", "loss", "epochs", *[f"test {k}" for k in COLUMNS],
+            "seconds"]  # fmt: skip
+    return Table.from_records(recs, cols)
+
+
+def _sections(rows: list[dict[str, Any]]) -> list[Section]:
+    out = [Section(summary_table(rows))]
+    bt = backtest_table(rows)
+    if bt is not None:
+        p = next(r for r in rows if "bt_period" in r)
+        out.append(Section(bt, heading=(
+            "Signals traded through the market core, "
+            f"{p['bt_period']['start']} to {p['bt_period']['end']}"
+        ), text=(
+            "One equal slot per asset, bought at the next open when a signal turns it on, held "
+            f"{p['bt_hold_bars']} bars after the last signal. Units: {BACKTEST_UNITS}. "
+            "Degenerate: seeds whose policy the degenerate-policy check flags (a copy of a "
+            "benchmark, or cash)."
+        )))  # fmt: skip
     return out
 
 
-def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
-
-
-def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the comparison: each model's inputs, loss and test metrics."""
-    head = ["model", "parameters", "inputs", "loss", "epochs",
-            *[f"test {k}" for k in COLUMNS], "seconds"]  # fmt: skip
-    body = []
-    for r in rows:
-        cells = [r["model"], f"{r['parameters']:,}", f"{r['feature_set']} x {r['lookback']}",
-                 r["loss"], f"{r['epochs']:.1f}"]  # fmt: skip
-        cells += [f"{r[f'test_{k}']:.3f}" for k in COLUMNS]
-        cells.append(f"{r['seconds']:.1f}")
-        body.append(cells)
-    return head, body
-
-
-def _backtest_intro(rows: list[dict[str, Any]]) -> tuple[str, str]:
-    p = next(r for r in rows if "bt_period" in r)
-    title = (
-        "Signals traded through the market core, "
-        f"{p['bt_period']['start']} to {p['bt_period']['end']}"
-    )
-    text = (
-        "One equal slot per asset, bought at the next open when a signal turns it on, held "
-        f"{p['bt_hold_bars']} bars after the last signal. Units: {BACKTEST_UNITS}. "
-        "Degenerate: seeds whose policy the degenerate-policy check flags (a copy of a "
-        "benchmark, or cash)."
-    )
-    return title, text
-
-
-def _markdown(rows: list[dict[str, Any]]) -> str:
-    lines = _md_table(*summary_table(rows))
-    bt = backtest_table(rows)
-    if bt:
-        title, text = _backtest_intro(rows)
-        lines += ["", f"## {title}", "", text, "",
-                  *_md_table(["policy", *BT_HEAD, "degenerate"], bt)]  # fmt: skip
-    return "\n".join(lines) + "\n"
+_INTRO = ("Test metrics at the decision threshold chosen on validation; ROC-AUC and PR-AUC do "
+          "not depend on it. Means over seeds.")  # fmt: skip
 
 
 def write_campaign(
     rows: list[dict[str, Any]], out_dir: Path, *, context: dict[str, Any]
 ) -> dict[str, str]:
     """campaign.json, campaign.md and campaign.html under ``out_dir``."""
-    import jinja2
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    bt = backtest_table(rows)
-    md = (
-        f"# Baseline campaign\n\n{context.get('description', '')}\n\n"
-        "Test metrics at the decision threshold chosen on validation; ROC-AUC and PR-AUC do "
-        "not depend on it. Means over seeds.\n\n" + _markdown(rows)
-    )
-    html = (
-        jinja2.Environment(autoescape=True)
-        .from_string(_HTML)
-        .render(
-            rows=rows,
-            context=context,
-            tables=[
-                ("", "", *summary_table(rows)),
-                *([(*_backtest_intro(rows), ["policy", *BT_HEAD, "degenerate"], bt)] if bt else []),
-            ],
-        )
-    )
+    sections = _sections(rows)
+    parts = [f"# Baseline campaign\n\n{context.get('description', '')}\n\n{_INTRO}\n"]
+    for sec in sections:
+        parts += [f"## {sec.heading}\n" if sec.heading else "", f"{sec.text}\n" if sec.text else "",
+                  sec.table.markdown() + "\n"]  # fmt: skip
+    md = "\n".join(p for p in parts if p)
+    html = render_page("campaign.html.j2", title="Baseline campaign",
+                       intro=[context.get("description", ""), _INTRO], sections=sections)  # fmt: skip
     paths = {"json": out_dir / "campaign.json", "markdown": out_dir / "campaign.md",
              "html": out_dir / "campaign.html"}  # fmt: skip
     atomic_write_json(paths["json"], {"context": context, "rows": rows})
     atomic_write_bytes(paths["markdown"], md.encode())
     atomic_write_bytes(paths["html"], html.encode())
     return {k: str(v) for k, v in paths.items()}
-
-
-_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Baseline campaign</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px}
-table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left}</style></head><body>
-<h1>Baseline campaign</h1>
-<p>{{ context.description }}</p>
-<p>Test metrics at the decision threshold chosen on validation (ROC-AUC and PR-AUC do not
-depend on it); means over {{ rows[0].seeds if rows else 0 }} seed(s).</p>
-{% for title, text, head, body in tables %}
-{% if title %}<h2>{{ title }}</h2>{% endif %}{% if text %}<p>{{ text }}</p>{% endif %}
-<table><tr>{% for h in head %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for line in body %}<tr>{% for c in line %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
-</table>{% endfor %}
-</body></html>
-"""

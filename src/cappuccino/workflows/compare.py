@@ -40,6 +40,8 @@ from cappuccino.datasets.market import load_market
 from cappuccino.evaluation import compare as stats
 from cappuccino.evaluation.backtest import run_backtest
 from cappuccino.policies import NetPolicy
+from cappuccino.reporting.pages import Section, render_page
+from cappuccino.reporting.table import Table
 from cappuccino.training.rl.pretrain import pretrain_encoder
 from cappuccino.training.rl.train import holdout_start, train_rl
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
@@ -108,12 +110,12 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     run = arm_config(cfg, arm, seed, Path(encoder) if encoder else None)
     data = load_market(run.data.store, run.data.timeframe, run.data.symbols, run.env.feature_set)
     start, end = holdout_start(data, run.split), run.split.test_end
-    window, first = period_window(data, start, end, run.env.lookback)
+    window, first, _ = period_window(data, start, end, run.env.lookback)
     n_updates = run.ppo.n_updates
     points = {round(n_updates * (k + 1) / (cfg.eval_points + 1)) for k in range(cfg.eval_points)}
     curve: list[dict[str, float]] = []
     history: list[dict[str, float]] = []
-    rules = run.market.rules()
+    rules = run.market
     cuda = torch.cuda.is_available() and run.ppo.device in ("auto", "cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -302,8 +304,8 @@ def _ci(c: dict[str, float] | None, fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(c['mean'])} [{fmt.format(c['low'])}, {fmt.format(c['high'])}]"
 
 
-def _tables(report: dict[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
-    """The report's tables (header, rows), rendered as Markdown and as HTML."""
+def _tables(report: dict[str, Any]) -> list[Table]:
+    """The report's tables, rendered as Markdown and as HTML."""
     arms = []
     for arm, a in report["arms"].items():
         st = a["steps_to_level"]
@@ -329,10 +331,10 @@ def _tables(report: dict[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
               f"{t['p_adjusted']:.3g}", f"{t['welch_p']:.3g}", f"{t['bootstrap_p']:.3g}",
               f"{t['bootstrap_p_adjusted']:.3g}"] for t in report["comparisons"]]  # fmt: skip
     return [
-        (head, arms),
-        (["benchmark", "Sharpe", "total return"], bench),
-        (["arm", "vs", "Sharpe diff", "paired t p", "Holm", "Welch p", "bar bootstrap p",
-          "Holm"], tests),
+        Table.from_cells(head, arms),
+        Table.from_cells(["benchmark", "Sharpe", "total return"], bench),
+        Table.from_cells(["arm", "vs", "Sharpe diff", "paired t p", "Holm", "Welch p",
+                          "bar bootstrap p", "Holm"], tests),
     ]  # fmt: skip
 
 
@@ -348,18 +350,14 @@ def _title(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     title, *intro = _title(report)
     lines = [f"# {title}", "", *intro, ""]
-    for head, rows in _tables(report):
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lines.append("")
+    for t in _tables(report):
+        lines += [t.markdown(), ""]
     lines += ["## Verdict", "", *(f"- {v}" for v in report["verdicts"]), "", "## Units", ""]
     lines += [f"- {k}: {v}" for k, v in report["units"].items()]
     return "\n".join(lines) + "\n"
 
 
 def html(report: dict[str, Any]) -> str:
-    from html import escape
-
     import plotly.graph_objects as go
     from plotly.io import to_html
     from plotly.subplots import make_subplots
@@ -389,20 +387,12 @@ def html(report: dict[str, Any]) -> str:
     fig.update_xaxes(title_text="timesteps", row=1, col=1)
     fig.update_xaxes(title_text="timesteps", row=1, col=2)
     title, *intro = _title(report)
-    parts = [f"<h1>{escape(title)}</h1>", *(f"<p>{escape(x)}</p>" for x in intro)]
-    for head, rows in _tables(report):
-        parts.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows]
-        parts.append("</table><br>")
-    parts.append("<h2>Verdict</h2><ul>" + "".join(f"<li>{escape(v)}</li>"
-                                                  for v in report["verdicts"]) + "</ul>")  # fmt: skip
-    parts.append(to_html(fig, include_plotlyjs=True, full_html=False))
-    parts.append("<h2>Units</h2><ul>" + "".join(f"<li>{escape(k)}: {escape(v)}</li>"
-                                                for k, v in report["units"].items()) + "</ul>")  # fmt: skip
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>A/B</title>"
-            "<style>body{font-family:sans-serif;margin:2rem}table{border-collapse:collapse}"
-            "th,td{border:1px solid #ccc;padding:.3rem .6rem}</style></head><body>"
-            + "".join(parts) + "</body></html>")  # fmt: skip
+    return render_page(
+        "compare.html.j2", title=title, intro=intro,
+        sections=[Section(t) for t in _tables(report)], verdicts=report["verdicts"],
+        figures=[to_html(fig, include_plotlyjs=True, full_html=False)],
+        units=[f"{k}: {v}" for k, v in report["units"].items()],
+    )  # fmt: skip
 
 
 def write_compare(out: Path, report: dict[str, Any]) -> None:

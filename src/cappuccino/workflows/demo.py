@@ -30,6 +30,7 @@ from cappuccino.data.validate import fill_gaps
 from cappuccino.datasets.market import build_market_arrays
 from cappuccino.features.audit import AuditReport, audit_lookahead
 from cappuccino.features.table import TableReport, build_feature_table
+from cappuccino.reporting.metrics import view
 from cappuccino.tracking import MlflowTracker
 from cappuccino.training.rl.train import holdout_start, train_rl
 from cappuccino.tuning.tune import tune
@@ -228,7 +229,7 @@ def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     log.info("backtesting out of sample from %s", start.isoformat())
     ev = evaluate(data, bundle, start=start, end=r.split.test_end, benchmarks=r.benchmarks)
     paths = write_evaluation(ev, out / "backtest", out / "report.html")
-    keys = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "exposure")
+    keys = view("headline")
     rows = [
         {"policy": x.name, **{k: x.metrics[k] for k in keys}} for x in [ev.policy, *ev.benchmarks]
     ]

@@ -20,6 +20,7 @@ from cappuccino.features.labels import ForwardReturnLabel, LabelSpec, parse_labe
 from cappuccino.features.sets import get_feature_set
 from cappuccino.features.table import build_feature_table
 from cappuccino.policies import SignalPolicy
+from cappuccino.reporting.metrics import view
 from cappuccino.tracking import Tracker
 from cappuccino.training.supervised import predict_split
 from cappuccino.training.supervised_run import AfterFit, train_supervised
@@ -59,13 +60,12 @@ def signal_backtest(cfg: SupervisedConfig, market: MarketArrays | None = None) -
             **backtest_summary(ev),
             "outputs": write_evaluation(ev, out, report=out / "report.html"),
         }
-        metrics = {f"backtest_{k}": float(ev.policy.metrics[k]) for k in BACKTEST_KEYS}
+        metrics = {f"backtest_{k}": float(ev.policy.metrics[k]) for k in view("headline")}
         return section, metrics, out
 
     return run
 
 
-BACKTEST_KEYS = ("total_return", "sharpe", "max_drawdown", "turnover", "exposure", "fees_paid")
 BACKTEST_UNITS = (
     "returns and drawdown: fractions of equity; sharpe: mean/std (ddof 1) of per-bar simple "
     "returns x sqrt(bars per year), risk-free 0; turnover: traded notional / mean equity per "
@@ -102,7 +102,7 @@ def backtest_signals(
     hold = settings.hold_bars or label_horizon(parse_label(meta["label"]["spec"]))
     policy = SignalPolicy.from_predictions(meta["model"], preds, market.symbols, tf.ms, hold)
     ev = evaluate(
-        market, policy, start=start, end=end, rules=settings.market.rules(),
+        market, policy, start=start, end=end, rules=settings.market,
         benchmarks=settings.benchmarks,
     )  # fmt: skip
     ev.context.update(
@@ -118,8 +118,8 @@ def backtest_summary(ev: Evaluation) -> dict[str, Any]:
         "period": ev.context["period"],
         "hold_bars": ev.context["hold_bars"],
         "signals": ev.context["signals"],
-        "policy": {k: ev.policy.metrics[k] for k in BACKTEST_KEYS},
-        "benchmarks": {b.name: {k: b.metrics[k] for k in BACKTEST_KEYS} for b in ev.benchmarks},
+        "policy": {k: ev.policy.metrics[k] for k in view("headline")},
+        "benchmarks": {b.name: {k: b.metrics[k] for k in view("headline")} for b in ev.benchmarks},
         "degenerate": ev.verdict,
         "units": BACKTEST_UNITS,
     }
@@ -169,10 +169,12 @@ def predict(
     ).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
 
 
-def predict_ensemble(path: Path, bars: pl.DataFrame) -> pl.DataFrame:
+def predict_ensemble(
+    path: Path, bars: pl.DataFrame, *, allow_version_mismatch: bool = False
+) -> pl.DataFrame:
     """Mean probability of a supervised ensemble's members on every (timestamp, symbol)
     all of them score; ``signal`` at the mean of their thresholds."""
-    members = load_supervised_members(path)
+    members = load_supervised_members(path, allow_version_mismatch=allow_version_mismatch)
     frames = [
         predict(b, bars).select("timestamp", "symbol", pl.col("prob").alias(f"p{i}"))
         for i, b in enumerate(members)

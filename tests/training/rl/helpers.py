@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cappuccino.bundles.manifest import TrainPeriod
 from cappuccino.config.rl import EnvSettings
 from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import MarketArrays
@@ -57,7 +58,7 @@ def make_env(
     return BatchedTradingEnv(
         data,
         settings=EnvSettings(**base),  # type: ignore[arg-type]
-        rules=rules or MarketRules(buy_fee_pct=0.0, sell_fee_pct=0.0, min_order_notional=0.0),
+        rules=rules or MarketRules(buy_fee_rate=0.0, sell_fee_rate=0.0, min_order_notional=0.0),
         n_envs=n_envs,
         scaler=scaler or Scaler.fit(data.features),
         segments=segments,
@@ -65,3 +66,9 @@ def make_env(
         autoreset=autoreset,
         compile=compile,
     )
+
+
+def period_of(data: MarketArrays) -> TrainPeriod:
+    """The training period a bundle records for ``data``."""
+    d = data.describe()
+    return TrainPeriod(start=d["start"], end=d["end"], n_bars=data.n_bars)

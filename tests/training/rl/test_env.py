@@ -10,7 +10,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from cappuccino.config.rl import EnvSettings, MarketSettings
+from cappuccino.config.rl import EnvSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import build_market_arrays, fit_scaler
@@ -34,7 +34,7 @@ def test_seed_layout_has_988_floats_for_7_assets_14_features_lookback_10(sample_
     env = BatchedTradingEnv(
         data,
         settings=EnvSettings(lookback=10, episode_bars=100),
-        rules=MarketSettings().rules(),
+        rules=MarketRules(),
         n_envs=3,
         scaler=fit_scaler(data),
     )
@@ -57,7 +57,7 @@ def test_observation_ignores_the_future_and_orders_fill_at_the_next_open() -> No
     for arr in (altered.open, altered.close, altered.features):
         arr[t0 + 1 :] *= 1.5
     fee = 0.001
-    rules = MarketRules(buy_fee_pct=fee, sell_fee_pct=fee, min_order_notional=0.0)
+    rules = MarketRules(buy_fee_rate=fee, sell_fee_rate=fee, min_order_notional=0.0)
     scaler = Scaler.fit(data.features[: t0 + 1])  # training bars only, shared by both
     envs = [make_env(d, rules=rules, episode_bars=5, scaler=scaler) for d in (data, altered)]
     obs = [e.reset(starts=torch.tensor([t0])) for e in envs]
@@ -99,7 +99,7 @@ def test_trade_mode_buys_and_sells_fractions_of_equity() -> None:
 
 def test_log_return_rewards_sum_to_the_episode_log_growth_without_double_count() -> None:
     data = random_market(t=80, a=3, seed=3)
-    rules = MarketRules(buy_fee_pct=0.002, sell_fee_pct=0.002, min_order_notional=0.0)
+    rules = MarketRules(buy_fee_rate=0.002, sell_fee_rate=0.002, min_order_notional=0.0)
     env = make_env(data, rules=rules, episode_bars=15, autoreset=False)
     env.reset(seed=4)
     g = torch.Generator().manual_seed(0)

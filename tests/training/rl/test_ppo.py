@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from cappuccino.bundles.rl import load_bundle, save_bundle
-from cappuccino.config.rl import EnvSettings, FTPolicySettings, MarketSettings, PPOSettings
+from cappuccino.config.rl import EnvSettings, FTPolicySettings, PPOSettings
 from cappuccino.data.sample import sample_path
 from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import build_market_arrays, fit_scaler
+from cappuccino.market import MarketRules
 from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import PPOResult, train_ppo
 
-from .helpers import make_env, market, random_market
+from .helpers import make_env, market, period_of, random_market
 
 TINY: dict[str, Any] = {
     "total_timesteps": 128,
@@ -144,7 +145,7 @@ def test_an_ft_policy_bundle_round_trips(tmp_path: Path) -> None:
     res = train_ppo(env, PPOSettings(**TINY, ft={**FT, "share": False}), seed=0)
     path = save_bundle(tmp_path / "b", res.policy, data=data, env_settings=env.settings,
                        rules=env.rules, scaler=env.scaler, config={}, history=res.history,
-                       train_period={})  # fmt: skip
+                       train_period=period_of(data))  # fmt: skip
     b = load_bundle(path)
     obs = env.reset()
     torch.testing.assert_close(b.policy.act(obs), res.policy.eval().act(obs))
@@ -202,7 +203,7 @@ def test_ppo_beats_a_random_policy_on_the_sample() -> None:
     )
     train = data.slice(0, 4000)
     settings = EnvSettings(lookback=4, episode_bars=240)
-    rules = MarketSettings().rules()  # 0.1 % fees
+    rules = MarketRules()  # 0.1 % fees
     scaler = fit_scaler(train)
     env = BatchedTradingEnv(train, settings=settings, rules=rules, n_envs=16, scaler=scaler, seed=0)
     ppo = PPOSettings(
@@ -236,7 +237,7 @@ def test_bundle_round_trip_and_mismatch_errors(tmp_path: Path) -> None:
         scaler=env.scaler,
         config={"seed": 0},
         history=[*res.history, {"update": 3.0, "mean_episode_log_return": float("nan")}],
-        train_period={"n_bars": 120},
+        train_period=period_of(data),
     )
     history = json.loads((path / "history.json").read_text(), parse_constant=pytest.fail)
     assert history[-1]["mean_episode_log_return"] is None  # strict JSON: null, not NaN
@@ -252,5 +253,5 @@ def test_bundle_round_trip_and_mismatch_errors(tmp_path: Path) -> None:
     swapped = type(data)(**{**other.__dict__, "symbols": data.symbols[::-1]})
     with pytest.raises(ValueError, match=r"symbols \(in order\) is \['A0/USDT'"):
         b.check_data(swapped)
-    with pytest.raises(ValueError, match="not a policy bundle"):
+    with pytest.raises(ValueError, match=r"not a bundle \(no bundle.json\)"):
         load_bundle(tmp_path)

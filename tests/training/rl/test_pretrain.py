@@ -20,7 +20,7 @@ from cappuccino.bundles.encoder import (
     load_encoder,
     read_encoder_meta,
 )
-from cappuccino.bundles.io import read_state_dict
+from cappuccino.bundles.manifest import read_weights as read_state_dict
 from cappuccino.bundles.rl import load_bundle
 from cappuccino.config.rl import (
     EnvSettings,

@@ -49,14 +49,14 @@ from torch import Tensor, nn
 
 from cappuccino.bundles.encoder import FORMAT, META
 from cappuccino.bundles.io import write_history, write_state_dict
+from cappuccino.bundles.manifest import data_fields, write_manifest
 from cappuccino.config.rl import FTEncoderSettings, PretrainConfig
 from cappuccino.datasets.market import MarketArrays, observation_rows
 from cappuccino.features.scaling import Scaler
 from cappuccino.market import ObservationSpec
 from cappuccino.models.ft_transformer import FTStateEncoder
 from cappuccino.utils.devices import default_device
-from cappuccino.utils.io import atomic_write_json
-from cappuccino.utils.provenance import git_commit, library_versions
+from cappuccino.utils.provenance import git_commit
 from cappuccino.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,7 @@ def pretrain_periods(
     and the embargo between them; each holds at least ``lookback + 1`` bars."""
     lookback = cfg.env.lookback
     embargo = cfg.pretrain.embargo_bars if cfg.pretrain.embargo_bars is not None else lookback
-    i0 = data.index_of(cfg.split.train_start, default=0)
-    i1 = data.index_of(cfg.split.train_end, default=data.n_bars, side="right")
+    i0, i1 = data.training_bounds(cfg.split)
     n_val = round((i1 - i0) * cfg.pretrain.val_fraction)
     train, val = (i0, i1 - n_val - embargo), (i1 - n_val, i1)
     for name, (a, b) in (("train", train), ("val", val)):
@@ -228,10 +227,7 @@ def pretrain_encoder(cfg: PretrainConfig, data: MarketArrays) -> PretrainResult:
         "created": datetime.now().astimezone().isoformat(),
         "encoder": encoder.config(),
         "env": {k: getattr(cfg.env, k) for k in ("feature_set", "lookback", "scaler", "obs_clip")},
-        "symbols": list(data.symbols),
-        "feature_names": list(data.feature_names),
-        "timeframe": data.timeframe.label,
-        "scaler": scaler.to_dict(),
+        **data_fields(data, scaler),
         "periods": periods,
         "first_bar": periods["train"]["start"],
         "last_bar": periods["val"]["end"],
@@ -242,10 +238,9 @@ def pretrain_encoder(cfg: PretrainConfig, data: MarketArrays) -> PretrainResult:
         "seconds": round(time.perf_counter() - t0, 2),
         "device": str(dev),
         "config": cfg.model_dump(mode="json"),
-        "versions": library_versions(),
         "git_commit": git_commit(),
     }
-    atomic_write_json(out / META, meta)
+    write_manifest(out / META, meta, ["best_encoder.pt", "final_encoder.pt"])
     summary = {
         "output_dir": str(out), "best_epoch": best_epoch, "best_val_loss": best_loss,
         "val_baseline_loss": baseline, "val_skill": 1 - best_loss / baseline if baseline else None,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cappuccino.bundles.encoder import PretrainedEncoder, resolve_encoder
+from cappuccino.bundles.manifest import TrainPeriod
 from cappuccino.bundles.rl import save_bundle
 from cappuccino.config.rl import RLTrainConfig, SplitSettings
 from cappuccino.datasets.market import MarketArrays, fit_scaler, load_market
@@ -34,7 +35,8 @@ class TrainResult:
 
 
 def train_period(data: MarketArrays, split: SplitSettings) -> MarketArrays:
-    return data.between(split.train_start, split.train_end)
+    """The training period's bars (:meth:`MarketArrays.training_bounds`)."""
+    return data.slice(*data.training_bounds(split))
 
 
 def holdout_start(data: MarketArrays, split: SplitSettings) -> datetime:
@@ -86,7 +88,7 @@ def train_rl(
     env = BatchedTradingEnv(
         train,
         settings=cfg.env,
-        rules=cfg.market.rules(),
+        rules=cfg.market,
         n_envs=cfg.ppo.n_envs,
         scaler=scaler,
         seed=cfg.seed,
@@ -124,11 +126,11 @@ def train_rl(
         result.policy,
         data=train,
         env_settings=cfg.env,
-        rules=cfg.market.rules(),
+        rules=cfg.market,
         scaler=scaler,
         config=cfg.model_dump(mode="json"),
         history=result.history,
-        train_period=period,
+        train_period=TrainPeriod(**period),
         pretrained_encoder=pretrained.provenance() if pretrained else None,
     )
     last = result.history[-1]

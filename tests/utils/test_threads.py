@@ -1,0 +1,65 @@
+"""Thread counts are a setting: ``--threads`` / ``CAPPUCCINO_THREADS``, checked, applied."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cappuccino.cli.main import app
+from cappuccino.utils.threads import THREADS_ENV, available_cores, prepare_openmp, resolve_threads
+
+
+def test_resolve_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_threads(3) == 3 and resolve_threads(" 2 ") == 2
+    assert resolve_threads("auto") == len(os.sched_getaffinity(0)) == available_cores()
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert resolve_threads(None) == 1
+    monkeypatch.setenv(THREADS_ENV, "many")
+    with pytest.raises(ValueError, match="CAPPUCCINO_THREADS: got 'many', expected 'auto' or an"):
+        resolve_threads(None)
+    with pytest.raises(ValueError, match=r"--threads: got 0, expected"):
+        resolve_threads(0)
+
+
+def test_the_wait_policy_defaults_to_passive_and_a_set_value_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert prepare_openmp() is False  # torch is loaded in this process: too late here
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    prepare_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_command_sets_its_threads_before_torch_loads() -> None:
+    code = (
+        "import sys; sys.argv = ['cappuccino', '--threads', '1', 'models', 'list']\n"
+        "from cappuccino.cli.main import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "import os, torch; print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120, check=True).stdout  # fmt: skip
+    assert out.strip().splitlines()[-1] == "PASSIVE 1"
+
+
+def test_threads_on_the_command_line() -> None:
+    before = torch.get_num_threads()
+    runner = CliRunner()
+    try:
+        ok = runner.invoke(app, ["--threads", "1", "models", "list"])
+        assert ok.exit_code == 0 and torch.get_num_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)
+        os.environ.pop("OMP_NUM_THREADS", None)
+        os.environ.pop("MKL_NUM_THREADS", None)
+    bad = runner.invoke(app, ["--threads", "x", "models", "list"])
+    assert bad.exit_code == 2 and "got 'x', expected 'auto' or an integer >= 1" in bad.output
