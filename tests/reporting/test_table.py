@@ -33,10 +33,10 @@ def test_one_table_three_renderings_by_hand() -> None:
         ["policy", "sharpe", "cagr", "n"], title="T", labels=True,
     )  # fmt: skip
     assert t.header == ("policy", "Sharpe (ann.)", "CAGR", "n")
-    assert t.rows == (("a<b", "1.23", "n/a", "1,200"), ("c|d", "-0.50", "10.00%", "7"))
+    assert t.rows == (("a<b", "1.234", "n/a", "1,200"), ("c|d", "-0.500", "10.00%", "7"))
     assert t.markdown() == (
         "### T\n\n| policy | Sharpe (ann.) | CAGR | n |\n|---|---:|---:|---:|\n"
-        "| a<b | 1.23 | n/a | 1,200 |\n| c\\|d | -0.50 | 10.00% | 7 |"
+        "| a<b | 1.234 | n/a | 1,200 |\n| c\\|d | -0.500 | 10.00% | 7 |"
     )
     html = t.html()
     assert "<td>a&lt;b</td>" in html and '<th class="num">Sharpe (ann.)</th>' in html
