@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 
 from torch import Tensor
 
-from cappuccino.bundles.manifest import Manifest, read_manifest, read_weights
+from cappuccino.bundles.manifest import FittedManifest, read_manifest, read_weights
 from cappuccino.config.rl import EnvSettings, FTEncoderSettings, FTPolicySettings
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
@@ -64,19 +64,13 @@ class PretrainedEncoder:
                                 pretrained=str(self.path), **policy)  # fmt: skip
 
 
-class EncoderManifest(Manifest):
+class EncoderManifest(FittedManifest):
     """``encoder.json`` of a pretrained encoder."""
 
     format: Literal["cappuccino.ft-encoder/2"] = FORMAT
     created: str
     encoder: dict[str, Any]
     env: dict[str, Any]
-    symbols: list[str]
-    feature_set: str
-    feature_names: list[str]
-    feature_code: str
-    timeframe: str
-    scaler: dict[str, Any]
     periods: dict[str, Any]
     first_bar: str
     last_bar: str

@@ -53,6 +53,17 @@ class Manifest(BaseModel):
     checksum: str = Field(description="SHA-256 of the manifest's canonical JSON without it")
 
 
+class FittedManifest(Manifest):
+    """A manifest of a model fitted on market data: what :func:`data_fields` records."""
+
+    symbols: list[str]
+    feature_set: str
+    feature_names: list[str]
+    feature_code: str = Field(description="feature_set_hash of the set when fitted")
+    timeframe: str
+    scaler: dict[str, Any]
+
+
 class TrainPeriod(BaseModel):
     """The bars a model was trained on: one shape for every bundle. ``start`` and ``end``
     are the open times (UTC) of the first and last training bar; ``segments`` (CPCV

@@ -28,7 +28,7 @@ from pydantic import model_validator
 
 from cappuccino.bundles.io import write_history, write_state_dict
 from cappuccino.bundles.manifest import (
-    Manifest,
+    FittedManifest,
     TrainPeriod,
     data_fields,
     load_weights,
@@ -47,7 +47,7 @@ FORMAT: Final = "cappuccino.rl-bundle/2"
 WEIGHTS = "policy.pt"
 
 
-class RLManifest(Manifest):
+class RLManifest(FittedManifest):
     """``bundle.json`` of an RL policy bundle."""
 
     format: Literal["cappuccino.rl-bundle/2"] = FORMAT
@@ -55,12 +55,6 @@ class RLManifest(Manifest):
     policy: dict[str, Any]
     env: EnvSettings
     market: MarketRules
-    symbols: list[str]
-    feature_set: str
-    feature_names: list[str]
-    feature_code: str
-    timeframe: str
-    scaler: dict[str, Any]
     train_period: TrainPeriod
     pretrained_encoder: dict[str, Any] | None
     config: dict[str, Any]

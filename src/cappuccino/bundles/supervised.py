@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from torch import Tensor, nn
 
 from cappuccino.bundles.io import write_history, write_state_dict
-from cappuccino.bundles.manifest import Manifest, load_weights, read_manifest, write_manifest
+from cappuccino.bundles.manifest import FittedManifest, load_weights, read_manifest, write_manifest
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.datasets.windows import WindowData
 from cappuccino.features.scaling import Scaler
@@ -47,21 +47,15 @@ class Checkpoint(BaseModel):
     file: str
 
 
-class SupervisedManifest(Manifest):
+class SupervisedManifest(FittedManifest):
     """``bundle.json`` of a supervised model bundle."""
 
     format: Literal["cappuccino.supervised-bundle/2"] = FORMAT
     model: str
     model_params: dict[str, Any]
     parameters: int
-    feature_set: str
-    feature_names: list[str]
-    feature_code: str
     label: dict[str, Any]
     lookback: int
-    symbols: list[str]
-    timeframe: str
-    scaler: dict[str, Any]
     threshold: float
     best_epoch: int
     checkpoint_metric: str
