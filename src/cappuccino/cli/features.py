@@ -75,6 +75,11 @@ def build(
     from cappuccino.features.table import build_feature_table
     from cappuccino.utils.io import atomic_write_parquet
 
+    if out.resolve().is_relative_to(store.resolve()):
+        raise ValueError(
+            f"--out: got {out}, inside the store {store}: only imports write there (a table "
+            "in its partition tree would be read back as bars); write it outside the store"
+        )
     specs = [parse_label(x) for x in label]
     with progress("building features", not as_json):
         bars, tf = _load_bars(store, timeframe, symbols)

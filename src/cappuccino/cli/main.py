@@ -56,7 +56,12 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
 ) -> None:
     """Cappuccino command-line interface."""
-    configure_logging(log_level)
+    try:
+        configure_logging(log_level)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            str(exc).removeprefix("--log-level: "), param_hint="--log-level"
+        ) from exc
     try:
         configure_threads(resolve_threads(threads))
     except ValueError as exc:

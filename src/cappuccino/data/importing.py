@@ -48,6 +48,7 @@ class ImportReport:
             details.pop("symbol")
             row["details"] = details
             row["conflicting_kept_from_store"] = u.rows_conflicting_kept
+            row["orphan_temps_removed"] = u.orphan_temps_removed
             out.append(row)
         return out
 

@@ -9,12 +9,19 @@ bar (and never the reverse); between two real bars that differ, the one with the
 larger volume wins (the completed candle, as in :mod:`cappuccino.data.validate`),
 ties keep what is stored. A partition is rewritten only when something changed,
 so re-importing a file leaves the store byte-for-byte identical.
+
+Concurrency: a writer takes an exclusive lock per partition (``flock`` on
+``<partition>/.lock``) for the whole read-merge-write, so two imports into one store never
+lose each other's rows; imports of different partitions run side by side. Readers take no
+lock: a partition is replaced by an atomic rename, so they see the old file or the new.
+Temporary files of a writer killed mid-write are removed (and counted) by the next write
+of that partition.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +36,12 @@ from cappuccino.data.schema import (
     empty_bars,
     resolve_symbols,
 )
-from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
+from cappuccino.utils.io import (
+    atomic_write_json,
+    atomic_write_parquet,
+    exclusive_lock,
+    remove_orphan_temps,
+)
 
 STORE_FORMAT = 1
 _MARKER = "cappuccino-store.json"
@@ -46,6 +58,7 @@ class UpsertResult:
     rows_conflicting_kept: int
     rows_stored: int
     written: bool
+    orphan_temps_removed: int = 0
 
 
 @dataclass
@@ -161,6 +174,16 @@ class ParquetStore:
     def _upsert_one(
         self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe
     ) -> UpsertResult:
+        target = self.path(symbol, timeframe)
+        with exclusive_lock(target.parent / ".lock"):
+            orphans = remove_orphan_temps(target)
+            return replace(self._merge_write(symbol, incoming, timeframe),
+                           orphan_temps_removed=orphans)  # fmt: skip
+
+    def _merge_write(
+        self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe
+    ) -> UpsertResult:
+        """Read, merge and write one partition (the caller holds its lock)."""
         stored = self.read_symbol(symbol, timeframe)
         if incoming["timestamp"].is_duplicated().any():
             raise ValueError(

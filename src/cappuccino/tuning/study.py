@@ -84,6 +84,26 @@ def make_pruner(p: PrunerSettings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def load_existing_study(cfg: TuneConfig) -> optuna.Study:
+    """The study ``cfg`` names, read only: ``ValueError`` naming the storage and the studies
+    it holds when there is no such study (``tune report`` and ``tune best`` never create
+    one, nor an SQLite file)."""
+    import optuna
+
+    url = cfg.storage.url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise ValueError(f"--storage: {url}: no such database; run `cappuccino tune` first")
+    storage = make_storage(cfg.storage)
+    names = sorted(optuna.get_all_study_names(storage))
+    if cfg.study_name not in names:
+        raise ValueError(
+            f"--study-name: got {cfg.study_name!r}, no such study in {url} (it holds "
+            f"{', '.join(names) if names else 'none'})"
+        )
+    return optuna.load_study(study_name=cfg.study_name, storage=storage,
+                             pruner=make_pruner(cfg.pruner))  # fmt: skip
+
+
 def open_study(cfg: TuneConfig, worker: int = 0) -> optuna.Study:
     """Create or load the study. Each worker's sampler is seeded from the study seed, the
     worker index and the number of trials already in the study: workers side by side, or a

@@ -25,7 +25,14 @@ from cappuccino.datasets.market import load_market
 from cappuccino.tracking import MlflowTracker, Tracker
 from cappuccino.training.supervised_run import AfterFit
 from cappuccino.tuning.rl_objective import RLObjective
-from cappuccino.tuning.study import FINISHED, SupervisedObjective, counts, open_study, run_worker
+from cappuccino.tuning.study import (
+    FINISHED,
+    SupervisedObjective,
+    counts,
+    load_existing_study,
+    open_study,
+    run_worker,
+)
 from cappuccino.utils.io import atomic_write_json
 
 AfterFitFor = Callable[[SupervisedConfig], AfterFit | None]
@@ -38,8 +45,9 @@ CONFIG_ATTR = "config"
 
 def load_study(cfg: TuneConfig) -> tuple[TuneConfig, Any]:
     """The study located by ``cfg``'s storage and name, with the config it was started with
-    (kind, CV, metric); ``cfg`` itself for a study started without one."""
-    study = open_study(cfg, 0)
+    (kind, CV, metric); ``cfg`` itself for a study started without one. A study that does
+    not exist is an error (:func:`load_existing_study`); nothing is created."""
+    study = load_existing_study(cfg)
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is not None:
         cfg = TuneConfig.model_validate(

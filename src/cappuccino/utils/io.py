@@ -6,6 +6,7 @@ A reader never sees a half-written file: either the old content or the new one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -42,6 +43,33 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``path`` (created if missing) while the
+    block runs: concurrent writers of one resource take turns instead of losing each
+    other's changes. Released when the block ends or the process dies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_current_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def remove_orphan_temps(target: Path) -> int:
+    """Delete the temporary files that :func:`atomic_path` left beside ``target`` (a writer
+    killed mid-write); only call it while holding the target's writer lock. Returns the
+    count removed."""
+    target = Path(target)
+    removed = 0
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
