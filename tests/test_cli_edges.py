@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import polars as pl
 from typer.testing import CliRunner
 
 from cappuccino.cli.main import app
@@ -64,3 +65,26 @@ def test_features_build_refuses_to_write_into_the_store(tmp_path: Path) -> None:
                              "cappuccino14", "--out", str(tmp_path / "f.parquet"), "-s",
                              "BTC/USDT", "--json"])  # fmt: skip
     assert ok.exit_code == 0 and (tmp_path / "f.parquet").is_file()
+
+
+def test_symbols_take_comma_lists_and_repeated_flags(tmp_path: Path) -> None:
+    from cappuccino.cli.render import symbol_list
+
+    assert symbol_list(["BTC/USDT,ETH/USDT", " SOL/USDT "]) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    assert symbol_list([]) is None and symbol_list([","]) is None
+    store = str(tmp_path / "store")
+    assert runner.invoke(app, ["data", "sample", "--store", store, "--json"]).exit_code == 0
+    base = ["backtest", "--store", store, "--policy", "cash", "--start", "2021-06-20", "--json"]
+    docs = []
+    for flags in (["--symbols", "BTC/USDT,ETH/USDT"], ["-s", "BTC/USDT", "-s", "ETH/USDT"],
+                  ["-s", "btcusdt, ETH/USDT"]):  # fmt: skip
+        res = runner.invoke(app, [*base, *flags, "--out", str(tmp_path / "bt")])
+        assert res.exit_code == 0, res.output
+        docs.append(json.loads(res.stdout)["symbols"])
+    assert docs == [["BTC/USDT", "ETH/USDT"]] * 3
+    feats = runner.invoke(app, ["features", "build", "--store", store, "--feature-set",
+                                "cappuccino14", "-s", "BTC/USDT,ETH/USDT", "--out",
+                                str(tmp_path / "f.parquet"), "--json"])  # fmt: skip
+    assert feats.exit_code == 0
+    assert sorted(pl.read_parquet(tmp_path / "f.parquet")["symbol"].unique()) == ["BTC/USDT",
+                                                                                "ETH/USDT"]  # fmt: skip

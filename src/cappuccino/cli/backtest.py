@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, symbol_list, table
 
 
 @fail_cleanly
@@ -19,7 +19,10 @@ def backtest(
         help="bundle directory, cash, buy_and_hold, equal_weight[:k] or single:SYMBOL",
     ),
     symbols: list[str] | None = typer.Option(
-        None, "--symbols", help="universe (default: all / the bundle's)"
+        None,
+        "--symbols",
+        "-s",
+        help="universe: repeat or comma-separate (default: all / the bundle's)",
     ),
     timeframe: str = typer.Option("1h", "--timeframe"),
     start: str | None = typer.Option(None, "--start", help="first decision bar, ISO 8601 UTC"),
@@ -49,6 +52,7 @@ def backtest(
     from cappuccino.market import MarketRules
     from cappuccino.workflows.backtest import backtest_notes, evaluate, write_evaluation
 
+    symbols = symbol_list(symbols)
     target: Any = policy
     rules = MarketRules()
     feature_set: str | None = None  # benchmarks read prices only: every bar of the window

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cappuccino.cli.render import emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import emit_json, fail_cleanly, progress, symbol_list, table
 
 app = typer.Typer(no_args_is_help=True, help="Import, download and inspect market bars.")
 
@@ -121,7 +121,9 @@ def _parse_time(text: str | None) -> datetime | None:
 @app.command("download")
 @fail_cleanly
 def download(
-    symbols: list[str] = typer.Option(..., "--symbol", "-s", help="e.g. BTC/USDT (repeat)"),
+    symbols: list[str] = typer.Option(
+        ..., "--symbols", "--symbol", "-s", help="e.g. BTC/USDT: repeat or comma-separate"
+    ),
     store: Path = typer.Option(..., "--store", help="store folder"),
     exchange: str = typer.Option("binance", "--exchange", help="ccxt exchange id"),
     timeframe: str = typer.Option("1h", "--timeframe"),
@@ -144,7 +146,7 @@ def download(
         results = download_ohlcv(
             ParquetStore(store),
             exchange_id=exchange,
-            symbols=symbols,
+            symbols=symbol_list(symbols) or [],
             timeframe=Timeframe.parse(timeframe),
             since=_parse_time(since),
             until=_parse_time(until),

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import typer
 
-from cappuccino.cli.render import emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import emit_json, fail_cleanly, progress, symbol_list, table
 from cappuccino.data.schema import Timeframe
 
 app = typer.Typer(no_args_is_help=True, help="Causal features, labels and the lookahead audit.")
@@ -19,7 +19,7 @@ def _load_bars(
     from cappuccino.data.store import ParquetStore
 
     tf = Timeframe.parse(timeframe)
-    return ParquetStore(store).read_universe(tf, symbols), tf
+    return ParquetStore(store).read_universe(tf, symbol_list(symbols)), tf
 
 
 @app.command("list")
@@ -55,7 +55,9 @@ def build(
     store: Path = typer.Option(..., "--store"),
     feature_set: str = typer.Option(..., "--feature-set"),
     out: Path = typer.Option(..., "--out", help="output Parquet file"),
-    symbols: list[str] | None = typer.Option(None, "--symbols", "-s", help="repeat; default all"),
+    symbols: list[str] | None = typer.Option(
+        None, "--symbols", "-s", help="repeat or comma-separate; default all"
+    ),
     label: list[str] = typer.Option(
         [],
         "--label",
@@ -110,7 +112,9 @@ def build(
 def audit(
     store: Path = typer.Option(..., "--store"),
     feature_set: str = typer.Option(..., "--feature-set"),
-    symbols: list[str] | None = typer.Option(None, "--symbols", "-s"),
+    symbols: list[str] | None = typer.Option(
+        None, "--symbols", "-s", help="repeat or comma-separate; default all"
+    ),
     timeframe: str = typer.Option("1h", "--timeframe"),
     cuts: int = typer.Option(12, "--cuts", help="number of cut points"),
     seed: int = typer.Option(0, "--seed"),

@@ -23,6 +23,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def symbol_list(values: Sequence[str] | None) -> list[str] | None:
+    """``--symbols`` as typed: repeated flags, comma lists or both (``-s BTC/USDT,ETH/USDT
+    -s SOL/USDT``); None when none was given."""
+    if not values:
+        return None
+    out = [s.strip() for v in values for s in v.split(",") if s.strip()]
+    return out or None
+
+
 def emit_json(doc: Any) -> None:
     """Print one JSON document on stdout."""
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")

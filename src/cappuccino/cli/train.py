@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, symbol_list, table
 
 
 @fail_cleanly
@@ -49,7 +49,9 @@ def train(
 def predict(
     bundle: Path = typer.Argument(..., help="model bundle directory (from cappuccino train)"),
     store: Path = typer.Option(..., "--store", help="Parquet store folder"),
-    symbols: list[str] | None = typer.Option(None, "--symbols", help="default: the bundle's"),
+    symbols: list[str] | None = typer.Option(
+        None, "--symbols", "-s", help="repeat or comma-separate; default: the bundle's"
+    ),
     start: str | None = typer.Option(
         None, "--start", help="first bar read, ISO 8601 UTC (scores begin after the warm-up)"
     ),
@@ -81,7 +83,7 @@ def predict(
                     allow_version_mismatch=allow_version_mismatch)  # fmt: skip
     b_meta = b.meta
     tf = Timeframe.parse(b_meta["timeframe"])
-    bars = ParquetStore(store).read_universe(tf, symbols or b_meta["symbols"])
+    bars = ParquetStore(store).read_universe(tf, symbol_list(symbols) or b_meta["symbols"])
     for bound, op in ((start, "ge"), (end, "le")):
         if bound is not None:
             when = datetime.fromisoformat(bound)
