@@ -19,7 +19,6 @@ from cappuccino.bundles.rl import RLBundle
 from cappuccino.bundles.rl import load_bundle as load_rl_bundle
 from cappuccino.bundles.supervised import SupervisedBundle
 from cappuccino.bundles.supervised import load_bundle as load_supervised_bundle
-from cappuccino.policies import EnsemblePolicy
 from cappuccino.utils.provenance import git_commit
 
 FORMAT: Final = "cappuccino.ensemble-bundle/2"
@@ -84,12 +83,6 @@ def load_rl_members(path: Path, *, allow_version_mismatch: bool = False) -> list
     m = read_ensemble_meta(path, "rl", allow_version_mismatch=allow_version_mismatch)
     return [load_rl_bundle(Path(path) / x.path, allow_version_mismatch=allow_version_mismatch)
             for x in m.members]  # fmt: skip
-
-
-def load_rl_ensemble(path: Path, name: str = "ensemble") -> EnsemblePolicy:
-    """The mean-action policy of an RL ensemble."""
-    return EnsemblePolicy([m.as_policy(f"member{i}") for i, m in
-                           enumerate(load_rl_members(path))], name)  # fmt: skip
 
 
 def load_supervised_members(

@@ -45,7 +45,9 @@ class NetPolicy:
         self.scaler = scaler
         self.name = name
         self._check = check
-        self._bound: tuple[MarketArrays, torch.device, Tensor, ObservationSpec] | None = None
+        self._data: MarketArrays | None = None
+        self._spec: ObservationSpec | None = None
+        self._rows_on: dict[torch.device, Tensor] = {}  # scaled feature rows, per device
 
     @property
     def lookback(self) -> int:
@@ -68,16 +70,17 @@ class NetPolicy:
             raise ValueError(
                 f"policy {self.name}: observes {self.net.obs_dim} floats, the data gives {spec.dim}"
             )
-        self._bound = (data, torch.device("cpu"), torch.empty(0), spec)
+        self._data, self._spec, self._rows_on = data, spec, {}
 
     def _rows(self, device: torch.device) -> tuple[Tensor, ObservationSpec]:
-        if self._bound is None:
+        """The bound calendar's scaled feature rows on ``device`` (built once per device)."""
+        if self._data is None or self._spec is None:
             raise ValueError(f"policy {self.name}: bind(data) before deciding")
-        data, dev, rows, spec = self._bound
-        if dev != device or rows.numel() == 0:
-            rows = observation_rows(data, self.scaler, self.settings.obs_clip, device)
-            self._bound = (data, device, rows, spec)
-        return rows, spec
+        if device not in self._rows_on:
+            self._rows_on[device] = observation_rows(
+                self._data, self.scaler, self.settings.obs_clip, device
+            )
+        return self._rows_on[device], self._spec
 
     def observe(self, view: MarketView) -> Tensor:
         """``(E, D)`` observation of the view's portfolios at bar ``view.t``."""

@@ -81,10 +81,6 @@ def view(name: str) -> tuple[str, ...]:
     return names
 
 
-def label(name: str) -> str:
-    return METRICS[name].label
-
-
 def format_value(name: str, value: Any) -> str:
     """``value`` formatted as metric ``name`` (``str(value)`` for a name not registered)."""
     m = METRICS.get(name)
