@@ -28,7 +28,8 @@ def row(
 ) -> str:
     t = 1609459200 + 3600 * hour
     unix = f"{t}.0" if unix_s else str(t * 1000)
-    return f"{unix},2021-01-01 {hour:02d}:00:00,BTC/USDT,1,2,0.5,{close},{volume},15,{trades}"
+    high = max(2.0, float(close))
+    return f"{unix},2021-01-01 {hour:02d}:00:00,BTC/USDT,1,{high},0.5,{close},{volume},15,{trades}"
 
 
 def test_identical_duplicates_collapse(tmp_path: Path) -> None:
@@ -116,7 +117,7 @@ def test_gaps_counted_and_policies(tmp_path: Path) -> None:
         clean_bars([raw], on_gap="error")
 
 
-def test_ohlc_inconsistencies_counted_dropped_or_error(tmp_path: Path) -> None:
+def test_impossible_bars_error_by_default_or_are_dropped_and_counted(tmp_path: Path) -> None:
     rows = [
         row(0),
         "1609462800000,2021-01-01 01:00:00,BTC/USDT,1,1.2,0.5,1.5,10,15,3",  # high < close
@@ -124,12 +125,12 @@ def test_ohlc_inconsistencies_counted_dropped_or_error(tmp_path: Path) -> None:
         "1609470000000,2021-01-01 03:00:00,BTC/USDT,0,2,0,1.5,0,15,3",
     ]  # non-positive, zero volume
     raw = read_bars(csv(tmp_path, rows))
-    r = clean_bars([raw]).reports["BTC/USDT"]
-    assert (r.ohlc_inconsistent, r.nonpositive_prices, r.zero_volume_bars) == (2, 1, 1)
+    with pytest.raises(DataError, match=r"x.csv:3: .*'high': 1.2.*expected high >= open and close"):
+        clean_bars([raw])
     c = clean_bars([raw], on_bad_ohlc="drop")
-    assert c.frame.height == 1 and c.reports["BTC/USDT"].ohlc_dropped == 3
-    with pytest.raises(DataError, match=r"x.csv:3: .*expected low <= open"):
-        clean_bars([raw], on_bad_ohlc="error")
+    r = c.reports["BTC/USDT"]
+    assert (r.high_below_open_close, r.low_above_open_close, r.nonpositive_prices) == (1, 1, 1)
+    assert c.frame.height == 1 and r.impossible_dropped == 3 and r.zero_volume_bars == 0
 
 
 def test_input_order_recorded(tmp_path: Path) -> None:
@@ -164,7 +165,7 @@ def test_errors_name_the_file_and_line_of_the_offending_row(tmp_path: Path) -> N
         + "\n"
         + "1609477200000,2021-01-01 05:00:00,BTC/USDT,1,1.2,0.5,1.5,10,15,3\n"
     )
-    with pytest.raises(DataError, match=r"y.csv:4: .*expected low <= open"):
+    with pytest.raises(DataError, match=r"y.csv:4: .*expected high >= open and close"):
         clean_bars([read_bars(first), read_bars(second)], on_bad_ohlc="error")
     off = "1609475400000,2021-01-01 04:30:00,BTC/USDT,1,2,0.5,1.5,10,15,3"
     second.write_text(HEADER + "\n" + row(3) + "\n" + off + "\n")

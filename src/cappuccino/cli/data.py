@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from cappuccino.cli.render import emit_json, fail_cleanly, progress, symbol_list, table
+from cappuccino.cli.render import (
+    emit_json,
+    err_console,
+    fail_cleanly,
+    parse_time,
+    progress,
+    symbol_list,
+    table,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Import, download and inspect market bars.")
 
@@ -25,11 +33,32 @@ IMPORT_COLUMNS = [
 ]
 
 
-def _show_import(rows: list[dict[str, object]], as_json: bool, title: str) -> None:
+NOT_COUNTS = {"sources", "input_order", "first", "last", "rows_read", "rows_valid"}
+
+
+def import_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The import table's columns: the usual ones, then every other count that is not zero
+    in some row (so a repair or a finding never hides in the JSON only)."""
+    extra: list[str] = []
+    for r in rows:
+        flat = {**r.get("details", {}), **{k: v for k, v in r.items() if k != "details"}}
+        for k, v in flat.items():
+            if k in IMPORT_COLUMNS or k in NOT_COUNTS or k in extra or k == "timeframe":
+                continue
+            if v not in (0, None, False, ""):
+                extra.append(k)
+    return [*IMPORT_COLUMNS, *extra]
+
+
+def _show_import(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
     if as_json:
         emit_json({"symbols": rows})
-    else:
-        table(rows, title, IMPORT_COLUMNS)
+        return
+    columns = import_columns(rows)
+    flat = [
+        {**r.get("details", {}), **{k: v for k, v in r.items() if k != "details"}} for r in rows
+    ]
+    table(flat, title, columns)
 
 
 @app.command("import")
@@ -41,9 +70,34 @@ def import_(
     timeframe: str | None = typer.Option(
         None, "--timeframe", help="bar interval; inferred if omitted"
     ),
-    on_gap: str = typer.Option("keep", "--on-gap", help="fill, keep or error"),
-    on_bad_ohlc: str = typer.Option("keep", "--on-bad-ohlc", help="keep, drop or error"),
+    on_gap: str = typer.Option(
+        "keep", "--on-gap", help="fill (bounded by --max-fill-bars), keep or error"
+    ),
+    max_fill_bars: int = typer.Option(
+        24, "--max-fill-bars", help="--on-gap fill: longer gaps stay gaps (counted as unfilled)"
+    ),
+    on_bad_ohlc: str = typer.Option(
+        "error",
+        "--on-bad-ohlc",
+        help="impossible bars (price <= 0, high < low, high below open/close, low above them, "
+        "negative volume, time before --not-before or over a bar in the future): error or "
+        "drop (counted)",
+    ),
+    not_before: str = typer.Option(
+        "2009-01-01", "--not-before", help="earliest possible bar time (ISO date)"
+    ),
+    on_interval_mismatch: str = typer.Option(
+        "error",
+        "--on-interval-mismatch",
+        help="steps that are not --timeframe, or a second interval in a file: error or keep "
+        "(treated as gaps, counted)",
+    ),
     on_malformed: str = typer.Option("error", "--on-malformed", help="error or skip (counted)"),
+    repair: bool = typer.Option(
+        False,
+        "--repair",
+        help="a stored partition that cannot be read is set aside and rewritten from these files",
+    ),
     symbol: str | None = typer.Option(None, "--symbol", help="symbol for files without one"),
     timestamp_unit: str = typer.Option(
         "ms", "--timestamp-unit", help="generic csv: s, ms, us, ns, iso"
@@ -57,6 +111,7 @@ def import_(
     from cappuccino.data.importing import import_files
     from cappuccino.data.schema import Timeframe
     from cappuccino.data.store import ParquetStore
+    from cappuccino.data.validate import NOT_BEFORE
 
     options: dict[str, object] = {}
     if symbol:
@@ -72,7 +127,11 @@ def import_(
             timeframe=Timeframe.parse(timeframe) if timeframe else None,
             on_gap=on_gap,  # type: ignore[arg-type]
             on_bad_ohlc=on_bad_ohlc,  # type: ignore[arg-type]
+            on_interval_mismatch=on_interval_mismatch,  # type: ignore[arg-type]
+            max_fill_bars=max_fill_bars,
+            not_before=parse_time(not_before, "--not-before") or NOT_BEFORE,
             on_malformed=on_malformed,  # type: ignore[arg-type]
+            repair=repair,
             reader_options=options,
         )
     _show_import(report.rows(), as_json, f"import into {store} ({report.timeframe})")
@@ -111,11 +170,32 @@ def info(
         table(rows, f"store {store}", ["symbol", "timeframe", "rows", "filled", "first", "last"])
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    dt = datetime.fromisoformat(text)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+@app.command("verify")
+@fail_cleanly
+def verify(
+    store: Path = typer.Option(..., "--store", help="store folder"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
+) -> None:
+    """Read every stored partition whole; exit 2 when one is broken (unreadable, empty, wrong
+    schema, foreign symbols, unsorted or off-grid times). `data import --repair` rewrites one."""
+    from cappuccino.data.store import ParquetStore
+
+    if not store.is_dir():
+        raise FileNotFoundError(f"--store: {store}: no such store folder")
+    checks = [c.to_dict() for c in ParquetStore(store).verify()]
+    broken = [c for c in checks if not c["ok"]]
+    if as_json:
+        emit_json({"store": str(store), "partitions": checks, "broken": len(broken)})
+    else:
+        table(checks, f"verify {store}", ["symbol", "timeframe", "rows", "ok", "problem"])
+    if broken:
+        err_console.print(
+            f"[bold red]error:[/] {len(broken)} of {len(checks)} partitions broken, first "
+            f"{broken[0]['path']}: {broken[0]['problem']}",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(2)
 
 
 @app.command("download")
@@ -148,8 +228,8 @@ def download(
             exchange_id=exchange,
             symbols=symbol_list(symbols) or [],
             timeframe=Timeframe.parse(timeframe),
-            since=_parse_time(since),
-            until=_parse_time(until),
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
             base_url=base_url,
         )
     rows = [r.to_dict() for r in results]

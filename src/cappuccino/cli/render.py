@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -16,8 +17,8 @@ from rich.console import Console
 from cappuccino.data.errors import DataError
 from cappuccino.reporting.table import Table
 
-# Logs and CI capture stdout without a terminal; do not squeeze tables into 80 columns there.
-console = Console(width=None if sys.stdout.isatty() else 180)
+# Piped or captured stdout (logs, CI, `| less`) gets every column at full width, never cut.
+console = Console(width=None if sys.stdout.isatty() else 100_000)
 err_console = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +31,20 @@ def symbol_list(values: Sequence[str] | None) -> list[str] | None:
         return None
     out = [s.strip() for v in values for s in v.split(",") if s.strip()]
     return out or None
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO date or time given to ``option`` (UTC unless it names a zone)."""
+    if text is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{option}: got {text!r}, expected an ISO date or time such as 2021-01-31 or "
+            "2021-01-31T12:00"
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def emit_json(doc: Any) -> None:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, symbol_list, table
+from cappuccino.cli.render import (
+    console,
+    emit_json,
+    fail_cleanly,
+    parse_time,
+    progress,
+    symbol_list,
+    table,
+)
 
 
 @fail_cleanly
@@ -68,8 +76,6 @@ def predict(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score new bars with a bundle (same features, window, scaler and symbol order)."""
-    from datetime import UTC, datetime
-
     import polars as pl
 
     from cappuccino.bundles.supervised import load_bundle
@@ -78,16 +84,15 @@ def predict(
     from cappuccino.utils.io import atomic_write_parquet
     from cappuccino.workflows.supervised import predict as score
 
+    bounds = [(parse_time(start, "--start"), "ge"), (parse_time(end, "--end"), "le")]
     ensemble = (bundle / "ensemble.json").is_file()  # cappuccino tune best --top K
     b = load_bundle(bundle / "members" / "0" if ensemble else bundle, None if ensemble else epoch,
                     allow_version_mismatch=allow_version_mismatch)  # fmt: skip
     b_meta = b.meta
     tf = Timeframe.parse(b_meta["timeframe"])
     bars = ParquetStore(store).read_universe(tf, symbol_list(symbols) or b_meta["symbols"])
-    for bound, op in ((start, "ge"), (end, "le")):
-        if bound is not None:
-            when = datetime.fromisoformat(bound)
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    for when, op in bounds:
+        if when is not None:
             bars = bars.filter(getattr(pl.col("timestamp"), op)(when))
     if ensemble:
         from cappuccino.workflows.supervised import predict_ensemble

@@ -35,9 +35,13 @@ class DataSettings(_Model):
     timeframe: str = Field("1h", description="bar interval, ccxt notation")
     symbols: list[str] | None = Field(None, description="universe; None = every stored symbol")
     on_gap: Literal["fill", "keep", "error"] = Field("keep", description="gap policy at import")
-    on_bad_ohlc: Literal["keep", "drop", "error"] = Field(
-        "keep", description="inconsistent OHLC policy"
+    on_bad_ohlc: Literal["error", "drop"] = Field(
+        "error", description="impossible bars (price <= 0, high < low, ...): error or drop"
     )
+    on_interval_mismatch: Literal["error", "keep"] = Field(
+        "error", description="steps that are not the timeframe: error or keep (as gaps)"
+    )
+    max_fill_bars: int = Field(24, ge=0, description="on_gap fill: longer gaps stay gaps")
     on_malformed: Literal["error", "skip"] = Field("error", description="malformed row policy")
 
     @field_validator("timeframe")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,18 @@ from cappuccino.data.readers import read_bars
 from cappuccino.data.readers._table import OnMalformed
 from cappuccino.data.schema import Timeframe
 from cappuccino.data.store import ParquetStore, UpsertResult
-from cappuccino.data.validate import GapPolicy, OhlcPolicy, SymbolReport, clean_bars
+from cappuccino.data.validate import (
+    GAP_POLICIES,
+    INTERVAL_POLICIES,
+    MAX_FILL_BARS,
+    NOT_BEFORE,
+    OHLC_POLICIES,
+    GapPolicy,
+    IntervalPolicy,
+    OhlcPolicy,
+    SymbolReport,
+    clean_bars,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +61,7 @@ class ImportReport:
             row["details"] = details
             row["conflicting_kept_from_store"] = u.rows_conflicting_kept
             row["orphan_temps_removed"] = u.orphan_temps_removed
+            row["repaired_from"] = u.repaired_from
             out.append(row)
         return out
 
@@ -60,18 +73,27 @@ def import_files(
     fmt: str = "auto",
     timeframe: Timeframe | None = None,
     on_gap: GapPolicy = "keep",
-    on_bad_ohlc: OhlcPolicy = "keep",
+    on_bad_ohlc: OhlcPolicy = "error",
+    on_interval_mismatch: IntervalPolicy = "error",
+    max_fill_bars: int = MAX_FILL_BARS,
+    not_before: datetime = NOT_BEFORE,
     on_malformed: OnMalformed = "error",
+    repair: bool = False,
     reader_options: dict[str, Any] | None = None,
 ) -> ImportReport:
-    """Read, validate and upsert ``paths``; nothing is written unless every file validates."""
+    """Read, validate and upsert ``paths``; nothing is written unless every file validates.
+
+    ``repair``: a stored partition that cannot be read is set aside and rewritten from
+    these files (see :meth:`ParquetStore.upsert`); otherwise it is an error.
+    """
     for name, value, allowed in (
-        ("on_gap", on_gap, ("fill", "keep", "error")),
-        ("on_bad_ohlc", on_bad_ohlc, ("keep", "drop", "error")),
+        ("on_gap", on_gap, GAP_POLICIES),
+        ("on_bad_ohlc", on_bad_ohlc, OHLC_POLICIES),
+        ("on_interval_mismatch", on_interval_mismatch, INTERVAL_POLICIES),
         ("on_malformed", on_malformed, ("error", "skip")),
     ):
         if value not in allowed:
-            raise ValueError(f"{name}: got {value!r}, expected one of {list(allowed)}")
+            raise ValueError(f"{name}: got {value!r}, expected one of {', '.join(allowed)}")
     if not paths:
         raise ValueError("paths: no files given")
     raws = []
@@ -80,6 +102,14 @@ def import_files(
         raws.append(
             read_bars(Path(p), fmt=fmt, on_malformed=on_malformed, **(reader_options or {}))
         )
-    clean = clean_bars(raws, timeframe=timeframe, on_gap=on_gap, on_bad_ohlc=on_bad_ohlc)
-    upserts = {u.symbol: u for u in store.upsert(clean.frame, clean.timeframe)}
+    clean = clean_bars(
+        raws,
+        timeframe=timeframe,
+        on_gap=on_gap,
+        on_bad_ohlc=on_bad_ohlc,
+        on_interval_mismatch=on_interval_mismatch,
+        max_fill_bars=max_fill_bars,
+        not_before=not_before,
+    )
+    upserts = {u.symbol: u for u in store.upsert(clean.frame, clean.timeframe, repair=repair)}
     return ImportReport(timeframe=clean.timeframe, validation=clean.reports, upserts=upserts)

@@ -16,18 +16,27 @@ lose each other's rows; imports of different partitions run side by side. Reader
 lock: a partition is replaced by an atomic rename, so they see the old file or the new.
 Temporary files of a writer killed mid-write are removed (and counted) by the next write
 of that partition.
+
+Damage: a partition that is not readable Parquet, is empty, or lacks the canonical
+columns and types is an error naming its file on every read (:class:`DataError`).
+:meth:`ParquetStore.verify` checks every partition (``cappuccino data verify``); an
+upsert with ``repair=True`` sets a broken partition aside (``bars.broken-<UTC>.parquet``,
+kept, never deleted) and rewrites it from the incoming bars.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from cappuccino.data.errors import DataError
 from cappuccino.data.schema import (
     CANONICAL_COLUMNS,
     CANONICAL_SCHEMA,
@@ -45,6 +54,68 @@ from cappuccino.utils.io import (
 
 STORE_FORMAT = 1
 _MARKER = "cappuccino-store.json"
+_READ_ERRORS = (pl.exceptions.PolarsError, OSError)
+_HINT = "`cappuccino data verify --store DIR` checks every partition; re-import with --repair"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def check_partition(path: Path) -> None:
+    """Raise :class:`DataError` naming ``path`` unless it is a readable Parquet file with the
+    canonical bar columns and types (its footer only; :meth:`ParquetStore.verify` reads all)."""
+    try:
+        schema = pl.read_parquet_schema(path)
+    except _READ_ERRORS as exc:
+        raise DataError(
+            str(path),
+            expected="a readable Parquet bar partition",
+            detail=f"{_first_line(exc)}; {_HINT}",
+        ) from exc
+    missing = [c for c in CANONICAL_COLUMNS if c not in schema]
+    wrong = {
+        c: str(schema[c])
+        for c in CANONICAL_COLUMNS
+        if c in schema and schema[c] != CANONICAL_SCHEMA[c]
+    }
+    if missing or wrong:
+        found = f"missing columns {missing}" if missing else f"column types {wrong}"
+        raise DataError(
+            str(path),
+            value=found,
+            expected="the canonical bar schema "
+            + ", ".join(f"{c}: {t}" for c, t in CANONICAL_SCHEMA.items()),
+            detail=_HINT,
+        )
+
+
+def _read_checked(path: Path, read: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+    check_partition(path)
+    try:
+        return read()
+    except _READ_ERRORS as exc:
+        raise DataError(
+            str(path),
+            expected="a readable Parquet bar partition",
+            detail=f"{_first_line(exc)}; {_HINT}",
+        ) from exc
+
+
+@dataclass
+class PartitionCheck:
+    """What :meth:`ParquetStore.verify` found in one partition."""
+
+    symbol: str
+    timeframe: str
+    path: str
+    rows: int
+    ok: bool
+    problem: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -59,6 +130,7 @@ class UpsertResult:
     rows_stored: int
     written: bool
     orphan_temps_removed: int = 0
+    repaired_from: str | None = None  # where the broken partition was set aside (repair=True)
 
 
 @dataclass
@@ -118,7 +190,9 @@ class ParquetStore:
 
     def read_symbol(self, symbol: str, timeframe: Timeframe) -> pl.DataFrame:
         p = self.path(symbol, timeframe)
-        return pl.read_parquet(p).select(CANONICAL_COLUMNS) if p.exists() else empty_bars()
+        if not p.exists():
+            return empty_bars()
+        return _read_checked(p, lambda: pl.read_parquet(p).select(CANONICAL_COLUMNS))
 
     def read(
         self,
@@ -137,12 +211,26 @@ class ParquetStore:
             )
         if not syms:
             return empty_bars()
-        lf = pl.scan_parquet([self.path(s, timeframe) for s in syms]).select(CANONICAL_COLUMNS)
-        if start is not None:
-            lf = lf.filter(pl.col("timestamp") >= start)
-        if end is not None:
-            lf = lf.filter(pl.col("timestamp") <= end)
-        return lf.collect().sort(["symbol", "timestamp"])
+        paths = [self.path(s, timeframe) for s in syms]
+        for path in paths:
+            check_partition(path)
+
+        def window(lf: pl.LazyFrame) -> pl.LazyFrame:
+            lf = lf.select(CANONICAL_COLUMNS)
+            if start is not None:
+                lf = lf.filter(pl.col("timestamp") >= start)
+            if end is not None:
+                lf = lf.filter(pl.col("timestamp") <= end)
+            return lf
+
+        try:
+            return window(pl.scan_parquet(paths)).collect().sort(["symbol", "timestamp"])
+        except _READ_ERRORS:  # name the damaged file: read them one by one
+            frames = [
+                _read_checked(p, lambda p=p: window(pl.scan_parquet(p)).collect())  # type: ignore[misc]
+                for p in paths
+            ]
+            return pl.concat(frames).sort(["symbol", "timestamp"])
 
     def read_universe(self, timeframe: Timeframe, symbols: list[str] | None) -> pl.DataFrame:
         """Bars of ``symbols`` (normalised; None: every stored symbol); a clear error when the
@@ -157,34 +245,55 @@ class ParquetStore:
         p = self.path(symbol, timeframe)
         if not p.exists():
             return None
-        out = (
-            pl.scan_parquet(p).filter(~pl.col("filled")).select(pl.col("timestamp").max()).collect()
+        out = _read_checked(
+            p,
+            lambda: (
+                pl.scan_parquet(p)
+                .filter(~pl.col("filled"))
+                .select(pl.col("timestamp").max())
+                .collect()
+            ),
         )
         value: datetime | None = out.item()
         return value
 
-    def upsert(self, frame: pl.DataFrame, timeframe: Timeframe) -> list[UpsertResult]:
-        """Merge validated canonical bars into the store; see the module docstring for the rules."""
+    def upsert(
+        self, frame: pl.DataFrame, timeframe: Timeframe, *, repair: bool = False
+    ) -> list[UpsertResult]:
+        """Merge validated canonical bars into the store; see the module docstring for the rules.
+
+        A partition that cannot be read is an error, or with ``repair`` is set aside and
+        rewritten from ``frame``."""
         results = []
         for symbol in sorted(frame["symbol"].unique().to_list()):
             part = frame.filter(pl.col("symbol") == symbol).select(CANONICAL_COLUMNS)
-            results.append(self._upsert_one(symbol, part, timeframe))
+            results.append(self._upsert_one(symbol, part, timeframe, repair))
         return results
 
     def _upsert_one(
-        self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe
+        self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe, repair: bool
     ) -> UpsertResult:
         target = self.path(symbol, timeframe)
         with exclusive_lock(target.parent / ".lock"):
             orphans = remove_orphan_temps(target)
-            return replace(self._merge_write(symbol, incoming, timeframe),
+            return replace(self._merge_write(symbol, incoming, timeframe, repair),
                            orphan_temps_removed=orphans)  # fmt: skip
 
     def _merge_write(
-        self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe
+        self, symbol: str, incoming: pl.DataFrame, timeframe: Timeframe, repair: bool
     ) -> UpsertResult:
         """Read, merge and write one partition (the caller holds its lock)."""
-        stored = self.read_symbol(symbol, timeframe)
+        repaired_from = None
+        try:
+            stored = self.read_symbol(symbol, timeframe)
+        except DataError:
+            if not repair:
+                raise
+            target = self.path(symbol, timeframe)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            aside = target.with_name(f"bars.broken-{stamp}.parquet")
+            os.replace(target, aside)
+            repaired_from, stored = str(aside), empty_bars()
         if incoming["timestamp"].is_duplicated().any():
             raise ValueError(
                 f"upsert {symbol}: incoming bars have duplicate timestamps; validate first"
@@ -227,7 +336,7 @@ class ParquetStore:
             .cast(dict(CANONICAL_SCHEMA))  # type: ignore[arg-type]
             .sort("timestamp")
         )
-        written = bool(counts["new"] or counts["updated"])
+        written = bool(counts["new"] or counts["updated"] or repaired_from)
         if written:
             self._ensure_marker()
             atomic_write_parquet(self.path(symbol, timeframe), merged)
@@ -239,24 +348,53 @@ class ParquetStore:
             rows_conflicting_kept=int(counts["kept"]),
             rows_stored=merged.height,
             written=written,
+            repaired_from=repaired_from,
         )
+
+    def verify(self) -> list[PartitionCheck]:
+        """Read every partition whole: readable, canonical schema, its own symbol only,
+        timestamps strictly increasing on the timeframe's grid. One row per partition."""
+        out = []
+        for tf in self.timeframes():
+            for sym in self.symbols(tf):
+                p = self.path(sym, tf)
+                rows, problem = 0, ""
+                try:
+                    frame = _read_checked(p, lambda p=p: pl.read_parquet(p))  # type: ignore[misc]
+                    rows = frame.height
+                    problem = _partition_problem(frame, sym, tf)
+                except DataError as exc:
+                    problem = str(exc).removeprefix(f"{p}: ")
+                out.append(
+                    PartitionCheck(
+                        symbol=sym,
+                        timeframe=tf.label,
+                        path=str(p),
+                        rows=rows,
+                        ok=not problem,
+                        problem=problem,
+                    )
+                )
+        return out
 
     def info(self) -> list[PartitionInfo]:
         out = []
         for tf in self.timeframes():
             for sym in self.symbols(tf):
                 p = self.path(sym, tf)
-                s = (
-                    pl.scan_parquet(p)
-                    .select(
-                        pl.len().alias("rows"),
-                        pl.col("filled").sum().alias("filled"),
-                        pl.col("timestamp").min().alias("first"),
-                        pl.col("timestamp").max().alias("last"),
-                    )
-                    .collect()
-                    .row(0, named=True)
-                )
+                s = _read_checked(
+                    p,
+                    lambda p=p: (
+                        pl.scan_parquet(p)  # type: ignore[misc]
+                        .select(
+                            pl.len().alias("rows"),
+                            pl.col("filled").sum().alias("filled"),
+                            pl.col("timestamp").min().alias("first"),
+                            pl.col("timestamp").max().alias("last"),
+                        )
+                        .collect()
+                    ),
+                ).row(0, named=True)
                 out.append(
                     PartitionInfo(
                         symbol=sym,
@@ -269,3 +407,23 @@ class ParquetStore:
                     )
                 )
         return out
+
+
+def _partition_problem(frame: pl.DataFrame, symbol: str, timeframe: Timeframe) -> str:
+    """What is wrong with the rows of a readable partition ('' when nothing)."""
+    if frame.height == 0:
+        return "no rows"
+    others = frame.filter(pl.col("symbol") != symbol)["symbol"].unique().to_list()
+    if others:
+        return f"rows of other symbols {sorted(others)[:3]}"
+    step = frame["timestamp"].diff().dt.total_milliseconds().drop_nulls()
+    if (step <= 0).any():
+        return f"{int((step <= 0).sum())} timestamps not strictly increasing"
+    if (step % timeframe.ms != 0).any():
+        return f"{int((step % timeframe.ms != 0).sum())} steps off the {timeframe} grid"
+    nulls = frame.select(
+        pl.col(c).null_count() for c in ("timestamp", "open", "high", "low", "close")
+    )
+    if sum(nulls.row(0)):
+        return "null timestamps or prices"
+    return ""

@@ -11,21 +11,29 @@ Rules (each one is counted in :class:`SymbolReport`; nothing is silent):
   decimal) was captured before the close and is dropped. Rows equal up to that
   rounding are the same candle exported twice; the more precise one is kept
   (more volume decimals, then a non-null trade count, then the earlier line).
-- **Interval**: the bar interval is the most common step between consecutive
-  bars (or the one given) and every step must be a whole multiple of it.
+- **Impossible bars** (checked first, on every input row): a price <= 0, high below
+  low, high below open or close, low above them, negative volume, a timestamp before
+  ``not_before`` (default 2009-01-01, before any crypto market) or more than one bar
+  after ``now``. Policy ``error`` (default: the first one, named by file:line and value)
+  or ``drop`` (each reason counted).
+- **Interval**: the bar interval of each symbol is the most common step between its
+  consecutive bars. It must equal the one given (``--timeframe``), be the same for every
+  symbol, and every step must be a whole multiple of it. A run of
+  :data:`MIXED_RUN` or more consecutive steps of the same multiple (daily rows in an
+  hourly file) is a second interval. Interval policy ``error`` (default) or ``keep``
+  (counted, and the steps are treated as gaps).
 - **Gaps**: counted (gaps, missing bars, longest); policy ``keep`` (default),
   ``fill`` (carry the close forward as open=high=low=close, zero volume and
-  trades, ``filled=True``) or ``error``.
-- **OHLC**: high below open/close, low above open/close, high below low, and
-  non-positive prices are counted; policy ``keep`` (default), ``drop`` or ``error``.
-- **Zero volume** bars are counted (they are real: no trade in that hour).
+  trades, ``filled=True``) or ``error``. Fill is bounded: a gap longer than
+  ``max_fill_bars`` (default 24) stays a gap and is counted as unfilled.
+- **Zero volume** bars are legal and counted (no trade in that hour).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal, NoReturn
 
 import polars as pl
 
@@ -35,7 +43,14 @@ from cappuccino.data.readers.base import RawBars
 from cappuccino.data.schema import CANONICAL_COLUMNS, VALUE_COLUMNS, Timeframe
 
 GapPolicy = Literal["fill", "keep", "error"]
-OhlcPolicy = Literal["keep", "drop", "error"]
+OhlcPolicy = Literal["error", "drop"]
+IntervalPolicy = Literal["error", "keep"]
+GAP_POLICIES: tuple[str, ...] = ("fill", "keep", "error")
+OHLC_POLICIES: tuple[str, ...] = ("error", "drop")
+INTERVAL_POLICIES: tuple[str, ...] = ("error", "keep")
+NOT_BEFORE = datetime(2009, 1, 1, tzinfo=UTC)
+MAX_FILL_BARS = 24
+MIXED_RUN = 3  # consecutive equal multi-bar steps that make a second interval, not gaps
 GROUP = ("symbol", "timestamp")
 ORDER = "_order"  # global input order across sources: (source index, line)
 
@@ -60,9 +75,17 @@ class SymbolReport:
     missing_bars: int = 0
     longest_gap_bars: int = 0
     filled_bars: int = 0
-    ohlc_inconsistent: int = 0
+    unfilled_gaps: int = 0
+    unfilled_bars: int = 0
+    interval_mismatch_steps: int = 0
     nonpositive_prices: int = 0
-    ohlc_dropped: int = 0
+    high_below_low: int = 0
+    high_below_open_close: int = 0
+    low_above_open_close: int = 0
+    negative_volume: int = 0
+    timestamp_before_earliest: int = 0
+    timestamp_in_future: int = 0
+    impossible_dropped: int = 0
     zero_volume_bars: int = 0
     rows_valid: int = 0
     first: datetime | None = None
@@ -89,36 +112,61 @@ def _per_symbol(frame: pl.DataFrame, **aggs: pl.Expr) -> dict[str, dict[str, Any
     return {row.pop("symbol"): row for row in out.iter_rows(named=True)}
 
 
+def _steps_ms(frame: pl.DataFrame) -> pl.Expr:
+    return pl.col("timestamp").diff().over("symbol").dt.total_milliseconds()
+
+
+def symbol_intervals(frame: pl.DataFrame) -> dict[str, int]:
+    """Per symbol, the most common positive step in ms between consecutive bars (frame sorted
+    by symbol then time; ties go to the shorter step). Symbols with one bar are absent."""
+    steps = frame.select("symbol", _steps_ms(frame).alias("d")).filter(pl.col("d") > 0)
+    modes = (
+        steps.group_by("symbol", "d")
+        .len()
+        .sort(["symbol", "len", "d"], descending=[False, True, False])
+        .unique("symbol", keep="first", maintain_order=True)
+    )
+    return {str(r["symbol"]): int(r["d"]) for r in modes.iter_rows(named=True)}
+
+
 def infer_timeframe(frame: pl.DataFrame) -> Timeframe:
     """Most common positive step between consecutive bars of each symbol (frame sorted)."""
-    steps = frame.select(
-        pl.col("timestamp").diff().over("symbol").dt.total_milliseconds().alias("d")
-    )
-    steps = steps.filter(pl.col("d") > 0)
+    steps = frame.select(_steps_ms(frame).alias("d")).filter(pl.col("d") > 0)
     if steps.height == 0:
         raise DataError("bars", expected="at least two bars per symbol to infer the interval")
     mode = steps.group_by("d").len().sort(["len", "d"], descending=[True, False])["d"][0]
     return Timeframe(int(mode))
 
 
-def fill_gaps(frame: pl.DataFrame, timeframe: Timeframe) -> tuple[pl.DataFrame, dict[str, int]]:
+def fill_gaps(
+    frame: pl.DataFrame, timeframe: Timeframe, max_fill_bars: int | None = None
+) -> tuple[pl.DataFrame, dict[str, int]]:
     """Insert the missing bars of each symbol between its first and last bar.
 
     A filled bar has open=high=low=close equal to the previous close, zero volume,
-    quote volume and trades, and ``filled=True``. Returns the frame (canonical
+    quote volume and trades, and ``filled=True``. A gap of more than ``max_fill_bars``
+    missing bars (None: no bound) is left as it is. Returns the frame (canonical
     columns, sorted) and the number of bars inserted per symbol.
     """
     if frame.height == 0:
         return frame, {}
     every = f"{timeframe.ms}ms"
+    frame = frame.sort(GROUP)
+    if max_fill_bars is None:
+        segment = pl.lit(0, dtype=pl.Int64)
+    else:
+        too_long = (_steps_ms(frame) // timeframe.ms - 1) > max_fill_bars
+        segment = too_long.fill_null(False).cast(pl.Int64).cum_sum().over("symbol")
+    keyed = frame.with_columns(segment.alias("_seg"))
     calendar = (
-        frame.group_by("symbol")
+        keyed.group_by("symbol", "_seg")
         .agg(
             pl.datetime_ranges(pl.col("timestamp").min(), pl.col("timestamp").max(), every).alias(
                 "timestamp"
             )
         )
         .explode("timestamp")
+        .drop("_seg")
     )
     calendar = calendar.with_columns(pl.col("timestamp").cast(frame.schema["timestamp"]))
     joined = calendar.join(frame, on=["symbol", "timestamp"], how="left").sort(GROUP)
@@ -175,21 +223,144 @@ def _dedupe(frame: pl.DataFrame, reports: dict[str, SymbolReport]) -> pl.DataFra
     return kept.drop("_n", "_complete", "_by_volume", "_variants", "_has_trades")
 
 
-def _check_interval(frame: pl.DataFrame, timeframe: Timeframe, sources: list[str]) -> None:
-    step = pl.col("timestamp").diff().over("symbol").dt.total_milliseconds()
+def _raise_at(row: dict[str, Any], sources: list[str], **kwargs: Any) -> NoReturn:
+    raise DataError(sources[row["_src"]], line=row[LINE], **kwargs)
+
+
+def _check_interval(
+    frame: pl.DataFrame,
+    timeframe: Timeframe,
+    sources: list[str],
+    policy: IntervalPolicy,
+    reports: dict[str, SymbolReport],
+) -> None:
+    """Every step a whole multiple of ``timeframe``; no second interval (module docstring)."""
+    step = _steps_ms(frame)
     off = frame.with_columns(step.alias("_step")).filter(
         pl.col("_step").is_not_null() & (pl.col("_step") % timeframe.ms != 0)
     )
     if off.height:
-        row = off.row(0, named=True)
-        raise DataError(
-            sources[row["_src"]],
-            line=row[LINE],
+        _raise_at(
+            off.row(0, named=True),
+            sources,
+            column="timestamp",
+            value=str(off["timestamp"][0]),
+            expected=f"bars on a {timeframe} grid",
+            detail=f"step {off['_step'][0]} ms from the previous bar; {off.height} off-grid bars",
+        )
+    k = (step // timeframe.ms).fill_null(1)
+    run_id = (k != k.shift(1)).fill_null(True).cast(pl.Int64).cum_sum().over("symbol")
+    runs = frame.with_columns(k.alias("_k"), run_id.alias("_run"))
+    runs = runs.with_columns(pl.len().over("symbol", "_run").alias("_runlen"))
+    mixed = runs.filter((pl.col("_k") >= 2) & (pl.col("_runlen") >= MIXED_RUN))
+    for sym, c in _per_symbol(mixed, n=pl.len()).items():
+        reports[sym].interval_mismatch_steps = int(c["n"])
+    if mixed.height and policy == "error":
+        row = mixed.row(0, named=True)
+        _raise_at(
+            row,
+            sources,
             column="timestamp",
             value=str(row["timestamp"]),
-            expected=f"bars on a {timeframe} grid",
-            detail=f"step {row['_step']} ms from the previous bar; {off.height} off-grid bars",
+            expected=f"one {timeframe} interval",
+            detail=f"{row['_runlen']} consecutive steps of {Timeframe(row['_k'] * timeframe.ms)} "
+            f"(a second interval in the file; {mixed.height} such steps in all; "
+            "--on-interval-mismatch keep treats them as gaps)",
         )
+
+
+def _resolve_timeframe(
+    frame: pl.DataFrame,
+    timeframe: Timeframe | None,
+    sources: list[str],
+    policy: IntervalPolicy,
+    fallback: Timeframe,
+) -> Timeframe:
+    """The given interval, checked against every symbol's own; or the one they share
+    (``fallback``, inferred before impossible bars were dropped, when too few are left)."""
+    modes = symbol_intervals(frame)
+    if not modes or policy == "keep":
+        return timeframe or fallback
+    where = {s: sources[i] for s, i in frame.group_by("symbol").agg(pl.col("_src").min()).rows()}
+    if timeframe is not None:
+        for sym, ms in sorted(modes.items()):
+            if ms != timeframe.ms:
+                raise DataError(
+                    where[sym],
+                    column="timestamp",
+                    value=f"{sym} steps of {Timeframe(ms)}",
+                    expected=f"{timeframe} bars (--timeframe {timeframe})",
+                    detail="--on-interval-mismatch keep imports it anyway",
+                )
+        return timeframe
+    if len(set(modes.values())) > 1:
+        found = ", ".join(f"{s} {Timeframe(ms)} ({where[s]})" for s, ms in sorted(modes.items()))
+        raise DataError(
+            "bars",
+            value=found,
+            expected="one interval for every symbol of an import (import each interval apart)",
+        )
+    return Timeframe(next(iter(modes.values())))
+
+
+def _impossible(not_before: datetime, not_after: datetime) -> dict[str, pl.Expr]:
+    """Reason (a SymbolReport field) -> the rows it flags."""
+    o, h, lo, cl, v = (pl.col(x) for x in ("open", "high", "low", "close", "volume"))
+    ts = pl.col("timestamp")
+    return {
+        "nonpositive_prices": pl.min_horizontal(o, h, lo, cl) <= 0,
+        "high_below_low": h < lo,
+        "high_below_open_close": h < pl.max_horizontal(o, cl),
+        "low_above_open_close": lo > pl.min_horizontal(o, cl),
+        "negative_volume": v < 0,
+        "timestamp_before_earliest": ts < not_before,
+        "timestamp_in_future": ts > not_after,
+    }
+
+
+def _impossible_rows(
+    frame: pl.DataFrame,
+    sources: list[str],
+    reports: dict[str, SymbolReport],
+    policy: OhlcPolicy,
+    not_before: datetime,
+    not_after: datetime,
+) -> pl.DataFrame:
+    """Count the impossible rows of ``frame``; raise on the first (``error``) or drop them."""
+    checks = _impossible(not_before, not_after)
+    flagged = frame.with_columns(
+        *(e.fill_null(False).alias(f"_{k}") for k, e in checks.items())
+    ).with_columns(pl.any_horizontal(*(f"_{k}" for k in checks)).alias("_impossible"))
+    bad = flagged.filter(pl.col("_impossible"))
+    if bad.height == 0:
+        return frame
+    for sym, c in _per_symbol(bad, **{k: pl.col(f"_{k}").sum() for k in checks}).items():
+        for k in checks:
+            setattr(reports[sym], k, int(c[k]))
+    if policy == "error":
+        first = bad.sort(ORDER).row(0, named=True)
+        reason = next(k for k in checks if first[f"_{k}"])
+        expected = {
+            "nonpositive_prices": "prices > 0",
+            "high_below_low": "low <= high",
+            "high_below_open_close": "high >= open and close",
+            "low_above_open_close": "low <= open and close",
+            "negative_volume": "volume >= 0",
+            "timestamp_before_earliest": f"a timestamp on or after {not_before.date()}",
+            "timestamp_in_future": f"a timestamp no later than {not_after.isoformat()} "
+            "(one bar from now)",
+        }[reason]
+        fields = ("timestamp", "open", "high", "low", "close", "volume")
+        _raise_at(
+            first,
+            sources,
+            value={f: str(first[f]) if f == "timestamp" else first[f] for f in fields},
+            expected=expected,
+            detail=f"{bad.height} impossible bars; --on-bad-ohlc drop drops and counts them",
+        )
+    for sym, c in _per_symbol(bad, n=pl.len()).items():
+        reports[sym].impossible_dropped = int(c["n"])
+    return frame.filter(~flagged["_impossible"])
 
 
 def clean_bars(
@@ -197,13 +368,25 @@ def clean_bars(
     *,
     timeframe: Timeframe | None = None,
     on_gap: GapPolicy = "keep",
-    on_bad_ohlc: OhlcPolicy = "keep",
+    on_bad_ohlc: OhlcPolicy = "error",
+    on_interval_mismatch: IntervalPolicy = "error",
+    max_fill_bars: int = MAX_FILL_BARS,
+    not_before: datetime = NOT_BEFORE,
+    now: datetime | None = None,
 ) -> CleanBars:
-    """Validate and repair bars from one or more sources; see the module docstring for the rules."""
-    if on_gap not in ("fill", "keep", "error"):
-        raise ValueError(f"on_gap: got {on_gap!r}, expected fill, keep or error")
-    if on_bad_ohlc not in ("keep", "drop", "error"):
-        raise ValueError(f"on_bad_ohlc: got {on_bad_ohlc!r}, expected keep, drop or error")
+    """Validate and repair bars from one or more sources; see the module docstring for the rules.
+
+    ``now`` (default: the wall clock) bounds timestamps from above, one bar ahead.
+    """
+    for name, value, allowed in (
+        ("on_gap", on_gap, GAP_POLICIES),
+        ("on_bad_ohlc", on_bad_ohlc, OHLC_POLICIES),
+        ("on_interval_mismatch", on_interval_mismatch, INTERVAL_POLICIES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name}: got {value!r}, expected one of {', '.join(allowed)}")
+    if max_fill_bars < 0:
+        raise ValueError(f"max_fill_bars: got {max_fill_bars}, expected a count >= 0")
     if not raws:
         raise ValueError("clean_bars: no sources given")
     reports: dict[str, SymbolReport] = {}
@@ -229,21 +412,33 @@ def clean_bars(
     frame = frame.with_columns((pl.col("_src").cast(pl.Int64) * 10**12 + pl.col(LINE)).alias(ORDER))
 
     in_order = frame.sort(["symbol", ORDER])
-    d = pl.col("timestamp").diff().over("symbol").dt.total_milliseconds()
+    d = _steps_ms(in_order)
     for sym, c in _per_symbol(in_order, down=(d < 0).sum(), up=(d > 0).sum()).items():
         down, up = int(c["down"]), int(c["up"])
         r = reports[sym]
         r.input_order = "ascending" if down == 0 else "descending" if up == 0 else "unsorted"
         r.out_of_order_steps = 0 if r.input_order != "unsorted" else min(up, down)
 
-    frame = _dedupe(frame, reports).sort(GROUP)
-    tf = timeframe or infer_timeframe(frame)
-    _check_interval(frame, tf, sources)
+    # The interval bounds "the future" (one bar ahead); its mode is robust to a few bad rows.
+    frame = frame.sort([*GROUP, ORDER])
+    tf_bound = timeframe or infer_timeframe(frame)
+    wall = now or datetime.now(UTC)
+    not_after = datetime.fromtimestamp(wall.timestamp() + tf_bound.ms / 1000, UTC)
+    frame = _impossible_rows(frame, sources, reports, on_bad_ohlc, not_before, not_after)
 
-    step = pl.col("timestamp").diff().over("symbol").dt.total_milliseconds() // tf.ms - 1
+    frame = _dedupe(frame, reports).sort(GROUP)
+    tf = _resolve_timeframe(frame, timeframe, sources, on_interval_mismatch, tf_bound)
+    _check_interval(frame, tf, sources, on_interval_mismatch, reports)
+
+    step = _steps_ms(frame) // tf.ms - 1
     gaps = frame.with_columns(step.alias("_missing")).filter(pl.col("_missing") > 0)
     for sym, c in _per_symbol(
-        gaps, n=pl.len(), missing=pl.col("_missing").sum(), longest=pl.col("_missing").max()
+        gaps,
+        n=pl.len(),
+        missing=pl.col("_missing").sum(),
+        longest=pl.col("_missing").max(),
+        long_n=(pl.col("_missing") > max_fill_bars).sum(),
+        long_bars=pl.when(pl.col("_missing") > max_fill_bars).then(pl.col("_missing")).sum(),
     ).items():
         r = reports[sym]
         r.gaps, r.missing_bars, r.longest_gap_bars = (
@@ -251,48 +446,25 @@ def clean_bars(
             int(c["missing"]),
             int(c["longest"]),
         )
+        if on_gap == "fill":
+            r.unfilled_gaps, r.unfilled_bars = int(c["long_n"]), int(c["long_bars"] or 0)
     if on_gap == "error" and gaps.height:
         row = gaps.row(0, named=True)
-        raise DataError(
-            sources[row["_src"]],
-            line=row[LINE],
+        _raise_at(
+            row,
+            sources,
             column="timestamp",
             value=str(row["timestamp"]),
             expected="no gaps (on_gap='error')",
             detail=f"{row['_missing']} missing bars before this one; {gaps.height} gaps in all",
         )
-
-    o, h, lo, cl = (pl.col(x) for x in ("open", "high", "low", "close"))
-    inconsistent = (h < pl.max_horizontal(o, cl)) | (lo > pl.min_horizontal(o, cl)) | (h < lo)
-    nonpositive = pl.min_horizontal(o, h, lo, cl) <= 0
-    frame = frame.with_columns(inconsistent.alias("_bad_ohlc"), nonpositive.alias("_nonpos"))
-    for sym, cnt in _per_symbol(
-        frame,
-        bad=pl.col("_bad_ohlc").sum(),
-        nonpos=pl.col("_nonpos").sum(),
-        zero=(pl.col("volume") == 0).sum(),
-    ).items():
-        r = reports[sym]
-        r.ohlc_inconsistent, r.nonpositive_prices = int(cnt["bad"]), int(cnt["nonpos"])
-        r.zero_volume_bars = int(cnt["zero"])
-    bad_rows = frame.filter(pl.col("_bad_ohlc") | pl.col("_nonpos"))
-    if bad_rows.height and on_bad_ohlc == "error":
-        row = bad_rows.row(0, named=True)
-        raise DataError(
-            sources[row["_src"]],
-            line=row[LINE],
-            value={k: row[k] for k in ("open", "high", "low", "close")},
-            expected="low <= open, close <= high and positive prices",
-            detail=f"{bad_rows.height} such bars",
-        )
-    if on_bad_ohlc == "drop" and bad_rows.height:
-        for sym, cnt in _per_symbol(bad_rows, n=pl.len()).items():
-            reports[sym].ohlc_dropped = int(cnt["n"])
-        frame = frame.filter(~(pl.col("_bad_ohlc") | pl.col("_nonpos")))
+    frame = frame.with_columns((pl.col("volume") == 0).alias("_zero"))
+    for sym, cnt in _per_symbol(frame, zero=pl.col("_zero").sum()).items():
+        reports[sym].zero_volume_bars = int(cnt["zero"])
 
     frame = frame.select(CANONICAL_COLUMNS)
     if on_gap == "fill":
-        frame, filled = fill_gaps(frame, tf)
+        frame, filled = fill_gaps(frame, tf, max_fill_bars)
         for sym, n_filled in filled.items():
             reports[sym].filled_bars = n_filled
     for sym, cnt in _per_symbol(

@@ -85,6 +85,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         timeframe=cfg.data.tf,
         on_gap=cfg.data.on_gap,
         on_bad_ohlc=cfg.data.on_bad_ohlc,
+        on_interval_mismatch=cfg.data.on_interval_mismatch,
+        max_fill_bars=cfg.data.max_fill_bars,
         on_malformed=cfg.data.on_malformed,
     )
     symbols = resolve_symbols(cfg.data.symbols, store.symbols(cfg.data.tf))
