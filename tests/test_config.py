@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from cappuccino.config import DemoConfig, apply_overrides, load_config
 from cappuccino.config.secrets import exchange_credentials
@@ -27,9 +26,12 @@ def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
 
 
 def test_invalid_values_name_the_field() -> None:
-    with pytest.raises(ValidationError, match="data.on_gap"):
+    # one line: the dotted field, the value, what was expected (pydantic's block condensed)
+    with pytest.raises(
+        ValueError, match=r"^data.on_gap: got 'sometimes', input should be 'fill', 'keep' or"
+    ):
         load_config(DemoConfig, None, ["data.on_gap=sometimes"])
-    with pytest.raises(ValidationError, match="seed"):
+    with pytest.raises(ValueError, match=r"^seed: got -1, input should be greater than or equal"):
         load_config(DemoConfig, None, ["seed=-1"])
     with pytest.raises(ValueError, match="unknown key 'unknown_field'"):
         load_config(DemoConfig, None, ["unknown_field=1"])
@@ -61,13 +63,12 @@ def test_shipped_rl_config_equals_the_embedded_defaults_but_the_store() -> None:
 
 
 def test_rl_config_rejects_bad_values_naming_the_field() -> None:
-    from pydantic import ValidationError
 
     from cappuccino.config.rl import RLTrainConfig
 
-    with pytest.raises(ValidationError, match="minibatch_size"):
+    with pytest.raises(ValueError, match=r"^ppo: minibatch_size: got 100000, expected <= n_envs"):
         load_config(RLTrainConfig, None, ["ppo.minibatch_size=100000"])
-    with pytest.raises(ValidationError, match="reward"):
+    with pytest.raises(ValueError, match=r"^env.reward: got 'sharpe', input should be"):
         load_config(RLTrainConfig, None, ["env.reward=sharpe"])
     with pytest.raises(
         ValueError, match=r"unknown key 'ppo.learning_rat' \(did you mean 'learning_rate'\?\)"

@@ -15,11 +15,12 @@ import time
 import uuid
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 
 from cappuccino.config.tuning import StorageSettings
-from cappuccino.tuning.study import make_storage
+from cappuccino.tuning.study import HEARTBEAT_LOST, make_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,7 +92,9 @@ def test_a_killed_workers_trial_becomes_fail_is_retried_and_the_count_is_reached
 ) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = "kill"
-    slow = _worker(url, study, 4, "--sleep", "30", "--heartbeat", "1", "--grace", "3")
+    runs = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    slow = _worker(url, study, 4, "--sleep", "30", "--heartbeat", "1", "--grace", "3",
+                   "--mlflow", runs)  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until its first trial is running
         time.sleep(0.3)
@@ -110,7 +113,8 @@ def test_a_killed_workers_trial_becomes_fail_is_retried_and_the_count_is_reached
     killed = running[0]
     slow.send_signal(signal.SIGKILL)
     slow.wait()
-    fresh = _worker(url, study, 4, "--sleep", "0.2", "--heartbeat", "1", "--grace", "3")
+    fresh = _worker(url, study, 4, "--sleep", "0.2", "--heartbeat", "1", "--grace", "3",
+                    "--mlflow", runs)  # fmt: skip
     _out, err = fresh.communicate(timeout=120)
     assert fresh.returncode == 0, err
     trials = {t.number: t for t in _trials(url, study)}
@@ -123,6 +127,20 @@ def test_a_killed_workers_trial_becomes_fail_is_retried_and_the_count_is_reached
     assert len(retried) == 1
     assert killed.params and trials[killed.number].params == killed.params
     assert retried[0].state.name == "COMPLETE" and retried[0].params == killed.params
+    # it says why, its MLflow run (left RUNNING by the dead worker) ended KILLED, and the
+    # retry starts clean: no inherited error, its own run
+    dead = trials[killed.number]
+    assert dead.user_attrs["error"] == HEARTBEAT_LOST
+    assert "error" not in retried[0].user_attrs
+    client = mlflow.tracking.MlflowClient(tracking_uri=runs)
+    assert client.get_run(dead.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    assert retried[0].user_attrs["mlflow_run_id"] != dead.user_attrs["mlflow_run_id"]
+    statuses = [r.info.status for r in client.search_runs(
+        [client.get_experiment_by_name("worker-test").experiment_id])]  # fmt: skip
+    assert "RUNNING" not in statuses and statuses.count("KILLED") == 1
+    storage = make_storage(StorageSettings(url=url, heartbeat_interval=1, grace_period=3))
+    lost = optuna.load_study(study_name=study, storage=storage).user_attrs["heartbeat_lost"]
+    assert lost == [killed.number]
 
 
 def test_a_trial_that_raises_is_fail_with_its_error_and_the_study_goes_on(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import time
 import optuna
 
 from cappuccino.config.tuning import TuneConfig
-from cappuccino.tuning.study import run_worker
+from cappuccino.tracking import MlflowTracker
+from cappuccino.tuning.study import record_run, run_worker
 
 
 def main() -> None:
@@ -24,6 +25,7 @@ def main() -> None:
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--heartbeat", type=int, default=1)
     ap.add_argument("--grace", type=int, default=3)
+    ap.add_argument("--mlflow", default=None, help="track each trial as a run in this store")
     a = ap.parse_args()
     cfg = TuneConfig.model_validate(
         {
@@ -35,7 +37,16 @@ def main() -> None:
         }
     )
 
+    tracker = MlflowTracker(a.mlflow, "worker-test") if a.mlflow else None
+
     def objective(trial: optuna.Trial) -> float:
+        if tracker is None:
+            return inner(trial)
+        with tracker.start_run(f"trial_{trial.number}") as run_id:
+            record_run(trial, tracker, run_id)
+            return inner(trial)
+
+    def inner(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", -5.0, 5.0)
         for step in range(3):
             time.sleep(a.sleep / 3)

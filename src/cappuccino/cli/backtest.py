@@ -7,7 +7,17 @@ from typing import Any
 
 import typer
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, symbol_list, table
+from cappuccino.cli.render import (
+    JSON_HELP,
+    TIMEFRAME_HELP,
+    console,
+    emit_json,
+    fail_cleanly,
+    parse_time,
+    progress,
+    symbol_list,
+    table,
+)
 
 
 @fail_cleanly
@@ -24,7 +34,7 @@ def backtest(
         "-s",
         help="universe: repeat or comma-separate (default: all / the bundle's)",
     ),
-    timeframe: str = typer.Option("1h", "--timeframe"),
+    timeframe: str = typer.Option("1h", "--timeframe", help=TIMEFRAME_HELP),
     start: str | None = typer.Option(None, "--start", help="first decision bar, ISO 8601 UTC"),
     end: str | None = typer.Option(None, "--end", help="last bar, ISO 8601 UTC"),
     fee: str | None = typer.Option(
@@ -42,7 +52,7 @@ def backtest(
         "--allow-version-mismatch",
         help="load a bundle written with other library versions (the differences are logged)",
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Backtest through the market core; fills at each next bar's open."""
     from pydantic import ValidationError
@@ -53,6 +63,7 @@ def backtest(
     from cappuccino.workflows.backtest import backtest_notes, evaluate, write_evaluation
 
     symbols = symbol_list(symbols)
+    first, last = parse_time(start, "--start"), parse_time(end, "--end")
     target: Any = policy
     rules = MarketRules()
     feature_set: str | None = None  # benchmarks read prices only: every bar of the window
@@ -66,12 +77,12 @@ def backtest(
     if fee is not None:
         try:
             rules = rules.with_fee(fee)
-        except ValidationError as exc:
+        except (ValidationError, ValueError) as exc:
             raise ValueError(f"--fee: got {fee!r}, expected a rate in [0, 0.05] such as 0.001 "
                              "or 0.1%") from exc  # fmt: skip
     with progress("backtesting", not as_json):
         data = load_market(store, timeframe, symbols, feature_set)
-        ev = evaluate(data, target, start=start, end=end, rules=rules, benchmarks=benchmarks)
+        ev = evaluate(data, target, start=first, end=last, rules=rules, benchmarks=benchmarks)
         paths = write_evaluation(ev, out, report)
     doc = {**ev.to_dict(), "outputs": paths}
     if as_json:

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import (
+    JSON_HELP,
+    console,
+    emit_json,
+    fail_cleanly,
+    progress,
+    set_help,
+    table,
+)
+from cappuccino.config.supervised import SupervisedConfig
 
 app = typer.Typer(no_args_is_help=True, help="Campaigns over many models.")
 
@@ -15,7 +24,9 @@ app = typer.Typer(no_args_is_help=True, help="Campaigns over many models.")
 @fail_cleanly
 def baseline(
     config: Path | None = typer.Option(None, "--config", help="shared YAML run config"),
-    overrides: list[str] = typer.Option([], "--set", help="override, e.g. train.epochs=5"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help=set_help(SupervisedConfig, "train.epochs=5")
+    ),
     models: str = typer.Option(
         "mlp,lstm_attention,gru_attention,cnn_lstm,price_action_transformer,ft_transformer",
         "--models",
@@ -27,13 +38,11 @@ def baseline(
         help="per-model baseline YAML (model params, features, lookback, loss) over --config",
     ),
     seeds: str = typer.Option("0", "--seeds", help="comma-separated seeds"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train every model on the same split and seeds; write the comparison table."""
-    import yaml
-
     from cappuccino.config import load_config
-    from cappuccino.config.supervised import SupervisedConfig
+    from cappuccino.config.loading import read_yaml
     from cappuccino.models.registry import get_model
     from cappuccino.tracking import MlflowTracker
     from cappuccino.workflows.campaign import campaign_configs, run_campaign, write_campaign
@@ -46,9 +55,12 @@ def baseline(
         own[name] = {}
         if path.is_file():
             load_config(SupervisedConfig, path)  # unknown keys: named, with a suggestion
-            own[name] = yaml.safe_load(path.read_text()) or {}
+            own[name] = read_yaml(path) or {}
     configs = campaign_configs(base, own, overrides)
-    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds: got {seeds!r}, expected comma-separated integers") from None
     tracker = MlflowTracker(base.tracking_uri, base.experiment) if base.tracking_uri else None
     with progress(f"training {len(configs)} models x {len(seed_list)} seeds", not as_json):
         rows = run_campaign(configs, seeds=seed_list, tracker=tracker)

@@ -8,6 +8,8 @@ from typing import Any
 import typer
 
 from cappuccino.cli.render import (
+    JSON_HELP,
+    TIMEFRAME_HELP,
     emit_json,
     err_console,
     fail_cleanly,
@@ -105,7 +107,7 @@ def import_(
     column: list[str] = typer.Option(
         [], "--column", help="generic csv mapping canonical=file_column"
     ),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Read, validate (every repair counted) and upsert bars into the store."""
     from cappuccino.data.importing import import_files
@@ -141,7 +143,7 @@ def import_(
 @fail_cleanly
 def sample(
     store: Path = typer.Option(..., "--store", help="store folder"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Import the bundled 7-pair hourly sample (2020-08 to 2021-06) into the store."""
     from cappuccino.data.importing import import_files
@@ -156,7 +158,7 @@ def sample(
 @fail_cleanly
 def info(
     store: Path = typer.Option(..., "--store", help="store folder"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List stored partitions: rows, filled bars, first and last bar."""
     from cappuccino.data.store import ParquetStore
@@ -174,7 +176,7 @@ def info(
 @fail_cleanly
 def verify(
     store: Path = typer.Option(..., "--store", help="store folder"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Read every stored partition whole; exit 2 when one is broken (unreadable, empty, wrong
     schema, foreign symbols, unsorted or off-grid times). `data import --repair` rewrites one."""
@@ -206,7 +208,7 @@ def download(
     ),
     store: Path = typer.Option(..., "--store", help="store folder"),
     exchange: str = typer.Option("binance", "--exchange", help="ccxt exchange id"),
-    timeframe: str = typer.Option("1h", "--timeframe"),
+    timeframe: str = typer.Option("1h", "--timeframe", help=TIMEFRAME_HELP),
     since: str | None = typer.Option(None, "--since", help="ISO date for the first download"),
     until: str | None = typer.Option(None, "--until", help="ISO date to stop at"),
     base_url: str | None = typer.Option(
@@ -215,9 +217,13 @@ def download(
         envvar="CAPPUCCINO_EXCHANGE_URL",
         help="override the exchange's API host (testing, proxies)",
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    retries: int = typer.Option(
+        5, "--retries", min=0, help="retries of a failed request (backoff 1 s, doubling)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Download closed candles through ccxt, resuming from the last stored bar (needs [live])."""
+    """Download closed candles through ccxt, resuming from the last stored bar (needs the
+    `live` extra: pip install 'cappuccino\\[live]'). An unreachable exchange exits 3."""
     from cappuccino.data.download import download_ohlcv
     from cappuccino.data.schema import Timeframe
     from cappuccino.data.store import ParquetStore
@@ -231,6 +237,7 @@ def download(
             since=parse_time(since, "--since"),
             until=parse_time(until, "--until"),
             base_url=base_url,
+            max_retries=retries,
         )
     rows = [r.to_dict() for r in results]
     if as_json:

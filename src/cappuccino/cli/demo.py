@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import (
+    JSON_HELP,
+    console,
+    emit_json,
+    fail_cleanly,
+    progress,
+    set_help,
+    table,
+)
+from cappuccino.config.demo import DemoConfig
 
 
 @fail_cleanly
@@ -15,11 +24,24 @@ def demo(
         None, "--config", help="YAML run config (defaults embedded)"
     ),
     overrides: list[str] = typer.Option(
-        [], "--set", help="override, e.g. features.feature_set=nn23"
+        [], "--set", help=set_help(DemoConfig, "features.feature_set=nn23")
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Sample -> import/validate -> features -> labels -> audit -> summary table."""
+    """The main job on the bundled sample, in this order (steps 4 to 7 can be turned off,
+    e.g. --set tune.enabled=false):
+
+    1. import and validate the bundled 7-pair hourly sample into a Parquet store;
+    2. gap fill, causal features and labels;
+    3. the lookahead audit of every feature column;
+    4. a window classifier trained for a few epochs, tracked in a local MLflow store, with
+    its test-period signals backtested through the market core;
+    5. PPO on the training period, then an out-of-sample backtest against the benchmarks
+    (with the degenerate-policy verdict) and an HTML report;
+    6. a small Optuna study (SQLite storage) over purged CV;
+    7. an A/B of PPO arms over seeds with intervals and a verdict.
+
+    Writes everything under output_dir (default runs/demo)."""
     from cappuccino.config import DemoConfig, load_config
     from cappuccino.workflows.demo import run_demo
 

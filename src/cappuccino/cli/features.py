@@ -7,7 +7,17 @@ from pathlib import Path
 import polars as pl
 import typer
 
-from cappuccino.cli.render import emit_json, fail_cleanly, progress, symbol_list, table
+from cappuccino.cli.render import (
+    FEATURE_SET_HELP,
+    JSON_HELP,
+    STORE_HELP,
+    TIMEFRAME_HELP,
+    emit_json,
+    fail_cleanly,
+    progress,
+    symbol_list,
+    table,
+)
 from cappuccino.data.schema import Timeframe
 
 app = typer.Typer(no_args_is_help=True, help="Causal features, labels and the lookahead audit.")
@@ -23,7 +33,7 @@ def _load_bars(
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Registered feature sets and their columns."""
     from cappuccino.features.sets import FEATURE_SETS
 
@@ -52,8 +62,8 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command("build")
 @fail_cleanly
 def build(
-    store: Path = typer.Option(..., "--store"),
-    feature_set: str = typer.Option(..., "--feature-set"),
+    store: Path = typer.Option(..., "--store", help=STORE_HELP),
+    feature_set: str = typer.Option(..., "--feature-set", help=FEATURE_SET_HELP),
     out: Path = typer.Option(..., "--out", help="output Parquet file"),
     symbols: list[str] | None = typer.Option(
         None, "--symbols", "-s", help="repeat or comma-separate; default all"
@@ -63,14 +73,14 @@ def build(
         "--label",
         help="forward:h=24,threshold=0.01,fee=0.001 or triple:tp=0.02,sl=0.02,h=24 (repeat)",
     ),
-    timeframe: str = typer.Option("1h", "--timeframe"),
+    timeframe: str = typer.Option("1h", "--timeframe", help=TIMEFRAME_HELP),
     align: bool = typer.Option(
         False, "--align", help="put all symbols on one calendar (latest first bar to earliest last)"
     ),
     keep_warmup: bool = typer.Option(
         False, "--keep-warmup", help="keep warm-up rows (null features)"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Fill gaps, compute features and labels, drop incomplete rows (counted), write Parquet."""
     from cappuccino.features.labels import parse_label
@@ -110,15 +120,15 @@ def build(
 @app.command("audit")
 @fail_cleanly
 def audit(
-    store: Path = typer.Option(..., "--store"),
-    feature_set: str = typer.Option(..., "--feature-set"),
+    store: Path = typer.Option(..., "--store", help=STORE_HELP),
+    feature_set: str = typer.Option(..., "--feature-set", help=FEATURE_SET_HELP),
     symbols: list[str] | None = typer.Option(
         None, "--symbols", "-s", help="repeat or comma-separate; default all"
     ),
-    timeframe: str = typer.Option("1h", "--timeframe"),
-    cuts: int = typer.Option(12, "--cuts", help="number of cut points"),
-    seed: int = typer.Option(0, "--seed"),
-    as_json: bool = typer.Option(False, "--json"),
+    timeframe: str = typer.Option("1h", "--timeframe", help=TIMEFRAME_HELP),
+    cuts: int = typer.Option(12, "--cuts", min=1, help="number of cut points"),
+    seed: int = typer.Option(0, "--seed", help="seed of the perturbed futures"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Recompute on truncated and perturbed futures; report columns that change (exit 1 if any)."""
     from cappuccino.data.validate import fill_gaps

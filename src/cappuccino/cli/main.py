@@ -18,9 +18,11 @@ from cappuccino.cli import models as models_cmd  # noqa: E402
 from cappuccino.cli import rl as rl_cmd  # noqa: E402
 from cappuccino.cli import train as train_cmd  # noqa: E402
 from cappuccino.cli import tune as tune_cmd  # noqa: E402
+from cappuccino.cli.render import OneLineErrors  # noqa: E402
 from cappuccino.utils.logging import configure_logging  # noqa: E402
 
 app = typer.Typer(
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,7 +55,9 @@ def main(
         help="torch threads: 'auto' (the cores this process may use) or a count; default "
         "$CAPPUCCINO_THREADS, else auto. Workers of `tune --workers N` split the cores.",
     ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
 ) -> None:
     """Cappuccino command-line interface."""
     try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from cappuccino.cli.render import emit_json, fail_cleanly, table
+from cappuccino.cli.render import JSON_HELP, emit_json, fail_cleanly, table
 
 app = typer.Typer(no_args_is_help=True, help="Supervised window classifiers.")
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Registered models with their descriptions."""
     from cappuccino.models.registry import MODELS
 
@@ -29,7 +29,7 @@ def describe(
     n_features: int = typer.Option(14, "--features", help="features per bar"),
     window: int = typer.Option(64, "--window", help="bars per window"),
     n_assets: int = typer.Option(7, "--assets", help="assets (embedding rows)"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Resolved config and trainable parameter count for one configuration."""
     from cappuccino.config.loading import apply_overrides

@@ -8,12 +8,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
+from typer._click import Context  # typer >= 0.26 vendors click; usage errors are its own
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
 
+from cappuccino.config.loading import condense
+from cappuccino.config.models import FEATURE_SET_NAMES
 from cappuccino.data.errors import DataError
 from cappuccino.reporting.table import Table
 
@@ -58,16 +64,103 @@ def table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str] | N
     console.print(Table.from_records(rows, columns, title=title).rich())
 
 
+JSON_HELP = "print the result as exactly one JSON document on stdout (logs stay on stderr)"
+BAD_INPUT, UNREACHABLE = 2, 3
+TIMEFRAME_HELP = "bar interval in ccxt notation: 1m, 5m, 15m, 1h, 4h, 1d, ..."
+STORE_HELP = "Parquet store folder (see `cappuccino data import`)"
+FEATURE_SET_HELP = f"feature set: {', '.join(FEATURE_SET_NAMES)} (`cappuccino features list`)"
+STUDY_HELP = "study name in the storage (default: the config's)"
+STORAGE_HELP = (
+    "SQLAlchemy URL of the study storage, e.g. sqlite:///runs/optuna.db or "
+    "postgresql://user@host/db (password from CAPPUCCINO_STORAGE_PASSWORD only)"
+)
+
+
+def config_keys(model: type[BaseModel]) -> str:
+    """The keys ``--set`` accepts for ``model``, nested sections as ``section.{a, b}``."""
+    parts = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            parts.append(f"{name}.{{{config_keys(ann)}}}")
+        else:
+            parts.append(name)
+    return ", ".join(parts)
+
+
+def set_help(model: type[BaseModel], example: str) -> str:
+    """Help of a ``--set`` option: the form, an example and every key."""
+    return (
+        f"override a config key, KEY=VALUE with a YAML value (repeatable), e.g. {example}. "
+        f"Keys: {escape(config_keys(model))}"
+    )
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its lines joined with '; ', runs of blanks squeezed."""
+    return "; ".join(" ".join(line.split()) for line in text.strip().splitlines() if line.strip())
+
+
+def say_error(message: str) -> None:
+    """The one line of an error, on stderr."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True,
+                      highlight=False)  # fmt: skip
+
+
+def _classify(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, message) for an error a user can cause or fix; None for a bug."""
+    if isinstance(exc, ValidationError):
+        return BAD_INPUT, condense(exc)
+    if isinstance(exc, DataError | ValueError | LookupError):
+        return BAD_INPUT, str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc)
+    if isinstance(exc, IsADirectoryError):
+        return BAD_INPUT, f"{exc.filename}: is a directory, expected a file"
+    if isinstance(exc, NotADirectoryError):
+        return BAD_INPUT, f"{exc.filename}: is a file, expected a directory"
+    if isinstance(exc, FileNotFoundError):
+        return BAD_INPUT, str(exc) if exc.filename is None else f"{exc.filename}: no such file"
+    if isinstance(exc, PermissionError):
+        return BAD_INPUT, f"{exc.filename}: permission denied"
+    if isinstance(exc, ImportError):
+        return BAD_INPUT, str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return BAD_INPUT, f"not text ({exc.reason} at byte {exc.start}); expected a CSV file"
+    unreachable = _unreachable(exc)
+    if unreachable is not None:
+        return UNREACHABLE, unreachable
+    return None
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """A service that could not be reached (database, exchange, tracking server)."""
+    sa = sys.modules.get("sqlalchemy.exc")
+    if sa is not None and isinstance(exc, sa.OperationalError):
+        return f"database unreachable: {one_line(str(exc.orig or exc)).split('; ')[0]}"
+    ccxt = sys.modules.get("ccxt")
+    if ccxt is not None and isinstance(exc, ccxt.NetworkError):
+        return f"exchange unreachable: {type(exc).__name__}: {one_line(str(exc))[:300]}"
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return f"service unreachable: {type(exc).__name__}: {exc}"
+    return None
+
+
 def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn input errors into a one-line message on stderr and exit code 2 (no traceback)."""
+    """Turn errors a user can cause into one line on stderr: exit 2 for bad input, 3 for an
+    unreachable service; a bug keeps its traceback."""
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (DataError, ValidationError, ValueError, FileNotFoundError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-            raise typer.Exit(2) from exc
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:
+            known = _classify(exc)
+            if known is None:
+                raise
+            code, message = known
+            say_error(message)
+            raise typer.Exit(code) from exc
 
     return wrapper
 
@@ -80,3 +173,32 @@ def progress(description: str, enabled: bool) -> Iterator[None]:
         return
     with err_console.status(description):
         yield
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level command: a usage error (unknown option, bad value, missing argument) is
+    one line on stderr and exit 2, not click's boxed usage block."""
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            usage_error(exc)
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            usage_error(exc)
+
+
+def usage_error(exc: UsageError) -> NoReturn:
+    """Report a click usage error in one line and exit 2 (a bare group still shows its help)."""
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc
+    where = "cappuccino"
+    if exc.ctx is not None:  # the program's own name, also under a test runner ("root")
+        root = exc.ctx.find_root().info_name or ""
+        where += exc.ctx.command_path[len(root) :]
+    say_error(f"{where}: {exc.format_message()} (see {where} --help)")
+    raise typer.Exit(BAD_INPUT)

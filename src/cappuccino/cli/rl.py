@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import (
+    JSON_HELP,
+    console,
+    emit_json,
+    fail_cleanly,
+    progress,
+    set_help,
+    table,
+)
+from cappuccino.config.rl import CompareConfig, PretrainConfig, RLTrainConfig
 
 app = typer.Typer(no_args_is_help=True, help="Reinforcement learning: PPO on the trading env.")
 
@@ -16,9 +25,9 @@ app = typer.Typer(no_args_is_help=True, help="Reinforcement learning: PPO on the
 def train(
     config: Path | None = typer.Argument(None, help="YAML run config (defaults embedded)"),
     overrides: list[str] = typer.Option(
-        [], "--set", help="override, e.g. ppo.total_timesteps=20000"
+        [], "--set", help=set_help(RLTrainConfig, "ppo.total_timesteps=20000")
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train PPO on the training period; prints the bundle directory."""
     from cappuccino.config import load_config
@@ -47,9 +56,9 @@ def train(
 def pretrain_encoder(
     config: Path | None = typer.Argument(None, help="YAML pretraining config (defaults embedded)"),
     overrides: list[str] = typer.Option(
-        [], "--set", help="override, e.g. pretrain.epochs=5 env.lookback=20"
+        [], "--set", help=set_help(PretrainConfig, "pretrain.epochs=5")
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Pretrain an FT state encoder by masked feature modelling on the training period."""
     from cappuccino.config import load_config
@@ -78,9 +87,9 @@ def pretrain_encoder(
 def compare(
     config: Path | None = typer.Argument(None, help="YAML comparison config (defaults embedded)"),
     overrides: list[str] = typer.Option(
-        [], "--set", help="override, e.g. seeds=[0,1,2,3,4] rl.ppo.total_timesteps=32768"
+        [], "--set", help=set_help(CompareConfig, "seeds=[0,1,2,3,4]")
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """A/B of PPO arms (MLP, FT from scratch, FT pretrained frozen / fine-tuned) over seeds,
     out of sample, with intervals, paired tests and a verdict."""

@@ -7,25 +7,29 @@ from pathlib import Path
 import typer
 
 from cappuccino.cli.render import (
+    JSON_HELP,
     console,
     emit_json,
     fail_cleanly,
     parse_time,
     progress,
+    set_help,
     symbol_list,
     table,
 )
+from cappuccino.config.supervised import SupervisedConfig
 
 
 @fail_cleanly
 def train(
     config: Path | None = typer.Argument(None, help="YAML run config (defaults embedded)"),
-    overrides: list[str] = typer.Option([], "--set", help="override, e.g. model=gru_attention"),
-    as_json: bool = typer.Option(False, "--json"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help=set_help(SupervisedConfig, "model=gru_attention")
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train, select on val, score test once, write the bundle; prints the summary."""
     from cappuccino.config import load_config
-    from cappuccino.config.supervised import SupervisedConfig
     from cappuccino.models.registry import get_model
     from cappuccino.tracking import MlflowTracker
     from cappuccino.utils.io import atomic_write_json
@@ -73,7 +77,7 @@ def predict(
         "--allow-version-mismatch",
         help="load a bundle written with other library versions (the differences are logged)",
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Score new bars with a bundle (same features, window, scaler and symbol order)."""
     import polars as pl

@@ -12,7 +12,20 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from cappuccino.cli.render import console, emit_json, fail_cleanly, progress, table
+from cappuccino.cli.render import (
+    JSON_HELP,
+    STORAGE_HELP,
+    STUDY_HELP,
+    console,
+    emit_json,
+    err_console,
+    fail_cleanly,
+    progress,
+    say_error,
+    set_help,
+    table,
+)
+from cappuccino.config.tuning import TuneConfig
 
 
 class _RunByDefault(TyperGroup):
@@ -22,8 +35,12 @@ class _RunByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+SET_HELP = set_help(TuneConfig, "supervised.model=gru_attention")
 app = typer.Typer(
-    cls=_RunByDefault, no_args_is_help=True, help="Optuna studies: tune CONFIG, tune report."
+    cls=_RunByDefault,
+    no_args_is_help=True,
+    help="Optuna studies over purged CV. `cappuccino tune CONFIG [--workers N]` runs or joins "
+    "a study (it is `tune run CONFIG`); `tune report` and `tune best` read one.",
 )
 
 
@@ -38,7 +55,6 @@ def _config(
     import optuna
 
     from cappuccino.config import load_config
-    from cappuccino.config.tuning import TuneConfig
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
     extra = list(overrides)
@@ -57,24 +73,20 @@ def _config(
 @fail_cleanly
 def run(
     config: Path | None = typer.Argument(None, help="YAML study config (defaults embedded)"),
-    overrides: list[str] = typer.Option(
-        [], "--set", help="override, e.g. supervised.model=gru_attention"
-    ),
-    study_name: str | None = typer.Option(None, "--study-name", help="study name in the storage"),
-    storage: str | None = typer.Option(
-        None, "--storage", help="SQLAlchemy URL (password from CAPPUCCINO_STORAGE_PASSWORD)"
-    ),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    study_name: str | None = typer.Option(None, "--study-name", help=STUDY_HELP),
+    storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
     n_trials: int | None = typer.Option(None, "--n-trials", help="finished trials wanted"),
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes"),
     timeout: float | None = typer.Option(None, "--timeout", help="seconds before no new trial"),
     worker_index: int | None = typer.Option(None, "--worker-index", hidden=True),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run (or join) a study; workers elsewhere join with the same command and storage."""
     import optuna
 
     from cappuccino.models.registry import get_model
-    from cappuccino.tuning.tune import tune, work
+    from cappuccino.tuning.tune import StudyIncomplete, tune, work
     from cappuccino.workflows.supervised import signal_backtest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
@@ -88,7 +100,18 @@ def run(
     with progress(
         f"study {cfg.study_name}: {cfg.n_trials} trials, {workers} worker(s)", not as_json
     ):
-        summary = tune(cfg, workers=workers, after_fit=signal_backtest)
+        try:
+            summary = tune(cfg, workers=workers, after_fit=signal_backtest)
+        except StudyIncomplete as exc:
+            say_error(str(exc))
+            raise typer.Exit(1) from exc
+    for dead in summary["workers_failed"]:
+        err_console.print(
+            f"warning: worker {dead['worker']} died ({dead['reason']}, see {dead['log']}); "
+            f"its trial was failed by the heartbeat and re-run, and the study reached "
+            f"{summary['finished']}/{cfg.n_trials} finished trials",
+            markup=False, highlight=False,
+        )  # fmt: skip
     if as_json:
         emit_json(summary)
         return
@@ -104,11 +127,11 @@ def run(
 @fail_cleanly
 def report(
     config: Path | None = typer.Argument(None, help="the study's YAML config"),
-    overrides: list[str] = typer.Option([], "--set", help="override"),
-    study_name: str | None = typer.Option(None, "--study-name"),
-    storage: str | None = typer.Option(None, "--storage"),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    study_name: str | None = typer.Option(None, "--study-name", help=STUDY_HELP),
+    storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
     out: Path | None = typer.Option(None, "--out", help="HTML report file"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Top trials, parameter importance, optimisation history and failures of a study."""
     from cappuccino.tuning.report import study_report, write_report_html
@@ -140,10 +163,10 @@ def best(
     config: Path | None = typer.Argument(None, help="the study's YAML config"),
     out: Path = typer.Option(..., "--out", help="new directory for the exported bundle"),
     top: int = typer.Option(1, "--top", min=1, help="k > 1: an ensemble of the k best trials"),
-    overrides: list[str] = typer.Option([], "--set", help="override"),
-    study_name: str | None = typer.Option(None, "--study-name"),
-    storage: str | None = typer.Option(None, "--storage"),
-    as_json: bool = typer.Option(False, "--json"),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    study_name: str | None = typer.Option(None, "--study-name", help=STUDY_HELP),
+    storage: str | None = typer.Option(None, "--storage", help=STORAGE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Export the best trial's bundle, or an ensemble averaging the top k's probabilities."""
     from cappuccino.tuning.export import export_best

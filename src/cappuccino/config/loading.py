@@ -34,16 +34,55 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"override: got {item!r}, expected key.path=value")
-        values[key.strip()] = yaml.safe_load(raw)
+            raise ValueError(f"--set: got {item!r}, expected key.path=value")
+        try:
+            values[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {key.strip()}: got {raw!r}, expected a YAML value "
+                             f"({_yaml_problem(exc)})") from None  # fmt: skip
     return apply_values(data, values)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return str(problem)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a syntax error is a ValueError naming ``path:line:column``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file, expected YAML") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise ValueError(f"{where}: YAML syntax error: {_yaml_problem(exc)}") from None
+
+
+def condense(exc: ValidationError, where: str = "") -> str:
+    """A pydantic error as one line: the dotted field, the bad value and what was expected
+    (the first error, and how many more)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(x) for x in first["loc"]) or exc.title
+    if first["type"] == "value_error":  # our own validators already name value and bound
+        msg, got = str(first["msg"]).removeprefix("Value error, "), ""
+    else:
+        msg = first["msg"][:1].lower() + first["msg"][1:]
+        got = f"got {first['input']!r}, " if first["type"] != "missing" and "input" in first else ""
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}{loc}: {got}{msg}{more}"
 
 
 def load_config(model: type[M], path: Path | None = None, overrides: list[str] | None = None) -> M:
     """Validate YAML at ``path`` (or the embedded defaults) plus overrides into ``model``."""
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = read_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -55,10 +94,10 @@ def load_config(model: type[M], path: Path | None = None, overrides: list[str] |
     try:
         return model.model_validate(merged)
     except ValidationError as exc:
+        where = f"{path}: " if path is not None else ""
         unknown = [e for e in exc.errors() if e["type"] == "extra_forbidden"]
         if not unknown:
-            raise
-        where = f"{path}: " if path is not None else ""
+            raise ValueError(condense(exc, where)) from exc
         hints = [_unknown_key_hint(model, tuple(e["loc"])) for e in unknown]
         raise ValueError(where + "; ".join(hints)) from exc
 

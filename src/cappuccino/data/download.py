@@ -68,14 +68,22 @@ def _rebase(value: Any, base: str) -> Any:
     return value
 
 
+def import_ccxt() -> Any:
+    """The ccxt module, or an ImportError that names the extra to install."""
+    try:
+        import ccxt
+    except ImportError as exc:
+        raise ImportError(
+            "exchange access needs ccxt, which is not installed: pip install 'cappuccino[live]'"
+        ) from exc
+    return ccxt
+
+
 def make_exchange(
     exchange_id: str, *, base_url: str | None = None, options: dict[str, Any] | None = None
 ) -> Any:
     """A ccxt exchange with rate limiting on, credentials from the environment, optional host override."""
-    try:
-        import ccxt
-    except ImportError as exc:
-        raise ImportError("exchange download needs ccxt: pip install 'cappuccino[live]'") from exc
+    ccxt = import_ccxt()
     cls = getattr(ccxt, exchange_id, None)
     if cls is None:
         raise ValueError(
@@ -126,7 +134,7 @@ def download_ohlcv(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[DownloadResult]:
     """Download closed ``timeframe`` candles of ``symbols`` into ``store``; see the module docstring."""
-    import ccxt
+    ccxt = import_ccxt()
 
     if page_limit < 1 or max_retries < 0:
         raise ValueError(

@@ -7,13 +7,14 @@ from cappuccino.tracking.base import (
     flatten_params,
     run_name,
 )
-from cappuccino.tracking.mlflow_backend import MlflowTracker
+from cappuccino.tracking.mlflow_backend import MlflowTracker, end_run
 
 __all__ = [
     "InMemoryTracker",
     "MlflowTracker",
     "RunStopped",
     "Tracker",
+    "end_run",
     "flatten_params",
     "run_name",
 ]

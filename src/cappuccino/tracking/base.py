@@ -41,7 +41,7 @@ def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 class RunStopped(Exception):
     """Raised through a run that is stopped on purpose (a pruned trial): the run ends
-    ``KILLED``, not ``FAILED``."""
+    ``KILLED``, not ``FAILED`` (as on Ctrl-C or SIGTERM)."""
 
 
 class Tracker:
@@ -56,7 +56,7 @@ class Tracker:
         run_id = self._start(name, dict(tags or {}), parent)
         try:
             yield run_id
-        except RunStopped:
+        except (RunStopped, KeyboardInterrupt, SystemExit):  # stopped, not broken
             self._end("KILLED")
             raise
         except BaseException:

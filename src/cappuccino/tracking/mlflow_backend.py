@@ -85,3 +85,15 @@ class MlflowTracker(Tracker):
             self._client.log_artifacts(self.run_id, str(path), artifact_path)
         else:
             self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+def end_run(uri: str, run_id: str, status: str) -> bool:
+    """End the run ``run_id`` of the store at ``uri`` with ``status`` (KILLED, FAILED) if it
+    is still RUNNING: a run whose process died never closes itself. True when it was ended."""
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    if client.get_run(run_id).info.status != "RUNNING":
+        return False
+    client.set_terminated(run_id, status=status)
+    return True

@@ -110,6 +110,7 @@ def train_supervised(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     parent_run: str | None = None,
     after_fit: AfterFit | None = None,
+    on_run_start: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.model``; returns the JSON summary (run id, bundle, best epoch, metrics,
     and the ``after_fit`` section: the workflow's signal backtest).
@@ -119,7 +120,8 @@ def train_supervised(
     row after it is tracked (a study reports and prunes there); ``parent_run`` nests the
     tracked run under another. ``after_fit(bundle, windows, bars)`` runs inside the tracked
     run once the bundle is written and returns ``(summary section, metrics to log,
-    artifact directory)`` or None.
+    artifact directory)`` or None. ``on_run_start(run_id)`` is called once the tracked run
+    is open (a study notes the id on its trial).
     """
     seed_everything(cfg.seed)
     device = default_device()
@@ -202,4 +204,6 @@ def train_supervised(
     if tracker is None:
         return run(None)
     with tracker.start_run(name, tags, parent=parent_run) as run_id:
+        if on_run_start is not None:
+            on_run_start(run_id)
         return run(run_id)

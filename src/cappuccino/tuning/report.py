@@ -14,6 +14,7 @@ from cappuccino.metrics.returns import sharpe_ratio
 from cappuccino.reporting.pages import Section, render_page
 from cappuccino.reporting.table import Table
 from cappuccino.tuning.rl_objective import cv_folds
+from cappuccino.tuning.study import HEARTBEAT_LOST
 from cappuccino.tuning.tune import load_study, summarize
 from cappuccino.utils.io import atomic_write_bytes
 
@@ -42,6 +43,7 @@ def study_report(cfg: TuneConfig, top: int = 10) -> dict[str, Any]:
         v = float(t.value or 0.0)
         best = v if math.isnan(best) else (max(best, v) if sign < 0 else min(best, v))
         history.append({"trial": t.number, "value": v, "best": best})
+    lost = set(study.user_attrs.get("heartbeat_lost", []))  # failed by optuna's own sweep too
     extra: dict[str, Any] = {}
     if cfg.kind == "rl":
         finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
@@ -72,7 +74,8 @@ def study_report(cfg: TuneConfig, top: int = 10) -> dict[str, Any]:
             "failed": [
                 {
                     "trial": t.number,
-                    "error": t.user_attrs.get("error"),
+                    "error": t.user_attrs.get("error")
+                    or (HEARTBEAT_LOST if t.number in lost else None),
                     "skipped": t.user_attrs.get("skipped"),
                 }
                 for t in trials

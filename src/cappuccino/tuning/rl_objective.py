@@ -47,7 +47,7 @@ from cappuccino.tracking import Tracker, run_name
 from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import train_ppo
 from cappuccino.tuning.spaces import Space, ppo_space
-from cappuccino.tuning.study import _Pruned
+from cappuccino.tuning.study import _Pruned, record_run
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 
 if TYPE_CHECKING:
@@ -173,7 +173,8 @@ class RLObjective:
         tags = {"phase": "tuning", "experiment_type": "rl_cpcv", "model_type": "ppo",
                 "dataset_version": f"{self.data.feature_set}:{self.data.describe()['start']}..."
                 f"{self.data.describe()['end']}"}  # fmt: skip
-        with self.tracker.start_run(name, tags, parent=self.parent_run):
+        with self.tracker.start_run(name, tags, parent=self.parent_run) as run_id:
+            record_run(trial, self.tracker, run_id)
             self.tracker.log_params(cfg.model_dump(mode="json"))
             return self._run(trial, cfg, self.tracker)
 

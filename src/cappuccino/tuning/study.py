@@ -16,11 +16,15 @@ fails or whose worker dies is replaced.
 
 **Failures are visible.** A trial that raises is FAIL with ``error`` (type, message) and
 ``traceback`` user attributes; the study goes on. A pruned trial is PRUNED with the epoch
-it was stopped at.
+it was stopped at. A trial failed by the heartbeat has ``error`` set to
+:data:`HEARTBEAT_LOST` (and its number in the study's ``heartbeat_lost`` attribute), and
+its MLflow run, which its dead worker could not close, is ended ``KILLED``; its retry
+starts clean (no error, no run id).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import traceback
@@ -35,7 +39,7 @@ from cappuccino.config.loading import apply_values
 from cappuccino.config.secrets import storage_url
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.config.tuning import PrunerSettings, StorageSettings, TuneConfig
-from cappuccino.tracking import RunStopped, Tracker
+from cappuccino.tracking import RunStopped, Tracker, end_run
 from cappuccino.training.supervised_run import (
     AfterFit,
     feature_table,
@@ -52,6 +56,71 @@ log = logging.getLogger(__name__)
 FINISHED = ("COMPLETE", "PRUNED")
 
 
+HEARTBEAT_LOST = "worker heartbeat lost (the worker was killed or hung); re-queued"
+RUN_ATTRS = ("error", "traceback", "mlflow_run_id", "mlflow_tracking_uri")  # not inherited
+
+
+def record_run(trial: optuna.Trial, tracker: Any, run_id: str) -> None:
+    """Note on ``trial`` the tracked run it opened, so that a run left open by a dead worker
+    can be ended by whoever finds the trial stale."""
+    trial.set_user_attr("mlflow_run_id", run_id)
+    uri = getattr(tracker, "uri", None)
+    if uri is not None:
+        trial.set_user_attr("mlflow_tracking_uri", uri)
+
+
+def _end_tracked_run(trial: Any) -> None:
+    run_id, uri = trial.user_attrs.get("mlflow_run_id"), trial.user_attrs.get("mlflow_tracking_uri")
+    if run_id and uri and end_run(uri, run_id, "KILLED"):
+        log.warning("trial %d: its MLflow run %s ended KILLED", trial.number, run_id)
+
+
+def _heartbeat_callback(max_retry: int | None) -> Any:
+    import optuna
+
+    class HeartbeatLost(optuna.storages.RetryHeartbeatStaleTrialCallback):
+        """Record the loss, end the dead worker's run, re-queue the trial without its attrs."""
+
+        def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            lost = list(study.user_attrs.get("heartbeat_lost", []))
+            study.set_user_attr("heartbeat_lost", sorted({*lost, trial.number}))
+            _end_tracked_run(trial)
+            clean = copy.deepcopy(trial)
+            clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS}
+            super().__call__(study, clean)
+
+    return HeartbeatLost(max_retry=max_retry)
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail the trials whose worker stopped beating, each with ``error`` = HEARTBEAT_LOST,
+    and run the storage's stale-trial callback on them (optuna's own sweep, without the
+    reason). Returns the numbers failed here."""
+    import optuna
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return []
+    failed = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):  # the heartbeat API
+        try:
+            storage.set_trial_user_attr(trial_id, "error", HEARTBEAT_LOST)
+            if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                failed.append(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first
+    callback = storage.get_heartbeat_stale_trial_callback()
+    numbers = []
+    for trial_id in failed:
+        trial = copy.deepcopy(storage.get_trial(trial_id))
+        numbers.append(trial.number)
+        log.warning("trial %d: %s", trial.number, HEARTBEAT_LOST)
+        if callback is not None:
+            callback(study, trial)
+    return numbers
+
+
 def make_storage(s: StorageSettings) -> optuna.storages.RDBStorage:
     """The study's storage; a password comes from ``CAPPUCCINO_STORAGE_PASSWORD`` only."""
     import optuna
@@ -66,9 +135,7 @@ def make_storage(s: StorageSettings) -> optuna.storages.RDBStorage:
         engine_kwargs=engine_kwargs,
         heartbeat_interval=s.heartbeat_interval,
         grace_period=s.grace_period,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=s.max_retry
-        ),
+        heartbeat_stale_trial_callback=_heartbeat_callback(s.max_retry),
     )
 
 
@@ -128,8 +195,9 @@ def open_study(cfg: TuneConfig, worker: int = 0) -> optuna.Study:
             )
             return study
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
-            # workers starting together race to create the schema / the study row
-            if attempt == attempts - 1:
+            # workers starting together race to create the schema / the study row; a server
+            # that cannot be reached is no race
+            if attempt == attempts - 1 or "connect" in str(exc.orig or exc).lower():
                 raise
             log.warning("opening study %s: %s; retrying", cfg.study_name, exc.__class__.__name__)
             time.sleep(0.5 * (attempt + 1))
@@ -212,6 +280,7 @@ class SupervisedObjective:
         summary = train_supervised(
             run_cfg, self.tracker, bars=self.bars, data=data, on_epoch=report,
             parent_run=self.parent_run,
+            on_run_start=lambda run_id: record_run(trial, self.tracker, run_id),
             after_fit=self.after_fit(run_cfg) if self.after_fit is not None else None,
         )  # fmt: skip
         trial.set_user_attr("bundle", summary["bundle"])
@@ -288,7 +357,7 @@ def run_worker(
             break
         with warnings.catch_warnings():  # experimental since 2.9, stable in use
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial -> FAIL + re-queued
+            fail_stale_trials(study)  # a dead worker's trial -> FAIL (with why) + re-queued
         c = counts(study)
         done = sum(c.get(s, 0) for s in FINISHED)
         if done >= cfg.n_trials:

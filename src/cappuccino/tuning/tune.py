@@ -3,16 +3,26 @@
 The launching process creates the study and its MLflow parent run (its id is stored on
 the study, so workers started later, on this machine or another, nest their trial runs
 under it), starts ``workers - 1`` more worker processes with the same command, works
-itself, waits for them, and reports. A worker that exits non-zero is an error.
+itself, waits for them, and reports.
+
+A worker that dies (killed, out of memory) is not the study's failure: its trial is failed
+by the heartbeat and re-run, so when the study still reaches its count the launcher
+succeeds and the summary names the dead workers (``workers_failed``); otherwise
+:class:`StudyIncomplete`. SIGTERM ends the launcher like Ctrl-C: its MLflow parent run ends
+``KILLED``. A parent run left RUNNING by a launcher killed outright is ended ``FINISHED`` by
+the next launcher that sees the study reach its count.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import polars as pl
@@ -22,7 +32,7 @@ from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.data.store import ParquetStore
 from cappuccino.datasets.market import load_market
-from cappuccino.tracking import MlflowTracker, Tracker
+from cappuccino.tracking import MlflowTracker, Tracker, end_run
 from cappuccino.training.supervised_run import AfterFit
 from cappuccino.tuning.rl_objective import RLObjective
 from cappuccino.tuning.study import (
@@ -41,6 +51,36 @@ AfterFitFor = Callable[[SupervisedConfig], AfterFit | None]
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"
 CONFIG_ATTR = "config"
+
+
+class StudyIncomplete(RuntimeError):
+    """The study did not reach its count of finished trials (workers died, or the timeout)."""
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit here (main thread only), so runs and workers are closed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def load_study(cfg: TuneConfig) -> tuple[TuneConfig, Any]:
@@ -108,7 +148,7 @@ def tune(
     tracker = _tracker(cfg)
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
-    with _parent_run(tracker, cfg, study) as _:
+    with _sigterm_as_exit(), _parent_run(tracker, cfg, study) as own_parent:
         if workers > 1:
             folder = cfg.output_dir / cfg.study_name
             resolved = folder / "study.json"
@@ -116,26 +156,49 @@ def tune(
             for i in range(1, workers):
                 log_file = open(folder / f"worker_{i}.log", "wb")  # noqa: SIM115 (closed below)
                 logs.append(log_file)
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "cappuccino.cli.main", "tune", "run", str(resolved),
-                     "--worker-index", str(i)],
-                    stdout=log_file, stderr=subprocess.STDOUT,
-                    env={**os.environ, "OMP_NUM_THREADS": str(threads),
-                         "MKL_NUM_THREADS": str(threads)},
-                ))  # fmt: skip
+                procs.append(start_worker(resolved, i, log_file, threads or 1))
         try:
             mine = work(cfg, 0, bars, after_fit)
         finally:
+            if sys.exc_info()[0] is not None:  # this launcher is going down: so do its workers
+                for p in procs:
+                    p.terminate()
             codes = [p.wait() for p in procs]
             for f in logs:
                 f.close()
-    bad = [i + 1 for i, c in enumerate(codes) if c != 0]
-    if bad:
-        raise RuntimeError(
-            f"worker(s) {bad} exited with codes {[codes[i - 1] for i in bad]}; see "
-            f"{cfg.output_dir / cfg.study_name}/worker_<i>.log"
-        )
-    return summarize(cfg) | {"this_worker": mine, "workers": workers}
+        summary = summarize(cfg)
+        failed = [
+            {"worker": i + 1, "code": c, "reason": _exit_reason(c),
+             "log": str(cfg.output_dir / cfg.study_name / f"worker_{i + 1}.log")}
+            for i, c in enumerate(codes) if c != 0
+        ]  # fmt: skip
+        dead = ", ".join(f"worker {f['worker']} ({f['reason']}, see {f['log']})" for f in failed)
+        if summary["finished"] < cfg.n_trials:
+            raise StudyIncomplete(  # ends the parent run FAILED
+                f"study {cfg.study_name}: {summary['finished']} of {cfg.n_trials} trials finished"
+                + (f"; {dead}" if dead else "")
+            )
+        uri = getattr(tracker, "uri", None)
+        parent = None if own_parent else _stored_parent(cfg)  # ours ends with this block
+        if parent and uri:
+            end_run(uri, parent, "FINISHED")  # a launcher killed outright left it RUNNING
+    return summary | {"this_worker": mine, "workers": workers, "workers_failed": failed}
+
+
+def _stored_parent(cfg: TuneConfig) -> str | None:
+    _, study = load_study(cfg)
+    parent: str | None = study.user_attrs.get(PARENT_ATTR)
+    return parent
+
+
+def start_worker(resolved: Any, index: int, log_file: Any, threads: int) -> subprocess.Popen[bytes]:
+    """Worker ``index`` as a process running ``tune run RESOLVED --worker-index index``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cappuccino.cli.main", "tune", "run", str(resolved),
+         "--worker-index", str(index)],
+        stdout=log_file, stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
+    )  # fmt: skip
 
 
 class _parent_run:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+THIRD_PARTY = ("mlflow", "alembic", "optuna", "urllib3", "ccxt")  # their chatter follows ours
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -24,3 +25,5 @@ def configure_logging(level: str = "INFO") -> None:
         )
         logger.addHandler(handler)
     logger.propagate = False
+    for other in THIRD_PARTY:  # e.g. MLflow's "Creating initial MLflow database tables" INFO
+        logging.getLogger(other).setLevel(name)
