@@ -6,6 +6,8 @@ from cappuccino.utils.threads import prepare_openmp
 
 prepare_openmp()  # as the cappuccino command does, before torch loads (see utils.threads)
 
+import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -68,3 +70,26 @@ def make_bars(
             "filled": [False] * n,
         }
     ).cast(CANONICAL_SCHEMA)
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its schema created once per session (MLflow's migrations
+    take about 9 s on a fresh file; the tests that need that step keep it: test_trackers)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "template.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_store(_mlflow_template: Path) -> Callable[[Path], str]:
+    """``mlflow_store(path)``: an empty, migrated MLflow SQLite store at ``path``; its URI."""
+
+    def make(path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_mlflow_template, path)
+        return f"sqlite:///{path}"
+
+    return make

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from cappuccino.cli.main import app
@@ -191,6 +193,37 @@ def test_unknown_symbol_and_feature_set_are_clear(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "nn99" in res.output
 
 
+def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str]) -> None:
+    """Every stage of the demo, at its smallest (two pairs), with the table output: the
+    default suite's end-to-end test (the full-size one, seven pairs, is marked slow)."""
+    out = tmp_path / "demo"
+    mlflow_store(out / "mlflow.db")  # the demo's own store, its schema already migrated
+    res = runner.invoke(app, [
+        "demo", "--set", f"output_dir={out}", "--set", "features.audit_cuts=2",
+        "--set", "data.symbols=[BTC/USDT,ETH/USDT]",
+        "--set", "supervised.train.epochs=1", "--set", "rl.ppo.total_timesteps=2048",
+        "--set", "tune.n_trials=1", "--set", "tune.epochs=1",
+        "--set", "compare.arms=[mlp,ft_frozen]", "--set", "compare.ppo.total_timesteps=1024",
+        "--set", "compare.pretrain.epochs=1", "--set", "compare.eval_points=0",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    for title in ("lookahead audit: PASS", "MLflow run demo_supervised_mlp_default_",
+                  "mlp test-period signals through the market core",
+                  "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30",
+                  "Optuna study of mlp", "A/B out of sample 2021-04-02 .. 2021-06-30"):  # fmt: skip
+        assert title in res.stdout, title
+    doc = json.loads((out / "summary.json").read_text())
+    btc = next(r for r in doc["summary"] if r["symbol"] == "BTC/USDT")
+    assert btc["stored"] == 8_004 and btc["filled"] == btc["missing"] == 12
+    assert doc["supervised"]["epochs_run"] == 1 and doc["rl"]["train"]["timesteps"] == 2048
+    assert doc["tune"]["finished"] == 1 and set(doc["compare"]["arms"]) == {"mlp", "ft_frozen"}
+    assert doc["compare"]["period"] == doc["rl"]["test_period"]
+    for path in (doc["supervised"]["backtest"]["outputs"]["report"],
+                 doc["rl"]["outputs"]["report"], doc["compare"]["report"]):  # fmt: skip
+        assert Path(path).is_file()
+
+
+@pytest.mark.slow
 def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     quick = [

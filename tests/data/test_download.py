@@ -134,3 +134,24 @@ def test_base_url_rewrites_every_api_host() -> None:
     found = urls(ex.urls["api"])
     assert found
     assert all(u.startswith("http://127.0.0.1:9/") for u in found)
+
+
+def test_cli_download_json_is_one_document_through_retries_at_debug(tmp_path, btc_candles) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    first = btc_candles[0][0]
+    with FakeBinance(btc_candles, now_ms=first + 30 * HOUR_MS) as server:
+        server.fail_next_klines = 1  # one 429: a retry, logged as a warning
+        cmd = [sys.executable, "-m", "cappuccino.cli.main", "--log-level", "DEBUG", "data",
+               "download", "-s", "BTC/USDT", "--store", str(tmp_path / "s"), "--since",
+               datetime.fromtimestamp(first / 1000, UTC).isoformat(), "--base-url", server.url,
+               "--json"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "COLUMNS": "80"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["symbols"]  # json.loads refuses anything around it
+    assert row["retries"] == 1 and row["rows_new"] == 30
+    assert "WARNING cappuccino.data.download: binance: DDoSProtection; retry 1/5" in done.stderr

@@ -24,8 +24,9 @@ runner = CliRunner()
 
 
 def _args(tmp_path: Path, store: Path, runs: str, *extra: str) -> list[str]:
-    return [
-        "tune", "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--json",
+    return [  # progress lines off (--log-level ERROR): the one line asserted is the whole stderr
+        "--log-level", "ERROR", "tune", "--study-name", "s",
+        "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--json",
         "--set", f"supervised.data.store={store}", "--set", "supervised.data.symbols=[ETH/USDT]",
         "--set", "supervised.train.epochs=1", "--set", f"output_dir={tmp_path / 'out'}",
         "--set", f"supervised.tracking_uri={runs}", "--set", "supervised.backtest.enabled=false",
@@ -47,9 +48,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_killed_worker_does_not_fail_a_study_that_reached_its_count(
-    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: Any
 ) -> None:
-    runs = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = mlflow_store(tmp_path / "mlflow.db")
     # a parent run whose launcher was killed outright (SIGKILL): RUNNING, on the study
     client = MlflowClient(tracking_uri=runs)
     exp = client.create_experiment("cappuccino")
@@ -72,8 +73,10 @@ def test_a_killed_worker_does_not_fail_a_study_that_reached_its_count(
     assert "RUNNING" not in statuses.values() and len(statuses) == 3  # parent + 2 trials
 
 
-def test_a_study_short_of_its_count_is_one_error_line(tmp_path: Path, store: Path) -> None:
-    runs = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_study_short_of_its_count_is_one_error_line(
+    tmp_path: Path, store: Path, mlflow_store: Any
+) -> None:
+    runs = mlflow_store(tmp_path / "mlflow.db")
     res = runner.invoke(app, _args(tmp_path, store, runs, "--n-trials", "2", "--timeout", "0.001"))
     assert res.exit_code == 1
     lines = res.stderr.strip().splitlines()

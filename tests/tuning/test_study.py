@@ -136,13 +136,13 @@ def test_space_ranges_are_overridable_and_unknown_names_are_clear() -> None:
         supervised_space("mlp").with_overrides({"dropout": {"low": 0.5, "high": 0.1}})
 
 
-def test_a_small_study_end_to_end(tmp_path: Path) -> None:
+def test_a_small_study_end_to_end(tmp_path: Path, mlflow_store: Any) -> None:
     from mlflow.tracking import MlflowClient
 
     runner = CliRunner()
     store = tmp_path / "store"
     assert runner.invoke(app, ["data", "sample", "--store", str(store), "--json"]).exit_code == 0
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path / "mlflow.db")
     args = [
         "tune", "--study-name", "s", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
         "--n-trials", "4", "--json",

@@ -18,8 +18,9 @@ from cappuccino.cli import models as models_cmd  # noqa: E402
 from cappuccino.cli import rl as rl_cmd  # noqa: E402
 from cappuccino.cli import train as train_cmd  # noqa: E402
 from cappuccino.cli import tune as tune_cmd  # noqa: E402
-from cappuccino.cli.render import OneLineErrors  # noqa: E402
+from cappuccino.cli.render import OneLineErrors, err_console  # noqa: E402
 from cappuccino.utils.logging import configure_logging  # noqa: E402
+from cappuccino.utils.progress import LogDisplay, RichDisplay, set_display  # noqa: E402
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -61,11 +62,12 @@ def main(
 ) -> None:
     """Cappuccino command-line interface."""
     try:
-        configure_logging(log_level)
+        configure_logging(log_level, err_console)
     except ValueError as exc:
         raise typer.BadParameter(
             str(exc).removeprefix("--log-level: "), param_hint="--log-level"
         ) from exc
+    set_display(RichDisplay(err_console) if err_console.is_terminal else LogDisplay())
     try:
         configure_threads(resolve_threads(threads))
     except ValueError as exc:

@@ -22,6 +22,7 @@ from cappuccino.config.loading import condense
 from cappuccino.config.models import FEATURE_SET_NAMES
 from cappuccino.data.errors import DataError
 from cappuccino.reporting.table import Table
+from cappuccino.utils.progress import steps
 
 # Piped or captured stdout (logs, CI, `| less`) gets every column at full width, never cut.
 console = Console(width=None if sys.stdout.isatty() else 100_000)
@@ -167,11 +168,12 @@ def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
 
 @contextmanager
 def progress(description: str, enabled: bool) -> Iterator[None]:
-    """A spinner on stderr while long work runs (off with --json)."""
+    """A spinner on stderr while long work runs, on a terminal (off with --json); the
+    counted loops inside show their own bars (:mod:`cappuccino.utils.progress`)."""
     if not enabled:
         yield
         return
-    with err_console.status(description):
+    with steps(description, None):
         yield
 
 

@@ -25,6 +25,7 @@ from cappuccino.data.validate import (
     SymbolReport,
     clean_bars,
 )
+from cappuccino.utils.progress import steps
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,13 @@ def import_files(
     if not paths:
         raise ValueError("paths: no files given")
     raws = []
-    for p in paths:
-        log.info("reading %s", p)
-        raws.append(
-            read_bars(Path(p), fmt=fmt, on_malformed=on_malformed, **(reader_options or {}))
-        )
+    with steps("reading files", len(paths) if len(paths) > 1 else None) as bar:
+        for p in paths:
+            log.info("reading %s", p)
+            raws.append(
+                read_bars(Path(p), fmt=fmt, on_malformed=on_malformed, **(reader_options or {}))
+            )
+            bar.advance(note=Path(p).name)
     clean = clean_bars(
         raws,
         timeframe=timeframe,

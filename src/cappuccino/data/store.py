@@ -157,6 +157,8 @@ class ParquetStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise DataError(str(self.root), value="a file", expected="a store folder (--store)")
         marker = self.root / _MARKER
         if marker.exists():
             fmt = json.loads(marker.read_text()).get("format")

@@ -28,6 +28,7 @@ from cappuccino.datasets.windows import WindowData, WindowSplit
 from cappuccino.metrics.classification import summary, threshold_for
 from cappuccino.reporting.metrics import view
 from cappuccino.training.losses import LossFn, bce, class_weights, focal, weighted_bce
+from cappuccino.utils.progress import steps
 
 log = logging.getLogger(__name__)
 # per epoch, for train and val (threshold 0.5 for the decision metrics)
@@ -157,52 +158,56 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     result = FitResult(model=model)
     bad_epochs = 0
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        perm = torch.randperm(train.n_windows, generator=gen, device=dev)
-        for start in range(0, train.n_windows, settings.batch_size):
-            idx = perm[start : start + settings.batch_size]
-            if idx.numel() < 2 and start > 0:
-                continue  # a lone last window would break batch norm; it is seen next epoch
-            x, asset, y = train.batch(idx)
-            with torch.autocast(device_type=dev.type, enabled=use_amp):
-                loss = loss_fn(model(x, asset).float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-            if settings.grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-        tr = evaluate_split(model, train, loss_fn, settings.eval_batch_size)
-        va = evaluate_split(model, val, loss_fn, settings.eval_batch_size)
-        row: dict[str, float] = {"epoch": float(epoch), "lr": float(opt.param_groups[0]["lr"])}
-        for prefix, m in (("train", tr), ("val", va)):
-            for k in HISTORY_METRICS:
-                row[f"{prefix}_{k}"] = float(m[k])
-        row["seconds"] = time.perf_counter() - t0
-        if es.metric not in row:
-            raise ValueError(
-                f"early_stopping.metric: got {es.metric!r}, expected one of "
-                f"{sorted(k for k in row if k.startswith(('train_', 'val_')))}"
+    with steps(f"{type(model).__name__} epochs", settings.epochs) as bar:
+        for epoch in range(1, settings.epochs + 1):
+            model.train()
+            perm = torch.randperm(train.n_windows, generator=gen, device=dev)
+            for start in range(0, train.n_windows, settings.batch_size):
+                idx = perm[start : start + settings.batch_size]
+                if idx.numel() < 2 and start > 0:
+                    continue  # a lone last window would break batch norm; it is seen next epoch
+                x, asset, y = train.batch(idx)
+                with torch.autocast(device_type=dev.type, enabled=use_amp):
+                    loss = loss_fn(model(x, asset).float(), y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+                if settings.grad_clip is not None:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            tr = evaluate_split(model, train, loss_fn, settings.eval_batch_size)
+            va = evaluate_split(model, val, loss_fn, settings.eval_batch_size)
+            row: dict[str, float] = {"epoch": float(epoch), "lr": float(opt.param_groups[0]["lr"])}
+            for prefix, m in (("train", tr), ("val", va)):
+                for k in HISTORY_METRICS:
+                    row[f"{prefix}_{k}"] = float(m[k])
+            row["seconds"] = time.perf_counter() - t0
+            if es.metric not in row:
+                raise ValueError(
+                    f"early_stopping.metric: got {es.metric!r}, expected one of "
+                    f"{sorted(k for k in row if k.startswith(('train_', 'val_')))}"
+                )
+            result.history.append(row)
+            _keep_top(
+                result.checkpoints, settings.keep_top_k, epoch, row[es.metric], model, es.mode
             )
-        result.history.append(row)
-        _keep_top(result.checkpoints, settings.keep_top_k, epoch, row[es.metric], model, es.mode)
-        if on_epoch is not None:
-            on_epoch(row)
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(va["loss"])
-        elif sched is not None:
-            sched.step()
-        if _improved(row[es.metric], best, es.mode, es.min_delta):
-            best, bad_epochs = row[es.metric], 0
-            best_state = copy.deepcopy(model.state_dict())
-            result.best_epoch = epoch
-        else:
-            bad_epochs += 1
-            if bad_epochs >= es.patience:
-                result.stopped_early = True
-                break
+            bar.advance(note=f"{es.metric} {row[es.metric]:.4g}")
+            if on_epoch is not None:
+                on_epoch(row)
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(va["loss"])
+            elif sched is not None:
+                sched.step()
+            if _improved(row[es.metric], best, es.mode, es.min_delta):
+                best, bad_epochs = row[es.metric], 0
+                best_state = copy.deepcopy(model.state_dict())
+                result.best_epoch = epoch
+            else:
+                bad_epochs += 1
+                if bad_epochs >= es.patience:
+                    result.stopped_early = True
+                    break
     model.load_state_dict(best_state)
     scored = {
         name: predict_split(model, split, settings.eval_batch_size)

@@ -48,6 +48,7 @@ from cappuccino.training.supervised_run import (
 )
 from cappuccino.tuning.spaces import Space, supervised_space
 from cappuccino.utils.devices import default_device
+from cappuccino.utils.progress import Steps, steps
 
 if TYPE_CHECKING:
     import optuna
@@ -336,7 +337,6 @@ def run_worker(
 ) -> dict[str, int]:
     """Work on the study until it has ``cfg.n_trials`` finished trials (or the timeout);
     returns this worker's counts of trials by outcome."""
-    import optuna
 
     study = open_study(cfg, worker)
     inner = guarded(objective, cfg.n_trials)
@@ -352,6 +352,17 @@ def run_worker(
         finally:
             mine["ran"] += 1
 
+    with steps(f"study {cfg.study_name} trials", cfg.n_trials) as bar:
+        _work_until_done(cfg, study, fn, bar, t0, poll_s)
+    mine["ran"] -= mine["skipped"]
+    return mine
+
+
+def _work_until_done(
+    cfg: TuneConfig, study: optuna.Study, fn: Any, bar: Steps, t0: float, poll_s: float
+) -> None:
+    import optuna
+
     while True:
         if cfg.timeout_s is not None and time.monotonic() - t0 > cfg.timeout_s:
             break
@@ -360,6 +371,8 @@ def run_worker(
             fail_stale_trials(study)  # a dead worker's trial -> FAIL (with why) + re-queued
         c = counts(study)
         done = sum(c.get(s, 0) for s in FINISHED)
+        if done != bar.done:  # every worker's finished trials
+            bar.update(done, note=f"{c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} pruned")
         if done >= cfg.n_trials:
             break
         if done + c.get("RUNNING", 0) + c.get("WAITING", 0) >= cfg.n_trials and not c.get(
@@ -368,8 +381,6 @@ def run_worker(
             time.sleep(poll_s)  # the rest is running elsewhere; replace it if it fails
             continue
         study.optimize(fn, n_trials=1, catch=(Exception,), gc_after_trial=True)
-    mine["ran"] -= mine["skipped"]
-    return mine
 
 
 __all__ = [

@@ -45,6 +45,7 @@ from cappuccino.reporting.table import Table
 from cappuccino.training.rl.pretrain import pretrain_encoder
 from cappuccino.training.rl.train import holdout_start, train_rl
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
+from cappuccino.utils.progress import steps
 from cappuccino.workflows.backtest import evaluate, period_window
 
 log = logging.getLogger(__name__)
@@ -190,19 +191,22 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     jobs = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds]
     runs: list[dict[str, Any]] = []
     payload = cfg.model_dump(mode="json")
-    if cfg.processes:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+    with steps("A/B runs", len(jobs)) as bar:
+        if cfg.processes:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
-                                 max_tasks_per_child=1) as ex:  # fmt: skip
+            with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                     max_tasks_per_child=1) as ex:  # fmt: skip
+                for arm, seed in jobs:
+                    log.info("arm %s, seed %d", arm, seed)
+                    runs.append(ex.submit(run_one, payload, arm, seed, enc).result())
+                    bar.advance(note=f"{arm} seed {seed}")
+        else:
             for arm, seed in jobs:
                 log.info("arm %s, seed %d", arm, seed)
-                runs.append(ex.submit(run_one, payload, arm, seed, enc).result())
-    else:
-        for arm, seed in jobs:
-            log.info("arm %s, seed %d", arm, seed)
-            runs.append(run_one(payload, arm, seed, enc))
+                runs.append(run_one(payload, arm, seed, enc))
+                bar.advance(note=f"{arm} seed {seed}")
     report = analyse(cfg, runs)
     report["pretraining"] = pre
     report["encoder"] = enc

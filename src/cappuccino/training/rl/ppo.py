@@ -30,6 +30,7 @@ from cappuccino.models.actor_critic import ActorCritic
 from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.gae import compute_gae
 from cappuccino.training.rl.pretrain import encoder_args
+from cappuccino.utils.progress import steps
 
 log = logging.getLogger(__name__)
 
@@ -134,98 +135,102 @@ def train_ppo(
     result = PPOResult(policy=policy)
     obs_buf[0] = env.reset(seed=seed)
     ep_growth = torch.zeros(n_envs, dtype=torch.float64, device=dev)
-    for update in range(settings.n_updates):
-        frac = 1.0 - update / settings.n_updates
-        lr = settings.learning_rate * (frac if settings.lr_schedule == "linear" else 1.0)
-        for group in opt.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        done_growth = torch.zeros((), dtype=torch.float64, device=dev)
-        done_count = torch.zeros((), dtype=torch.float64, device=dev)
-        policy.eval()  # rollouts act without dropout (SB3's convention); updates train
-        with torch.no_grad():
-            if update > 0:
-                obs_buf[0] = obs_buf[n_steps]  # the rollout goes on where the last one stopped
-            for s in range(n_steps):
-                step = policy.sample(obs_buf[s], gen)
-                u_buf[s], logp_buf[s], val_buf[s] = step.u, step.log_prob, step.value
-                _, reward, terminated, truncated, info = env.step(
-                    step.action, obs_out=obs_buf[s + 1]
+    with steps("PPO updates", settings.n_updates) as bar:
+        for update in range(settings.n_updates):
+            frac = 1.0 - update / settings.n_updates
+            lr = settings.learning_rate * (frac if settings.lr_schedule == "linear" else 1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            done_growth = torch.zeros((), dtype=torch.float64, device=dev)
+            done_count = torch.zeros((), dtype=torch.float64, device=dev)
+            policy.eval()  # rollouts act without dropout (SB3's convention); updates train
+            with torch.no_grad():
+                if update > 0:
+                    obs_buf[0] = obs_buf[n_steps]  # the rollout goes on where the last one stopped
+                for s in range(n_steps):
+                    step = policy.sample(obs_buf[s], gen)
+                    u_buf[s], logp_buf[s], val_buf[s] = step.u, step.log_prob, step.value
+                    _, reward, terminated, truncated, info = env.step(
+                        step.action, obs_out=obs_buf[s + 1]
+                    )
+                    rew_buf[s] = reward
+                    cut_buf[s] = truncated & ~terminated
+                    end_t[s] = info.t_end
+                    end_cash[s] = info.fill.portfolio.cash
+                    end_units[s] = info.fill.portfolio.units
+                    end_equity[s] = info.equity
+                    done = terminated | truncated
+                    done_buf[s] = done
+                    ep_growth += info.log_return
+                    done_growth += (ep_growth * done).sum()
+                    done_count += done.sum()
+                    ep_growth = torch.where(done, torch.zeros_like(ep_growth), ep_growth)
+                # time-limit bootstrap: r += gamma * V(final obs), for the endings only (one
+                # host sync per rollout to find them)
+                ends = cut_buf.nonzero(as_tuple=True)
+                if ends[0].numel():
+                    final_obs = env.observe_state(
+                        end_t[ends], end_cash[ends], end_units[ends], end_equity[ends]
+                    )
+                    rew_buf[ends] += settings.gamma * policy.value(final_obs)
+                next_value = policy.value(obs_buf[n_steps])
+                adv, ret = compute_gae(
+                    rew_buf,
+                    val_buf,
+                    done_buf,
+                    next_value,
+                    gamma=settings.gamma,
+                    gae_lambda=settings.gae_lambda,
                 )
-                rew_buf[s] = reward
-                cut_buf[s] = truncated & ~terminated
-                end_t[s] = info.t_end
-                end_cash[s] = info.fill.portfolio.cash
-                end_units[s] = info.fill.portfolio.units
-                end_equity[s] = info.equity
-                done = terminated | truncated
-                done_buf[s] = done
-                ep_growth += info.log_return
-                done_growth += (ep_growth * done).sum()
-                done_count += done.sum()
-                ep_growth = torch.where(done, torch.zeros_like(ep_growth), ep_growth)
-            # time-limit bootstrap: r += gamma * V(final obs), for the endings only (one
-            # host sync per rollout to find them)
-            ends = cut_buf.nonzero(as_tuple=True)
-            if ends[0].numel():
-                final_obs = env.observe_state(
-                    end_t[ends], end_cash[ends], end_units[ends], end_equity[ends]
+            b_obs = obs_buf[:n_steps].reshape(batch, -1)
+            b_u = u_buf.reshape(batch, n_act)
+            b_logp, b_adv = logp_buf.reshape(batch), adv.reshape(batch)
+            b_ret, b_val = ret.reshape(batch), val_buf.reshape(batch)
+            policy.train()
+            stats = torch.zeros(6, device=dev)  # pg, v, ent, kl, clipfrac, n
+            for _epoch in range(settings.n_epochs):
+                perm = torch.randperm(batch, generator=gen, device=dev)
+                epoch_kl = torch.zeros((), device=dev)
+                for k in range(n_mb):
+                    idx = perm[k * mb : (k + 1) * mb]
+                    noise = torch.randn((mb, n_act), generator=gen, device=dev)
+                    loss, mb_stats = loss_fn(
+                        b_obs[idx], b_u[idx], b_logp[idx], b_adv[idx], b_ret[idx], b_val[idx], noise
+                    )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)
+                    opt.step()
+                    stats += mb_stats
+                    epoch_kl = mb_stats[3]
+                if settings.target_kl is not None and float(epoch_kl) > settings.target_kl:
+                    break
+            with torch.no_grad():
+                var_y = b_ret.var()
+                explained = (
+                    1 - (b_ret - b_val).var() / var_y if float(var_y) > 0 else torch.zeros(())
                 )
-                rew_buf[ends] += settings.gamma * policy.value(final_obs)
-            next_value = policy.value(obs_buf[n_steps])
-            adv, ret = compute_gae(
-                rew_buf,
-                val_buf,
-                done_buf,
-                next_value,
-                gamma=settings.gamma,
-                gae_lambda=settings.gae_lambda,
-            )
-        b_obs = obs_buf[:n_steps].reshape(batch, -1)
-        b_u = u_buf.reshape(batch, n_act)
-        b_logp, b_adv = logp_buf.reshape(batch), adv.reshape(batch)
-        b_ret, b_val = ret.reshape(batch), val_buf.reshape(batch)
-        policy.train()
-        stats = torch.zeros(6, device=dev)  # pg, v, ent, kl, clipfrac, n
-        for _epoch in range(settings.n_epochs):
-            perm = torch.randperm(batch, generator=gen, device=dev)
-            epoch_kl = torch.zeros((), device=dev)
-            for k in range(n_mb):
-                idx = perm[k * mb : (k + 1) * mb]
-                noise = torch.randn((mb, n_act), generator=gen, device=dev)
-                loss, mb_stats = loss_fn(
-                    b_obs[idx], b_u[idx], b_logp[idx], b_adv[idx], b_ret[idx], b_val[idx], noise
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.max_grad_norm)
-                opt.step()
-                stats += mb_stats
-                epoch_kl = mb_stats[3]
-            if settings.target_kl is not None and float(epoch_kl) > settings.target_kl:
-                break
-        with torch.no_grad():
-            var_y = b_ret.var()
-            explained = 1 - (b_ret - b_val).var() / var_y if float(var_y) > 0 else torch.zeros(())
-        s_host = (stats[:5] / stats[5]).tolist()
-        n_done = float(done_count)
-        row: dict[str, float] = {
-            "update": float(update + 1),
-            "timesteps": float((update + 1) * batch),
-            "learning_rate": lr,
-            "policy_loss": s_host[0],
-            "value_loss": s_host[1],
-            "entropy": s_host[2],
-            "approx_kl": s_host[3],
-            "clip_fraction": s_host[4],
-            "explained_variance": float(explained),
-            "mean_reward": float(rew_buf.mean()),
-            "episodes": n_done,
-            "mean_episode_log_return": float(done_growth) / n_done if n_done else float("nan"),
-            "seconds": time.perf_counter() - t0,
-        }
-        result.history.append(row)
-        if on_update is not None:
-            on_update(row, policy)
+            s_host = (stats[:5] / stats[5]).tolist()
+            n_done = float(done_count)
+            row: dict[str, float] = {
+                "update": float(update + 1),
+                "timesteps": float((update + 1) * batch),
+                "learning_rate": lr,
+                "policy_loss": s_host[0],
+                "value_loss": s_host[1],
+                "entropy": s_host[2],
+                "approx_kl": s_host[3],
+                "clip_fraction": s_host[4],
+                "explained_variance": float(explained),
+                "mean_reward": float(rew_buf.mean()),
+                "episodes": n_done,
+                "mean_episode_log_return": float(done_growth) / n_done if n_done else float("nan"),
+                "seconds": time.perf_counter() - t0,
+            }
+            result.history.append(row)
+            bar.advance(note=f"entropy {row['entropy']:.3f}, kl {row['approx_kl']:.4f}")
+            if on_update is not None:
+                on_update(row, policy)
     policy.eval()
     result.seconds = time.perf_counter() - t0
     return result

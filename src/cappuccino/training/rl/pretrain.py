@@ -56,6 +56,7 @@ from cappuccino.features.scaling import Scaler
 from cappuccino.market import ObservationSpec
 from cappuccino.models.ft_transformer import FTStateEncoder
 from cappuccino.utils.devices import default_device
+from cappuccino.utils.progress import steps
 from cappuccino.utils.provenance import git_commit
 from cappuccino.utils.seeding import seed_everything
 
@@ -181,37 +182,39 @@ def pretrain_encoder(cfg: PretrainConfig, data: MarketArrays) -> PretrainResult:
     best_loss, best_epoch = float("inf"), 0
     best_state = copy.deepcopy(encoder.state_dict())
     n = train_obs.shape[0]
-    for epoch in range(1, p.epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen, device=dev)
-        total, count = torch.zeros((), device=dev), 0
-        for i in range(0, n, p.batch_size):
-            idx = perm[i : i + p.batch_size]
-            mask = draw_mask(idx.numel(), model.n_slots, p.mask_ratio, gen, dev)
-            loss = model.loss(train_obs[idx], mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            total += loss.detach() * idx.numel()
-            count += idx.numel()
-        model.eval()
-        with torch.no_grad():
-            val_loss = sum(
-                float(model.loss(val_obs[j : j + 1024], val_mask[j : j + 1024]))
-                * val_mask[j : j + 1024].sum().item()
-                for j in range(0, val_obs.shape[0], 1024)
-            ) / float(val_mask.sum())
-        row = {"epoch": float(epoch), "train_loss": float(total) / count, "val_loss": val_loss,
-               "val_skill": 1.0 - val_loss / baseline if baseline > 0 else float("nan"),
-               "seconds": time.perf_counter() - t0}  # fmt: skip
-        history.append(row)
-        log.info("epoch %d: train %.4f, val %.4f (baseline %.4f)", epoch, row["train_loss"],
-                 val_loss, baseline)  # fmt: skip
-        if val_loss < best_loss:
-            best_loss, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(encoder.state_dict())
-        elif p.patience is not None and epoch - best_epoch >= p.patience:
-            break
+    with steps("encoder pretraining epochs", p.epochs) as bar:
+        for epoch in range(1, p.epochs + 1):
+            model.train()
+            perm = torch.randperm(n, generator=gen, device=dev)
+            total, count = torch.zeros((), device=dev), 0
+            for i in range(0, n, p.batch_size):
+                idx = perm[i : i + p.batch_size]
+                mask = draw_mask(idx.numel(), model.n_slots, p.mask_ratio, gen, dev)
+                loss = model.loss(train_obs[idx], mask)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+                total += loss.detach() * idx.numel()
+                count += idx.numel()
+            model.eval()
+            with torch.no_grad():
+                val_loss = sum(
+                    float(model.loss(val_obs[j : j + 1024], val_mask[j : j + 1024]))
+                    * val_mask[j : j + 1024].sum().item()
+                    for j in range(0, val_obs.shape[0], 1024)
+                ) / float(val_mask.sum())
+            row = {"epoch": float(epoch), "train_loss": float(total) / count, "val_loss": val_loss,
+                   "val_skill": 1.0 - val_loss / baseline if baseline > 0 else float("nan"),
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            history.append(row)
+            bar.advance(note=f"val_loss {val_loss:.4f} (baseline {baseline:.4f})")
+            log.info("epoch %d: train %.4f, val %.4f (baseline %.4f)", epoch, row["train_loss"],
+                     val_loss, baseline)  # fmt: skip
+            if val_loss < best_loss:
+                best_loss, best_epoch = val_loss, epoch
+                best_state = copy.deepcopy(encoder.state_dict())
+            elif p.patience is not None and epoch - best_epoch >= p.patience:
+                break
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     write_state_dict(out / "best_encoder.pt", best_state)
