@@ -119,6 +119,9 @@ CASES: list[tuple[str, list[str], int, str]] = [
      "database unreachable"),
     ("tune-best-pg", ["tune", "best", "--storage", "{pg}", "--study-name", "s", "--out",
                       "{dir}/best"], 3, "database unreachable"),
+    ("train-mlflow-unreachable", ["train", "--set", "tracking_uri={http}",
+                                  "--set", "data.store={store}"], 3,
+     "MLflow tracking server unreachable: {http} (connection refused)"),
     # backtest and predict
     ("backtest-no-bundle", ["backtest", "--store", "{store}", "--policy", "{dir}/nobundle"], 2,
      "nobundle"),
@@ -154,7 +157,8 @@ def _check(res: object, code: int, text: str) -> None:
 def test_bad_input_is_one_line_and_the_right_exit_code(
     inputs: dict[str, str], argv: list[str], code: int, text: str
 ) -> None:
-    res = runner.invoke(app, [a.format(**inputs) for a in argv])
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    res = runner.invoke(app, [a.format(**inputs) for a in argv], env=env)
     _check(res, code, text.format(**inputs))
 
 

@@ -140,6 +140,13 @@ def _unreachable(exc: BaseException) -> str | None:
     ccxt = sys.modules.get("ccxt")
     if ccxt is not None and isinstance(exc, ccxt.NetworkError):
         return f"exchange unreachable: {type(exc).__name__}: {one_line(str(exc))[:300]}"
+    mlflow_exc = sys.modules.get("mlflow.exceptions")
+    if mlflow_exc is not None and isinstance(exc, mlflow_exc.MlflowException):
+        text = one_line(str(exc))
+        if "API request to" in text and "failed with exception" in text:
+            url = text.split("API request to ", 1)[1].split(" failed", 1)[0]
+            why = "connection refused" if "refused" in text.lower() else "no answer"
+            return f"MLflow tracking server unreachable: {url.split('/api/')[0]} ({why})"
     if isinstance(exc, ConnectionError | TimeoutError):
         return f"service unreachable: {type(exc).__name__}: {exc}"
     return None
