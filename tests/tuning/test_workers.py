@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+import sqlalchemy.exc
 
 from cappuccino.config.tuning import StorageSettings
 from cappuccino.tuning.study import HEARTBEAT_LOST, make_storage
@@ -105,6 +106,8 @@ def test_a_killed_workers_trial_becomes_fail_is_retried_and_the_count_is_reached
                            if t.state.name == "RUNNING" and t.params]  # fmt: skip
             except KeyError:  # the study is not created yet
                 continue
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+                continue  # the worker is creating the schema this very moment (a race we lost)
             if running:
                 break
     else:
