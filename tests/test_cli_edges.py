@@ -88,3 +88,16 @@ def test_symbols_take_comma_lists_and_repeated_flags(tmp_path: Path) -> None:
     assert feats.exit_code == 0
     assert sorted(pl.read_parquet(tmp_path / "f.parquet")["symbol"].unique()) == ["BTC/USDT",
                                                                                 "ETH/USDT"]  # fmt: skip
+
+
+def test_the_command_starts_without_torch_and_the_market_package_resolves_every_name() -> None:
+    """`cappuccino --help` and the data commands do not pay torch's import (seconds on a
+    busy machine); the market package still gives every name it exports."""
+    code = "import sys, cappuccino.cli.main; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    assert done.stdout.strip() == "False"
+    import cappuccino.market as market
+
+    assert sorted(market.__all__) == sorted(market._EXPORTS)
+    assert all(getattr(market, name) is not None for name in market.__all__)

@@ -5,18 +5,58 @@ The RL env, the backtester and the paper broker all trade through :class:`BarSim
 and :func:`rebalance`; nothing else implements a market rule.
 """
 
-from cappuccino.market.actions import ACTION_MODES, ActionMode, action_weights, decode_actions
-from cappuccino.market.observation import ObservationSpec
-from cappuccino.market.portfolio import (
-    Fill,
-    Portfolio,
-    apply_risk_limits,
-    rebalance,
-    stop_loss_mask,
-    weights_to_units,
-)
-from cappuccino.market.rules import MarketRules
-from cappuccino.market.simulator import BarSimulator, Segments
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cappuccino.market.actions import (
+        ACTION_MODES,
+        ActionMode,
+        action_weights,
+        decode_actions,
+    )
+    from cappuccino.market.observation import ObservationSpec
+    from cappuccino.market.portfolio import (
+        Fill,
+        Portfolio,
+        apply_risk_limits,
+        rebalance,
+        stop_loss_mask,
+        weights_to_units,
+    )
+    from cappuccino.market.rules import MarketRules
+    from cappuccino.market.simulator import BarSimulator, Segments
+
+# name -> module: loaded on first use, so that `cappuccino.market.timeframe` (which the data
+# layer and every config import) does not import torch with the package
+_EXPORTS = {
+    "ACTION_MODES": "actions",
+    "ActionMode": "actions",
+    "action_weights": "actions",
+    "decode_actions": "actions",
+    "ObservationSpec": "observation",
+    "Fill": "portfolio",
+    "Portfolio": "portfolio",
+    "apply_risk_limits": "portfolio",
+    "rebalance": "portfolio",
+    "stop_loss_mask": "portfolio",
+    "weights_to_units": "portfolio",
+    "MarketRules": "rules",
+    "BarSimulator": "simulator",
+    "Segments": "simulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cappuccino.market' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cappuccino.market.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ACTION_MODES",
