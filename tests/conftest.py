@@ -7,9 +7,10 @@ from cappuccino.utils.threads import prepare_openmp
 prepare_openmp()  # as the cappuccino command does, before torch loads (see utils.threads)
 
 import shutil  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
@@ -93,3 +94,59 @@ def mlflow_store(_mlflow_template: Path) -> Callable[[Path], str]:
         return f"sqlite:///{path}"
 
     return make
+
+
+# --- the socket guard: tests talk to loopback fakes only ------------------------------------
+
+_LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
+
+
+def _is_loopback(host: object) -> bool:
+    import ipaddress
+
+    if not isinstance(host, str):
+        return False
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a name that is not loopback's: it would need DNS, also refused
+
+
+class NonLoopbackConnection(RuntimeError):
+    """A test tried to reach beyond 127.0.0.0/8 and ::1."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def socket_guard() -> Iterator[None]:
+    """Every test in this process may open connections to loopback addresses only (AF_UNIX
+    sockets are local too); any other address raises :class:`NonLoopbackConnection`."""
+    import socket
+
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0] if isinstance(address, tuple) else address
+            if not _is_loopback(host):
+                raise NonLoopbackConnection(
+                    f"socket guard: a test tried to connect to {address!r}; tests talk to "
+                    "loopback fakes only"
+                )
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(self, address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(self, address)
+        return real_connect_ex(self, address)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]
