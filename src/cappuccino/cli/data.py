@@ -38,13 +38,17 @@ IMPORT_COLUMNS = [
 NOT_COUNTS = {"sources", "input_order", "first", "last", "rows_read", "rows_valid"}
 
 
-def import_columns(rows: list[dict[str, Any]]) -> list[str]:
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """An import row with its validation details lifted beside the store's counts."""
+    return {**row.get("details", {}), **{k: v for k, v in row.items() if k != "details"}}
+
+
+def import_columns(flat_rows: list[dict[str, Any]]) -> list[str]:
     """The import table's columns: the usual ones, then every other count that is not zero
     in some row (so a repair or a finding never hides in the JSON only)."""
     extra: list[str] = []
-    for r in rows:
-        flat = {**r.get("details", {}), **{k: v for k, v in r.items() if k != "details"}}
-        for k, v in flat.items():
+    for r in flat_rows:
+        for k, v in r.items():
             if k in IMPORT_COLUMNS or k in NOT_COUNTS or k in extra or k == "timeframe":
                 continue
             if v not in (0, None, False, ""):
@@ -56,11 +60,8 @@ def _show_import(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
     if as_json:
         emit_json({"symbols": rows})
         return
-    columns = import_columns(rows)
-    flat = [
-        {**r.get("details", {}), **{k: v for k, v in r.items() if k != "details"}} for r in rows
-    ]
-    table(flat, title, columns)
+    flat = [_flat(r) for r in rows]
+    table(flat, title, import_columns(flat))
 
 
 @app.command("import")

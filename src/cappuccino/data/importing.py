@@ -14,15 +14,13 @@ from cappuccino.data.readers._table import OnMalformed
 from cappuccino.data.schema import Timeframe
 from cappuccino.data.store import ParquetStore, UpsertResult
 from cappuccino.data.validate import (
-    GAP_POLICIES,
-    INTERVAL_POLICIES,
     MAX_FILL_BARS,
     NOT_BEFORE,
-    OHLC_POLICIES,
     GapPolicy,
     IntervalPolicy,
     OhlcPolicy,
     SymbolReport,
+    check_policies,
     clean_bars,
 )
 from cappuccino.utils.progress import steps
@@ -87,14 +85,9 @@ def import_files(
     ``repair``: a stored partition that cannot be read is set aside and rewritten from
     these files (see :meth:`ParquetStore.upsert`); otherwise it is an error.
     """
-    for name, value, allowed in (
-        ("on_gap", on_gap, GAP_POLICIES),
-        ("on_bad_ohlc", on_bad_ohlc, OHLC_POLICIES),
-        ("on_interval_mismatch", on_interval_mismatch, INTERVAL_POLICIES),
-        ("on_malformed", on_malformed, ("error", "skip")),
-    ):
-        if value not in allowed:
-            raise ValueError(f"{name}: got {value!r}, expected one of {', '.join(allowed)}")
+    check_policies(on_gap, on_bad_ohlc, on_interval_mismatch, max_fill_bars)  # before any read
+    if on_malformed not in ("error", "skip"):
+        raise ValueError(f"on_malformed: got {on_malformed!r}, expected one of error, skip")
     if not paths:
         raise ValueError("paths: no files given")
     raws = []

@@ -363,6 +363,21 @@ def _impossible_rows(
     return frame.filter(~flagged["_impossible"])
 
 
+def check_policies(
+    on_gap: str, on_bad_ohlc: str, on_interval_mismatch: str, max_fill_bars: int
+) -> None:
+    """The validation policies, or a ValueError naming the one that is not known."""
+    for name, value, allowed in (
+        ("on_gap", on_gap, GAP_POLICIES),
+        ("on_bad_ohlc", on_bad_ohlc, OHLC_POLICIES),
+        ("on_interval_mismatch", on_interval_mismatch, INTERVAL_POLICIES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name}: got {value!r}, expected one of {', '.join(allowed)}")
+    if max_fill_bars < 0:
+        raise ValueError(f"max_fill_bars: got {max_fill_bars}, expected a count >= 0")
+
+
 def clean_bars(
     raws: list[RawBars],
     *,
@@ -378,15 +393,7 @@ def clean_bars(
 
     ``now`` (default: the wall clock) bounds timestamps from above, one bar ahead.
     """
-    for name, value, allowed in (
-        ("on_gap", on_gap, GAP_POLICIES),
-        ("on_bad_ohlc", on_bad_ohlc, OHLC_POLICIES),
-        ("on_interval_mismatch", on_interval_mismatch, INTERVAL_POLICIES),
-    ):
-        if value not in allowed:
-            raise ValueError(f"{name}: got {value!r}, expected one of {', '.join(allowed)}")
-    if max_fill_bars < 0:
-        raise ValueError(f"max_fill_bars: got {max_fill_bars}, expected a count >= 0")
+    check_policies(on_gap, on_bad_ohlc, on_interval_mismatch, max_fill_bars)
     if not raws:
         raise ValueError("clean_bars: no sources given")
     reports: dict[str, SymbolReport] = {}

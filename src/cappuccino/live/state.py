@@ -176,13 +176,26 @@ def _wal(engine: Engine) -> None:
         cur.close()
 
 
-def upgrade(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest migration."""
-    from alembic import command
+def _alembic() -> Any:
+    """The alembic config of the state's migrations (no ini file, no URL)."""
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def _revisions() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic())
+
+
+def upgrade(engine: Engine) -> None:
+    """Create or upgrade the schema to the newest migration."""
+    from alembic import command
+
+    cfg = _alembic()
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
@@ -190,14 +203,7 @@ def upgrade(engine: Engine) -> None:
 
 def head_revision() -> str:
     """The newest migration's revision id."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    assert head is not None
-    return head
+    return str(_revisions().get_current_head())
 
 
 class SessionState:
@@ -221,17 +227,13 @@ class SessionState:
 
     def _check_revision(self) -> None:
         """Refuse a file written by a newer version (its schema is not ours to downgrade)."""
-        from alembic.config import Config
         from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
 
         with self.engine.connect() as c:
             current = MigrationContext.configure(c).get_current_revision()
         if current is None:
             return
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
+        known = {s.revision for s in _revisions().walk_revisions()}
         if current not in known:
             raise StateError(
                 f"{self.path}: schema revision {current!r}, expected one of {sorted(known)} "
