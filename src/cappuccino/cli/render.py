@@ -140,6 +140,9 @@ def _unreachable(exc: BaseException) -> str | None:
     ccxt = sys.modules.get("ccxt")
     if ccxt is not None and isinstance(exc, ccxt.NetworkError):
         return f"exchange unreachable: {type(exc).__name__}: {one_line(str(exc))[:300]}"
+    broker = sys.modules.get("cappuccino.live.broker")
+    if broker is not None and isinstance(exc, broker.BrokerUnavailable):
+        return f"broker unreachable: {one_line(str(exc))[:300]}"
     mlflow_exc = sys.modules.get("mlflow.exceptions")
     if mlflow_exc is not None and isinstance(exc, mlflow_exc.MlflowException):
         text = one_line(str(exc))

@@ -1,7 +1,9 @@
 """Is a paper session alive? Read its state file (read-only, never migrated or locked) and
 judge the runner's heartbeat and last processed bar.
 
-A session is **unhealthy** when its state file is missing or unreadable (not SQLite, not a
+A session that ended cleanly (a finished replay, ``--max-bars``, a stop) is **stopped**:
+not red, whatever the age of its heartbeat. A session is **unhealthy** (red) when its last
+reconciliation found a difference, or when its state file is missing or unreadable (not SQLite, not a
 session's schema), holds no session, has no heartbeat yet, or when the heartbeat or the
 last processed bar is older than its limit (a session that has processed no bar yet is
 judged from its start):
@@ -44,6 +46,8 @@ class SessionHealth:
     last_bar: datetime | None = None
     bar_lag_s: float | None = None
     mode: str | None = None
+    stopped: bool = False
+    status: str = "red"  # "ok", "stopped" (a clean end: not red) or "red"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -87,6 +91,14 @@ def check_health(
         out.reasons.append("no session started in this state file")
         return out
     out.mode = run.mode
+    recon = run.reconcile or {}
+    if recon and not recon.get("ok", True):
+        diffs = "; ".join(recon.get("differences", []))[:300]
+        out.reasons.append(f"reconciliation at bar {recon.get('bar')} found differences: {diffs}")
+    if run.ended_at is not None and not out.reasons:
+        out.stopped, out.healthy, out.status = True, True, "stopped"
+        out.last_bar = run.last_bar
+        return out
     bar_s = timeframe.ms / 1000
     limit = max_heartbeat_age_s
     if run.heartbeat_at is None:
@@ -114,4 +126,5 @@ def check_health(
                 f"behind, limit {max_lag:.0f} s (two {timeframe} bars plus {grace_s:.0f} s)"
             )
     out.healthy = not out.reasons
+    out.status = "ok" if out.healthy else "red"
     return out

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from sqlalchemy import (
     JSON,
@@ -35,21 +35,21 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     TypeDecorator,
     create_engine,
     event,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from cappuccino.live.broker import FINAL_STATES, ORDER_STATES
+
 Mode = Literal["dry_run", "paper", "live"]
 MODES: tuple[str, ...] = ("dry_run", "paper", "live")
 Side = Literal["buy", "sell"]
-# broker order states; FINAL ones never change again
-ORDER_STATES = ("PENDING", "SUBMITTED", "UNKNOWN", "ACCEPTED", "PARTIALLY_FILLED", "FILLED",
-                "CANCELED", "REJECTED", "EXPIRED")  # fmt: skip
-FINAL_STATES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -92,6 +92,11 @@ class RunRow(Base):
     starting_equity: Mapped[float | None] = mapped_column(Float, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_bar: Mapped[datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    starting_positions: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    reconcile: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class DecisionRow(Base):
@@ -101,6 +106,7 @@ class DecisionRow(Base):
     target_units: Mapped[dict[str, float]] = mapped_column(JSON)
     equity: Mapped[float] = mapped_column(Float)
     note: Mapped[str] = mapped_column(String(512), default="")
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class IntentRow(Base):
@@ -125,6 +131,7 @@ class OrderRow(Base):
     avg_price: Mapped[float | None] = mapped_column(Float, nullable=True)
     final: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(512), default="")
 
 
 class FillRow(Base):
@@ -153,6 +160,67 @@ class EquityRow(Base):
     bar: Mapped[datetime] = mapped_column(primary_key=True)
     cash: Mapped[float] = mapped_column(Float)
     equity: Mapped[float] = mapped_column(Float)
+    prices: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(String(2048))
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _book_statements() -> tuple[Any, Any]:
+    from sqlalchemy.dialects.sqlite import insert
+
+    pos = insert(_table(PositionRow))
+    pos = pos.on_conflict_do_update(
+        index_elements=["symbol"], set_={"qty": pos.excluded.qty, "bar": pos.excluded.bar}
+    )
+    return pos, insert(_table(EquityRow)).on_conflict_do_nothing(index_elements=["bar"])
+
+
+_UPSERT_POSITION, _INSERT_EQUITY = _book_statements()  # built once: compiled once
+
+
+def _order_update() -> Any:
+    from sqlalchemy import bindparam, func
+
+    t = _table(OrderRow)
+    return (
+        update(t)
+        .where(t.c.client_order_id == bindparam("b_cid"), ~t.c.final)
+        .values(
+            status=bindparam("b_status"), updated_at=bindparam("b_now", type_=UTCDateTime()),
+            final=bindparam("b_final"),
+            broker_order_id=func.coalesce(bindparam("b_boid"), t.c.broker_order_id),
+            filled_qty=func.coalesce(bindparam("b_qty"), t.c.filled_qty),
+            avg_price=func.coalesce(bindparam("b_px"), t.c.avg_price),
+            reason=func.coalesce(bindparam("b_reason"), t.c.reason),
+        )
+    )  # fmt: skip
+
+
+_UPDATE_ORDER = _order_update()
+
+
+def _plan_statements() -> tuple[Any, Any, Any]:
+    from sqlalchemy import insert
+    from sqlalchemy.dialects.sqlite import insert as upsert
+
+    return (
+        upsert(_table(DecisionRow)).on_conflict_do_nothing(index_elements=["bar"]),
+        insert(_table(IntentRow)),
+        insert(_table(OrderRow)),
+    )
+
+
+_INSERT_DECISION, _INSERT_INTENT, _INSERT_ORDER = _plan_statements()
 
 
 def client_order_id(run_id: str, bar: datetime, symbol: str, leg: int) -> str:
@@ -165,12 +233,13 @@ def client_order_id(run_id: str, bar: datetime, symbol: str, leg: int) -> str:
     return "cap" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _wal(engine: Engine) -> None:
+def _wal(engine: Engine, synchronous: str = "FULL") -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode=WAL")  # readers (status, monitor) never block it
-        cur.execute("PRAGMA synchronous=FULL")  # a committed intent survives a crash
+        # FULL: a committed intent survives a power loss; NORMAL (dry runs): a process crash
+        cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
@@ -213,9 +282,11 @@ class SessionState:
         if mode not in MODES:
             raise ValueError(f"mode: got {mode!r}, expected one of {', '.join(MODES)}")
         self.path, self.mode = Path(path), mode
+        self._batch: Session | None = None
+        self._run_id: str | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(f"sqlite:///{self.path}")
-        _wal(self.engine)
+        _wal(self.engine, "NORMAL" if mode == "dry_run" else "FULL")
         self._check_revision()
         upgrade(self.engine)
         run = self.run()
@@ -224,6 +295,30 @@ class SessionState:
                 f"{self.path}: got a {run.mode} session's state, expected a {mode} one "
                 f"(dry runs and paper/live runs keep separate state files)"
             )
+
+    @classmethod
+    def reader(cls, path: Path) -> SessionState:
+        """The state for reading only (``paper status``, monitors): a read-only connection,
+        no migration, no lock; :class:`StateError` if the schema is not the newest."""
+        self = cls.__new__(cls)
+        self.path, self._batch, self._run_id = Path(path), None, None
+        self.engine = create_engine(f"sqlite:///file:{self.path}?mode=ro&uri=true")
+        from alembic.runtime.migration import MigrationContext
+        from sqlalchemy.exc import DatabaseError
+
+        try:
+            with self.engine.connect() as c:
+                current = MigrationContext.configure(c).get_current_revision()
+        except DatabaseError as exc:
+            raise StateError(f"{self.path}: not a session state file ({exc.orig})") from exc
+        if current != head_revision():
+            raise StateError(
+                f"{self.path}: schema revision {current!r}, expected {head_revision()!r} "
+                "(resume the session with `paper run` once to upgrade it)"
+            )
+        run = self.run()
+        self.mode = run.mode if run is not None else "dry_run"  # type: ignore[assignment]
+        return self
 
     def _check_revision(self) -> None:
         """Refuse a file written by a newer version (its schema is not ours to downgrade)."""
@@ -242,51 +337,107 @@ class SessionState:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed on exit, rolled back on an exception."""
+        """A transaction: committed on exit, rolled back on an exception. Inside
+        :meth:`batch`, the batch's transaction (committed when the batch ends)."""
+        if self._batch is not None:
+            yield self._batch
+            return
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             yield s
 
+    @contextmanager
+    def batch(self) -> Iterator[Session]:
+        """Group every call inside into one transaction: all of it is committed, or none."""
+        if self._batch is not None:
+            yield self._batch
+            return
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            self._batch = s
+            try:
+                yield s
+            finally:
+                self._batch = None
+
     # -- the run ---------------------------------------------------------------------------
+    def _load_run_id(self) -> str:
+        run = self.run()
+        if run is None:
+            raise StateError(f"{self.path}: no session started")
+        self._run_id = run.id
+        return run.id
+
     def run(self) -> RunRow | None:
         with self.session() as s:
             return s.scalars(select(RunRow)).first()
 
     def start(
         self, *, run_id: str, broker: str, policy: str, symbols: list[str], timeframe: str,
-        now: datetime,
+        now: datetime, rules: dict[str, Any] | None = None,
     ) -> RunRow:  # fmt: skip
         """The session's row: created on the first start, checked on a resume (the same
-        broker, policy, symbols and timeframe, or :class:`StateError`)."""
+        broker, policy, symbols, timeframe and market rules, or :class:`StateError`). A
+        resume clears the previous end."""
         with self.session() as s:
             row = s.scalars(select(RunRow)).first()
             if row is None:
                 row = RunRow(id=run_id, mode=self.mode, broker=broker, policy=policy,
-                             symbols=list(symbols), timeframe=timeframe, created_at=now)  # fmt: skip
+                             symbols=list(symbols), timeframe=timeframe, created_at=now,
+                             rules=rules)  # fmt: skip
                 s.add(row)
                 return row
             want = {"broker": broker, "policy": policy, "symbols": list(symbols),
-                    "timeframe": timeframe}  # fmt: skip
+                    "timeframe": timeframe, "rules": rules}  # fmt: skip
             for key, value in want.items():
                 if getattr(row, key) != value:
                     raise StateError(
                         f"{self.path}: {key}: got {value!r}, expected {getattr(row, key)!r} "
                         "(the session this file holds; start a new one with another --state)"
                     )
+            row.ended_at, row.end_reason = None, None
             return row
 
-    def set_starting_account(self, cash: float, equity: float) -> None:
+    def set_starting_account(
+        self, cash: float, equity: float, positions: dict[str, float] | None = None
+    ) -> None:
         """Record the broker account at the session's first start (never overwritten)."""
         with self.session() as s:
             row = s.scalars(select(RunRow)).one()
             if row.starting_equity is None:
                 row.starting_cash, row.starting_equity = cash, equity
+                row.starting_positions = dict(positions or {})
 
-    def heartbeat(self, now: datetime, last_bar: datetime | None = None) -> None:
+    def end(self, now: datetime, reason: str) -> None:
+        """The session stopped cleanly (a finished replay, --max-bars, a signal)."""
         with self.session() as s:
             row = s.scalars(select(RunRow)).one()
-            row.heartbeat_at = now
-            if last_bar is not None:
-                row.last_bar = last_bar
+            row.ended_at, row.end_reason, row.heartbeat_at = now, reason, now
+
+    def set_reconcile(self, outcome: dict[str, Any]) -> None:
+        with self.session() as s:
+            s.scalars(select(RunRow)).one().reconcile = outcome
+
+    def event(self, now: datetime, kind: str, detail: str) -> None:
+        """Log a repair, a refusal or another notable outcome (kept with the session)."""
+        with self.session() as s:
+            s.add(EventRow(at=now, kind=kind, detail=detail[:2048]))
+
+    def events(self) -> list[EventRow]:
+        with self.session() as s:
+            return list(s.scalars(select(EventRow).order_by(EventRow.id)))
+
+    def heartbeat(
+        self, now: datetime, last_bar: datetime | None = None,
+        reconcile: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """The runner is alive at ``now``; with ``last_bar``, that bar is processed; with
+        ``reconcile``, the bar's reconciliation outcome (one UPDATE of the run row)."""
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if last_bar is not None:
+            values["last_bar"] = last_bar
+        if reconcile is not None:
+            values["reconcile"] = reconcile
+        with self.session() as s:
+            s.connection().execute(update(_table(RunRow)).values(**values))
 
     # -- intents, orders, fills ------------------------------------------------------------
     def record_intent(
@@ -313,26 +464,40 @@ class SessionState:
 
     def update_order(
         self, cid: str, status: str, now: datetime, *, broker_order_id: str | None = None,
-        filled_qty: float | None = None, avg_price: float | None = None,
+        filled_qty: float | None = None, avg_price: float | None = None, reason: str = "",
     ) -> OrderRow:  # fmt: skip
         """Set what the broker says of an order; a final order never changes again."""
         if status not in ORDER_STATES:
             raise ValueError(f"status: got {status!r}, expected one of {', '.join(ORDER_STATES)}")
+        self.update_orders([{"cid": cid, "status": status, "now": now,
+                             "broker_order_id": broker_order_id, "filled_qty": filled_qty,
+                             "avg_price": avg_price, "reason": reason}])  # fmt: skip
+        table = _table(OrderRow)
         with self.session() as s:
-            row = s.get(OrderRow, cid)
-            if row is None:
-                raise StateError(f"{self.path}: no intent with client order id {cid!r}")
-            if row.final:
-                return row
-            row.status, row.updated_at = status, now
-            row.final = status in FINAL_STATES
-            if broker_order_id is not None:
-                row.broker_order_id = broker_order_id
-            if filled_qty is not None:
-                row.filled_qty = filled_qty
-            if avg_price is not None:
-                row.avg_price = avg_price
-            return row
+            got = (
+                s.connection().execute(select(table).where(table.c.client_order_id == cid)).first()
+            )
+        if got is None:
+            raise StateError(f"{self.path}: no intent with client order id {cid!r}")
+        return OrderRow(**got._mapping)
+
+    def update_orders(self, updates: list[dict[str, Any]]) -> None:
+        """Several :meth:`update_order` calls as one statement (``cid``, ``status``, ``now``
+        and optional ``broker_order_id``, ``filled_qty``, ``avg_price``, ``reason``); a final
+        order is left as it is."""
+        rows = []
+        for u in updates:
+            if u["status"] not in ORDER_STATES:
+                raise ValueError(f"status: got {u['status']!r}, expected one of "
+                                 f"{', '.join(ORDER_STATES)}")  # fmt: skip
+            rows.append({"b_cid": u["cid"], "b_status": u["status"], "b_now": u["now"],
+                         "b_final": u["status"] in FINAL_STATES,
+                         "b_boid": u.get("broker_order_id"), "b_qty": u.get("filled_qty"),
+                         "b_px": u.get("avg_price"),
+                         "b_reason": (u.get("reason") or "")[:512] or None})  # fmt: skip
+        if rows:
+            with self.session() as s:
+                s.connection().execute(_UPDATE_ORDER, rows)
 
     def record_fill(
         self, trade_id: str, cid: str, symbol: str, side: Side, qty: float, price: float,
@@ -347,6 +512,58 @@ class SessionState:
             s.add(FillRow(trade_id=trade_id, client_order_id=cid, symbol=symbol, side=side,
                           qty=qty, price=price, fee=fee, at=at))  # fmt: skip
             return True
+
+    def record_fills(self, fills: list[FillRow]) -> int:
+        """Store several executions in one transaction; the number that were new (a trade id
+        already stored is skipped, so a fill reported twice counts once)."""
+        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.exc import IntegrityError
+
+        table = _table(FillRow)
+        rows = [{"trade_id": f.trade_id, "client_order_id": f.client_order_id,
+                 "symbol": f.symbol, "side": f.side, "qty": f.qty, "price": f.price,
+                 "fee": f.fee, "at": f.at} for f in fills]  # fmt: skip
+        if not rows:
+            return 0
+        with self.session() as s:
+            c = s.connection()
+            try:
+                with c.begin_nested():
+                    res = c.execute(insert(table).on_conflict_do_nothing(
+                        index_elements=["trade_id"]), rows)  # fmt: skip
+            except IntegrityError:
+                known = set(s.scalars(select(IntentRow.client_order_id)))
+                bad = next(f for f in fills if f.client_order_id not in known)
+                raise StateError(f"{self.path}: fill {bad.trade_id!r} for unknown order "
+                                 f"{bad.client_order_id!r}") from None  # fmt: skip
+        return int(res.rowcount)
+
+    def fill_totals(self) -> tuple[dict[str, float], float, datetime | None]:
+        """Net units per symbol (buys minus sells) and the cash the fills moved (sells' proceeds
+        minus buys' cost, less fees), summed in SQL; the newest fill's time."""
+        from sqlalchemy import case, func
+
+        sign = case((FillRow.side == "buy", 1.0), else_=-1.0)
+        with self.session() as s:
+            rows = s.execute(
+                select(FillRow.symbol, func.sum(sign * FillRow.qty),
+                       func.sum(-sign * FillRow.qty * FillRow.price - FillRow.fee))
+                .group_by(FillRow.symbol)
+            ).all()  # fmt: skip
+            newest = s.scalar(select(func.max(FillRow.at)))
+        units = {str(r[0]): float(r[1]) for r in rows}
+        return units, float(sum(r[2] for r in rows)), newest
+
+    def intents(self, bar: datetime | None = None) -> list[IntentRow]:
+        with self.session() as s:
+            q = select(IntentRow).order_by(IntentRow.bar, IntentRow.leg, IntentRow.symbol)
+            if bar is not None:
+                q = q.where(IntentRow.bar == bar)
+            return list(s.scalars(q))
+
+    def order(self, cid: str) -> OrderRow | None:
+        with self.session() as s:
+            return s.get(OrderRow, cid)
 
     def orders(self) -> list[tuple[IntentRow, OrderRow]]:
         with self.session() as s:
@@ -386,19 +603,79 @@ class SessionState:
                               equity=equity, note=note))  # fmt: skip
             return True
 
-    def record_book(
-        self, bar: datetime, cash: float, equity: float, positions: dict[str, float]
-    ) -> None:
-        """The book after ``bar``: positions (quantity per symbol) and equity (idempotent)."""
+    def record_plan(
+        self, bar: datetime, target_units: dict[str, float], equity: float,
+        orders: list[tuple[str, int, Side, float]], now: datetime, *, note: str = "",
+        skipped: list[dict[str, Any]] | None = None,
+    ) -> tuple[bool, list[IntentRow]]:  # fmt: skip
+        """The bar's decision and its intents ``(symbol, leg, side, qty)``, each with a PENDING
+        order, in **one** transaction, before any submit: a crash leaves either nothing or the
+        whole plan. A bar already decided returns ``(False, its intents)`` unchanged."""
+        run_id = self._run_id or self._load_run_id()
         with self.session() as s:
-            for symbol, qty in positions.items():
-                row = s.get(PositionRow, symbol)
-                if row is None:
-                    s.add(PositionRow(symbol=symbol, qty=qty, bar=bar))
-                else:
-                    row.qty, row.bar = qty, bar
-            if s.get(EquityRow, bar) is None:
-                s.add(EquityRow(bar=bar, cash=cash, equity=equity))
+            c = s.connection()
+            res = c.execute(_INSERT_DECISION, [{
+                "bar": bar, "decided_at": now, "target_units": dict(target_units),
+                "equity": equity, "note": note, "skipped": list(skipped or []),
+            }])  # fmt: skip
+            if res.rowcount == 0:  # decided before
+                q = select(IntentRow).where(IntentRow.bar == bar)
+                return False, list(s.scalars(q.order_by(IntentRow.leg, IntentRow.symbol)))
+            out = []
+            for symbol, leg, side, qty in orders:
+                if side not in ("buy", "sell") or not qty > 0:
+                    raise ValueError(f"intent {symbol}: got side {side!r}, qty {qty!r}, "
+                                     "expected buy/sell and > 0")  # fmt: skip
+                cid = client_order_id(run_id, bar, symbol, leg)
+                out.append(IntentRow(client_order_id=cid, bar=bar, symbol=symbol, leg=leg,
+                                     side=side, qty=qty, created_at=now))  # fmt: skip
+            if out:
+                c.execute(_INSERT_INTENT, [
+                    {"client_order_id": i.client_order_id, "bar": bar, "symbol": i.symbol,
+                     "leg": i.leg, "side": i.side, "qty": i.qty, "created_at": now} for i in out
+                ])  # fmt: skip
+                c.execute(_INSERT_ORDER, [
+                    {"client_order_id": i.client_order_id, "broker_order_id": None,
+                     "status": "PENDING", "filled_qty": 0.0, "avg_price": None, "final": False,
+                     "updated_at": now, "reason": ""} for i in out
+                ])  # fmt: skip
+            return True, out
+
+    def decisions(self) -> list[DecisionRow]:
+        with self.session() as s:
+            return list(s.scalars(select(DecisionRow).order_by(DecisionRow.bar)))
+
+    def n_decisions(self) -> int:
+        from sqlalchemy import func
+
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(DecisionRow)) or 0)
+
+    def equity_rows(self) -> list[EquityRow]:
+        with self.session() as s:
+            return list(s.scalars(select(EquityRow).order_by(EquityRow.bar)))
+
+    def record_book(
+        self, bar: datetime, cash: float, equity: float, positions: dict[str, float],
+        *, prices: dict[str, float] | None = None,
+    ) -> None:  # fmt: skip
+        """The book after ``bar``: positions (quantity per symbol) and equity; idempotent (a
+        bar's equity row is written once)."""
+        with self.session() as s:
+            c = s.connection()
+            if positions:
+                c.execute(_UPSERT_POSITION, [{"symbol": k, "qty": q, "bar": bar}
+                                             for k, q in positions.items()])  # fmt: skip
+            c.execute(_INSERT_EQUITY, [{"bar": bar, "cash": cash, "equity": equity,
+                                        "prices": prices}])  # fmt: skip
+
+    def decided_bars(self) -> set[datetime]:
+        with self.session() as s:
+            return set(s.scalars(select(DecisionRow.bar)))
+
+    def trade_ids(self) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(FillRow.trade_id)))
 
     def positions(self) -> dict[str, float]:
         with self.session() as s:

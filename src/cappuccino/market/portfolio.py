@@ -137,22 +137,17 @@ def apply_risk_limits(
     return value * scale / price
 
 
-def rebalance(
+def plan_orders(
     portfolio: Portfolio,
     target_units: Tensor,
     price: Tensor,
     rules: MarketRules,
     min_notional: Tensor,
-) -> Fill:
-    """Trade every portfolio towards ``target_units`` at ``price``; see the module docstring.
-
-    Args:
-        portfolio: current state, ``E`` portfolios of ``A`` assets.
-        target_units: ``(E, A)`` desired units (negative values mean 0: long-only).
-        price: ``(E, A)`` or ``(A,)`` fill reference price (e.g. next bar's open), > 0.
-        rules: fees, slippage and risk limits.
-        min_notional: ``(A,)`` minimum order notional per asset, quote currency.
-    """
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Steps 1-3 and the sizing of step 5 (see the module docstring): the units to sell and
+    to buy ``(E, A)`` for ``target_units`` at ``price``, and the stop-loss mask. Nothing is
+    executed; :func:`execute` fills exactly these quantities. The paper runner sends them
+    to a broker as orders."""
     units, cash = portfolio.units, portfolio.cash
     price = price.expand_as(units)
     stopped = stop_loss_mask(portfolio, price, rules)
@@ -164,20 +159,45 @@ def rebalance(
     sell = (-delta).clamp_min(0.0)
     sell = torch.where(sell * price < min_notional, torch.zeros_like(sell), sell)
     sell = torch.minimum(sell, units)
+    cash = cash + _sell_cash(sell, price, rules).sum(-1)
+
+    buy = delta.clamp_min(0.0)
+    buy = torch.where(buy * price < min_notional, torch.zeros_like(buy), buy)
+    unit_cost = price * (1.0 + rules.slippage_rate) * (1.0 + rules.buy_fee_rate)
+    total = (buy * unit_cost).sum(-1)
+    scale = torch.where(total > cash, cash / total.clamp_min(1e-300), torch.ones_like(total))
+    buy = buy * scale.unsqueeze(-1)
+    buy = torch.where(buy * price < min_notional, torch.zeros_like(buy), buy)
+    return sell, buy, stopped
+
+
+def _sell_cash(sell: Tensor, price: Tensor, rules: MarketRules) -> Tensor:
+    """``(E, A)`` cash received per asset for selling ``sell`` at ``price``: proceeds at the
+    slipped price less the sell fee."""
+    proceeds = sell * (price * (1.0 - rules.slippage_rate))
+    return proceeds - proceeds * rules.sell_fee_rate
+
+
+def execute(
+    portfolio: Portfolio,
+    sell: Tensor,
+    buy: Tensor,
+    price: Tensor,
+    rules: MarketRules,
+    stopped: Tensor | None = None,
+) -> Fill:
+    """Fill ``sell`` and ``buy`` units ``(E, A)`` at ``price`` (steps 4-5 of the module
+    docstring: sells first, then buys, slippage and fees; cash clamped at 0 against rounding).
+    The quantities are taken as given: :func:`plan_orders` sizes them."""
+    units, cash = portfolio.units, portfolio.cash
+    price = price.expand_as(units)
     sell_px = price * (1.0 - rules.slippage_rate)
     proceeds = sell * sell_px
     sell_fees = proceeds * rules.sell_fee_rate
     cash = cash + (proceeds - sell_fees).sum(-1)
     units = units - sell
 
-    buy = delta.clamp_min(0.0)
-    buy = torch.where(buy * price < min_notional, torch.zeros_like(buy), buy)
     buy_px = price * (1.0 + rules.slippage_rate)
-    unit_cost = buy_px * (1.0 + rules.buy_fee_rate)
-    total = (buy * unit_cost).sum(-1)
-    scale = torch.where(total > cash, cash / total.clamp_min(1e-300), torch.ones_like(total))
-    buy = buy * scale.unsqueeze(-1)
-    buy = torch.where(buy * price < min_notional, torch.zeros_like(buy), buy)
     notional_bought = buy * buy_px
     buy_fees = notional_bought * rules.buy_fee_rate
     cash = (cash - (notional_bought + buy_fees).sum(-1)).clamp_min(0.0)
@@ -187,6 +207,7 @@ def rebalance(
         (units * portfolio.entry_price + notional_bought) / new_units.clamp_min(1e-300),
         torch.zeros_like(new_units),
     )
+    stop = torch.zeros_like(sell, dtype=torch.bool) if stopped is None else stopped
     return Fill(
         portfolio=Portfolio(cash=cash, units=new_units, entry_price=entry),
         bought=buy,
@@ -195,5 +216,26 @@ def rebalance(
         asset_fees=sell_fees + buy_fees,
         traded_notional=(proceeds + notional_bought).sum(-1),
         fees=(sell_fees + buy_fees).sum(-1),
-        stopped=stopped & (sell > 0),
+        stopped=stop & (sell > 0),
     )
+
+
+def rebalance(
+    portfolio: Portfolio,
+    target_units: Tensor,
+    price: Tensor,
+    rules: MarketRules,
+    min_notional: Tensor,
+) -> Fill:
+    """Trade every portfolio towards ``target_units`` at ``price``; see the module docstring.
+    :func:`plan_orders` then :func:`execute`.
+
+    Args:
+        portfolio: current state, ``E`` portfolios of ``A`` assets.
+        target_units: ``(E, A)`` desired units (negative values mean 0: long-only).
+        price: ``(E, A)`` or ``(A,)`` fill reference price (e.g. next bar's open), > 0.
+        rules: fees, slippage and risk limits.
+        min_notional: ``(A,)`` minimum order notional per asset, quote currency.
+    """
+    sell, buy, stopped = plan_orders(portfolio, target_units, price, rules, min_notional)
+    return execute(portfolio, sell, buy, price, rules, stopped)
