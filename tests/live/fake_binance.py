@@ -37,6 +37,7 @@ class FakeBinanceTrading(FakeBinance):
         self.fill, self.partial_fraction, self.fee_rate = "full", 0.4, 0.0
         self.faults: list[tuple[str, str]] = []
         self._next_id = 1
+        self.candles_by_symbol: dict[str, list[list[Any]]] = {}  # "BTCUSDT" -> candles
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -132,6 +133,12 @@ class FakeBinanceTrading(FakeBinance):
             if fault == "dup_fill" and rows:
                 rows = [*rows, rows[-1]]
             return 200, rows
+        if (
+            method == "GET"
+            and path == "/api/v3/klines"
+            and q.get("symbol") in self.candles_by_symbol
+        ):
+            self.candles = self.candles_by_symbol[q["symbol"]]
         if method == "GET":
             return self.route(path, q)
         return 404, {"code": -1, "msg": f"no route {method} {path}"}

@@ -73,7 +73,7 @@ def run(
         help="override the data exchange's API host",
     ),
     history_bars: int = typer.Option(
-        1000, "--history-bars", help="live: the bounded window the features are computed on"
+        4000, "--history-bars", help="live: the bounded window the features are computed on"
     ),
     grace: float = typer.Option(10.0, "--grace", help="live: seconds after a bar's end to fetch"),
     allow_version_mismatch: bool = typer.Option(
@@ -149,6 +149,11 @@ def status(
 def _print_status(doc: dict[str, Any]) -> None:
     h = doc["health"]
     line = f"{doc['state']}: {h['status'].upper()}"
+    if "run_id" not in doc:  # nothing readable
+        console.print(line)
+        for r in h["reasons"]:
+            console.print(f"  unhealthy: {r}")
+        return
     if doc["ended"]:
         line += f" ({doc['ended']['reason']} at {doc['ended']['at']})"
     console.print(line)
@@ -165,12 +170,15 @@ def _print_status(doc: dict[str, Any]) -> None:
         console.print(f"  last decision: bar {d['bar']} at {d['decided_at']}: target units {tgt}")
     pnl = doc["pnl"]
     if pnl:
-        rows = [{"series": "session", "equity": pnl["equity"], "pnl": pnl["pnl"]}]
+        rows = [{"series": "session", "equity": _money(pnl["equity"]),
+                 "pnl": _money(pnl["pnl"])}]  # fmt: skip
         for name, b in pnl["benchmarks"].items():
             if b:
-                rows.append({"series": name, "equity": b["equity"], "pnl": b["pnl"]})
-        table(rows, f"Equity since {pnl['since'][:16]} (quote currency, benchmarks without fees; "
-              f"max drawdown {pnl['max_drawdown']:.2%})", ["series", "equity", "pnl"])  # fmt: skip
+                rows.append({"series": name, "equity": _money(b["equity"]),
+                             "pnl": _money(b["pnl"])})  # fmt: skip
+        table(rows, f"Since {pnl['since'][:16]}, quote currency", ["series", "equity", "pnl"])
+        console.print(f"  return {pnl['return']:.2%}, max drawdown {pnl['max_drawdown']:.2%} "
+                      "(benchmarks from the first bar's close, without fees)")  # fmt: skip
     pos = doc["positions"]
     held = ", ".join(f"{s} {q:.8g}" for s, q in pos["held"].items() if q) or "none"
     console.print(f"  positions: {held} ({'verified' if pos['verified'] else 'NOT verified'} "

@@ -29,6 +29,8 @@ Dry runs (the simulated broker) and paper/live runs keep separate state files.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -60,6 +62,25 @@ UNKNOWN_BARS = 3
 """An order the broker has not heard of for this many bars after its submit is EXPIRED."""
 QTY_TOL = 1e-9
 """Relative tolerance of a position or cash comparison (float rounding at the broker)."""
+
+
+KILL_ENV = "CAPPUCCINO_FAULT_KILL"
+"""Fault injection for the restart tests: ``POINT:N`` makes the runner SIGKILL itself the
+N-th time it reaches ``POINT`` (``before_intent``, ``after_intent``, ``after_submit``,
+``after_ack``, ``after_fill``). Unset in normal use; nothing else reads it."""
+
+
+def checkpoint(point: str, _seen: dict[str, int] = {}) -> None:  # noqa: B006 (a counter)
+    """Die here when :data:`KILL_ENV` names this point and its count (see there)."""
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    name, _, n = spec.partition(":")
+    if name != point:
+        return
+    _seen[point] = _seen.get(point, 0) + 1
+    if _seen[point] == int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class ReconcileError(RuntimeError):
@@ -224,6 +245,8 @@ class PaperRunner:
                 self.state.record_book(bar, cash_f, eq_f, held, prices=prices)
                 intents = self.state.intents(bar) if decided else []
                 if plan is not None:
+                    if plan[2]:
+                        checkpoint("before_intent")
                     created, intents = self.state.record_plan(
                         bar, plan[0], plan[1], plan[2], self.clock(), note=plan[3],
                         skipped=plan[4],
@@ -239,6 +262,10 @@ class PaperRunner:
             raise ReconcileError(
                 f"reconciliation at bar {bar.isoformat()}: {'; '.join(outcome['differences'])}"
             )
+        if outcome.get("new_fills"):
+            checkpoint("after_fill")
+        if intents and self._fresh:
+            checkpoint("after_intent")
         if decided:
             log.info("bar %s: decided before the restart; resuming its %d orders", bar,
                      len(intents))  # fmt: skip
@@ -247,6 +274,8 @@ class PaperRunner:
                 self._send(intent.client_order_id, intent.symbol, intent.side, intent.qty, bar)
             self._flush()
             self.state.heartbeat(self.clock(), last_bar=bar, reconcile=self._outcome)
+        if intents:
+            checkpoint("after_ack")
         s = self.summary
         s.bars_processed += 1
         s.final_equity, s.final_cash = eq_f, cash_f
@@ -365,6 +394,7 @@ class PaperRunner:
             log.warning("order %s %s %s rejected: %s", side, qty, symbol, exc)
             return
         self.summary.orders_submitted += 1
+        checkpoint("after_submit")
         self._update(ack)
 
     def _resolve(self, cid: str, symbol: str, why: str) -> None:
@@ -464,7 +494,7 @@ class PaperRunner:
                 f"(first: trade {tr.trade_id}, {tr.side} {tr.qty:g} {tr.symbol}); trade these "
                 "symbols from one session only"
             )
-        self._record_fills(ours)
+        new_fills = self._record_fills(ours)
         # 3. open orders
         for o in self.broker.open_orders():
             intent = intents.get(o.client_order_id)
@@ -504,6 +534,8 @@ class PaperRunner:
             )
         outcome = {"at": now.isoformat(), "bar": bar.isoformat(), "ok": not differences,
                    "repairs": repairs, "differences": differences}  # fmt: skip
+        if new_fills:
+            outcome["new_fills"] = new_fills
         if not differences:
             self._outcome = outcome  # written with the bar's heartbeat
         else:
@@ -516,11 +548,12 @@ class PaperRunner:
             self.state.event(now, "refused", "; ".join(differences))
         return outcome
 
-    def _record_fills(self, trades: list[Trade]) -> None:
-        """Store the trades not stored yet (by trade id) and keep the running totals."""
+    def _record_fills(self, trades: list[Trade]) -> int:
+        """Store the trades not stored yet (by trade id) and keep the running totals; the
+        number stored."""
         new = [tr for tr in trades if tr.trade_id not in self._trade_ids]
         if not new:
-            return
+            return 0
         unique = list({tr.trade_id: tr for tr in new}.values())  # a fill reported twice
         self.state.record_fills([_fill_row(tr) for tr in unique])
         for tr in unique:
@@ -530,6 +563,7 @@ class PaperRunner:
             self._fill_cash += -sign * tr.qty * tr.price - tr.fee
             if self._newest_fill is None or tr.at > self._newest_fill:
                 self._newest_fill = tr.at
+        return len(unique)
 
     def _bar_seconds(self) -> float:
         from cappuccino.market.timeframe import Timeframe
