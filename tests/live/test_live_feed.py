@@ -6,6 +6,7 @@ offline pipeline's, bit for bit (on the same bars, and on the full history for
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def test_each_bar_after_its_close_plus_grace_never_the_open_candle(venue: Any) -
         if len(got) == 3:
             break
     assert [c.bar for c in got] == [CUT + timedelta(hours=h) for h in range(3)]
-    assert beats and all(b2 - b1 <= 30_000 for b1, b2 in zip(seen, seen[1:], strict=False))
+    assert beats and all(b2 - b1 <= 30_000 for b1, b2 in itertools.pairwise(seen))
     assert all(c.t == c.data.n_bars - 1 for c in got)
 
 

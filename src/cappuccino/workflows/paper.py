@@ -264,16 +264,11 @@ def session_status(
         run = st.run()
     except (ValueError, SQLAlchemyError) as exc:  # missing or unreadable: red, not bad input
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        why = (
-            "state file missing"
-            if not Path(path).is_file()
-            else f"state file unreadable ({first[:200]})"
-        )
-        return {"state": str(path), "health": {"path": str(path), "healthy": False, "status": "red",
-                                               "reasons": [why]}}  # fmt: skip
+        missing = not Path(path).is_file()
+        return _red(path, "state file missing" if missing else
+                    f"state file unreadable ({first[:200]})")  # fmt: skip
     if run is None:
-        return {"state": str(path), "health": {"path": str(path), "healthy": False, "status": "red",
-                                               "reasons": ["no session started in this state file"]}}  # fmt: skip
+        return _red(path, "no session started in this state file")
     tf = Timeframe.parse(run.timeframe)
     health = check_health(path, now, tf, grace_s=grace_s).to_dict()
     eq = st.equity_rows()
@@ -324,6 +319,11 @@ def session_status(
                      for e in st.events()[-20:]]  # fmt: skip
     st.engine.dispose()
     return doc
+
+
+def _red(path: Path, reason: str) -> dict[str, Any]:
+    return {"state": str(path),
+            "health": {"path": str(path), "healthy": False, "status": "red", "reasons": [reason]}}  # fmt: skip
 
 
 def _count(items: Any) -> dict[str, int]:
