@@ -322,8 +322,8 @@ def session_status(
 
 
 def _red(path: Path, reason: str) -> dict[str, Any]:
-    return {"state": str(path),
-            "health": {"path": str(path), "healthy": False, "status": "red", "reasons": [reason]}}  # fmt: skip
+    health = {"path": str(path), "healthy": False, "status": "red", "reasons": [reason]}
+    return {"state": str(path), "health": health}
 
 
 def _count(items: Any) -> dict[str, int]:
