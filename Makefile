@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.supervised
 	$(BIN)/python -m benchmarks.tuning
 	$(BIN)/python -m benchmarks.ft_encoder
+	$(BIN)/python -m benchmarks.paper
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -221,6 +221,13 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     for path in (doc["supervised"]["backtest"]["outputs"]["report"],
                  doc["rl"]["outputs"]["report"], doc["compare"]["report"]):  # fmt: skip
         assert Path(path).is_file()
+    paper = doc["rl"]["paper"]
+    assert paper["equals_backtest"]["equal"] is True
+    assert (
+        paper["run"]["bars_processed"] == paper["equals_backtest"]["backtest_bars"] == 21 * 24 + 1
+    )
+    assert paper["status"]["health"]["status"] == "stopped"
+    assert "the paper session EQUALS the backtest of the same bars" in res.stdout
 
 
 @pytest.mark.slow

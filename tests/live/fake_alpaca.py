@@ -16,6 +16,9 @@ Faults (``faults``: a list consumed in order, each ``(route, kind)``; route ``"s
 - ``drop_after_accept``: the order is accepted, then the connection is closed unanswered;
 - ``404``: a look-up answers "not found" although the order exists;
 - ``dup_fill``: the activities list repeats its newest fill.
+
+``chaos_rate``: that share of all calls (seeded, ``rng``) gets one of :data:`CHAOS`'s faults
+for its route (a 500 for any other), logged in ``chaos_log``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
 
 
 def _now() -> str:
@@ -50,6 +55,9 @@ class FakeAlpaca:
         self.requests: list[tuple[str, str]] = []
         self.submits_processed = 0
         self.min_trade_increment = 1e-9
+        self.chaos_rate = 0.0  # the share of calls answered with a random recoverable fault
+        self.rng = np.random.default_rng(0)
+        self.chaos_log: list[tuple[str, str]] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -123,6 +131,12 @@ class FakeAlpaca:
                   "GET /v2/account/activities/FILL": "activities"}  # fmt: skip
         kind_route = routes.get(f"{method} {path}", "")
         fault = self._fault(kind_route) if kind_route else None
+        if fault is None and self.chaos_rate and self.rng.random() < self.chaos_rate:
+            kinds = CHAOS.get(kind_route, ("500",))
+            fault = kinds[int(self.rng.integers(len(kinds)))]
+            self.chaos_log.append((f"{method} {path}", fault))
+        if fault == "500" and kind_route not in ("submit", "lookup", "activities"):
+            return 500, {"code": 50000000, "message": "fake 500"}
         if fault in ("429", "500", "503"):
             return int(fault), {"code": int(fault) * 100000, "message": f"fake {fault}"}
         if fault == "404" and kind_route == "lookup":
@@ -271,6 +285,11 @@ class FakeAlpaca:
 
 
 OPEN = ("new", "accepted", "pending_new", "partially_filled")
+CHAOS = {  # the chaos replay's faults: each recoverable (never a lost order)
+    "submit": ("500", "500_after_accept", "drop_after_accept"),
+    "lookup": ("404", "500"),
+    "activities": ("dup_fill", "500"),
+}
 
 
 def _parse(text: str) -> datetime:

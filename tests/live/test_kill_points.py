@@ -9,10 +9,12 @@ Python's cleanup runs: what survives is exactly what was committed."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,38 @@ def test_a_kill_at_each_point_loses_nothing_and_doubles_nothing(
         assert done.returncode == 0, done.stderr[-2000:]
         assert fake.n_orders() >= before
         _assert_state_equals_broker(state, fake)
+
+
+def test_sigterm_stops_cleanly_and_the_session_resumes(store: Path, tmp_path: Path) -> None:
+    """A service manager's stop (SIGTERM): exit 130, the session recorded as stopped (not red),
+    and the same command resumes it to the uninterrupted result."""
+    import time
+
+    from cappuccino.workflows.paper import PaperSettings, build_runner, session_status
+
+    state = tmp_path / "t.db"
+    cmd = [sys.executable, "-m", "cappuccino.cli.main", "paper", "run", "--policy", "equal_weight:4",
+           "--symbols", SYMBOLS, "--state", str(state), "--store", str(store), "--replay",
+           "2021-06-01", "2021-06-03", "--bar-delay", "0.05", "--json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        run = SessionState.reader(state).run() if state.is_file() else None
+        if run is not None and run.last_bar is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert out == "" and "stopped by a signal; resume with the same --state" in err
+    doc = session_status(state)
+    assert doc["health"]["status"] == "stopped" and doc["ended"]["reason"] == "stopped by a signal"
+    done = subprocess.run(cmd[:-3] + ["--json"], capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    whole = build_runner(PaperSettings(
+        policy="equal_weight:4", broker="sim", state=tmp_path / "w.db", store=store,
+        symbols=SYMBOLS.split(","), replay=(datetime(2021, 6, 1, tzinfo=UTC),
+                                            datetime(2021, 6, 3, tzinfo=UTC)),
+    )).run()  # fmt: skip
+    assert json.loads(done.stdout)["final_equity"] == whole.final_equity

@@ -84,14 +84,20 @@ def test_each_bar_after_its_close_plus_grace_never_the_open_candle(venue: Any) -
     beats: list[int] = []
     feed = _feed(fake, store, seen)
     got = []
-    for cb in feed.bars(None, heartbeat=lambda: beats.append(fake.now_ms)):
+    it = feed.bars(None, heartbeat=lambda: beats.append(fake.now_ms))
+    for cb in it:
         close_ms = int((cb.bar + timedelta(hours=1)).timestamp() * 1000)
         assert fake.now_ms >= close_ms + 10_000  # fetched only after its end plus the grace
+        # the store gets a bar once its orders are out (off the critical path), never the
+        # candle still forming
         last = store.last_timestamp("BTC/USDT", TF)
-        assert last == cb.bar  # stored up to this bar, not the one still forming
+        assert last == (got[-1].bar if got else CUT)
         got.append(cb)
         if len(got) == 3:
             break
+    it.close()
+    assert store.last_timestamp("BTC/USDT", TF) == got[-1].bar
+    assert store.last_timestamp("ETH/USDT", TF) == got[-1].bar
     assert [c.bar for c in got] == [CUT + timedelta(hours=h) for h in range(3)]
     assert beats and all(b2 - b1 <= 30_000 for b1, b2 in itertools.pairwise(seen))
     assert all(c.t == c.data.n_bars - 1 for c in got)

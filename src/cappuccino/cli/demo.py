@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -98,6 +99,8 @@ def demo(
             f"degenerate-policy check: {'DEGENERATE' if v['degenerate'] else 'ok'}: {v['reason']}"
         )
         console.print(f"report: {rl['outputs']['report']}")
+        if "paper" in rl:
+            _print_paper(rl["paper"])
     if result.tune is not None:
         st = result.tune
         table(
@@ -124,3 +127,25 @@ def demo(
     console.print(f"outputs in {cfg.output_dir} ({result.seconds:.1f} s)")
     if not a.passed:
         raise typer.Exit(1)
+
+
+def _print_paper(p: dict[str, Any]) -> None:
+    """The demo's paper session: its status and the check against the backtest."""
+    from cappuccino.cli.paper import _print_status
+
+    run = p["run"]
+    console.print(
+        f"paper session (replay, simulated broker) {run['period']['start'][:16]} .. "
+        f"{run['period']['end'][:16]}: {run['bars_processed']} bars, {run['decisions']} "
+        f"decisions, {run['orders_submitted']} orders; `cappuccino paper status --state "
+        f"{p['state']}`:"
+    )
+    _print_status(p["status"])
+    e = p["equals_backtest"]
+    verdict = "EQUALS" if e["equal"] else "DIFFERS FROM"
+    console.print(
+        f"the paper session {verdict} the backtest of the same bars: {e['fills']} fills vs "
+        f"{e['backtest_trades']} trades, final equity {e['final_equity']:,.2f} vs "
+        f"{e['backtest_final_equity']:,.2f} (largest relative difference over "
+        f"{e['bars']} bars: {e['max_relative_equity_difference']:.1e})"
+    )

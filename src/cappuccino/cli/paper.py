@@ -76,6 +76,12 @@ def run(
         4000, "--history-bars", help="live: the bounded window the features are computed on"
     ),
     grace: float = typer.Option(10.0, "--grace", help="live: seconds after a bar's end to fetch"),
+    cash_buffer: str | None = typer.Option(
+        None,
+        "--cash-buffer",
+        help="share of cash kept unspent when sizing buys (orders are "
+        "sized at the close): 0.01 or 1%; default 0 for sim, 1% for a real broker",
+    ),
     allow_version_mismatch: bool = typer.Option(
         False, "--allow-version-mismatch", help="load a bundle written with other versions"
     ),
@@ -84,6 +90,7 @@ def run(
     """Trade a policy bar by bar; exit 1 when reconciliation refuses to trade, 3 when the
     broker is unreachable."""
     from cappuccino.live.runner import ReconcileError
+    from cappuccino.market.rules import parse_rate
     from cappuccino.workflows.paper import PaperSettings, run_paper
 
     span = None
@@ -100,13 +107,26 @@ def run(
         symbol_map=list(symbol_map or []), live=live, broker_url=broker_url,
         data_exchange=data_exchange, data_url=data_url, history_bars=history_bars,
         grace_s=grace, allow_version_mismatch=allow_version_mismatch,
+        cash_buffer=None if cash_buffer is None else parse_rate(cash_buffer, name="--cash-buffer"),
     )  # fmt: skip
+    import signal
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: a clean end
     try:
         summary = run_paper(settings)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped by a signal; resume with the same --state {state}",
+                          markup=False, highlight=False)  # fmt: skip
+        raise typer.Exit(130) from None
     except ReconcileError as exc:
         err_console.print(f"error: {exc}; the runner did not trade (see `paper status`)",
                           markup=False, highlight=False)  # fmt: skip
         raise typer.Exit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     doc = {"state": str(state), **summary.to_dict()}
     if as_json:
         emit_json(doc)

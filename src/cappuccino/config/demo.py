@@ -55,6 +55,10 @@ class DemoRLSettings(_Model):
         None,
         description="benchmark specs (None: cash, buy_and_hold, equal_weight:24, single:BTC/USDT)",
     )
+    paper_days: int = Field(
+        21, ge=0, description="replay the PPO bundle as a paper session (simulated broker) over "
+        "the sample's last N days and check it equals the backtest (0: off)",
+    )  # fmt: skip
 
 
 def _compare_ppo() -> PPOSettings:

@@ -34,8 +34,16 @@ from cappuccino.data.validate import clean_bars
 
 log = logging.getLogger(__name__)
 
-# Spot candles only: skip loading futures markets (extra requests, other hosts).
-DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"binance": {"fetchMarkets": {"types": ["spot"]}}}
+# Spot candles only: skip loading futures markets (extra requests, other hosts), and the
+# currencies list (a private call ccxt makes once keys are set; candles and spot orders do
+# not need it).
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "binance": {
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+    }
+}
 
 
 @dataclass

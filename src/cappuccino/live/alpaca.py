@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,7 @@ from cappuccino.live.symbols import SymbolMap
 KEY_ENV, SECRET_ENV = "APCA_API_KEY_ID", "APCA_API_SECRET_KEY"
 PAPER_URL = "https://paper-api.alpaca.markets"
 TIMEOUT_S = 10.0
+READ_RETRY_WAITS_S = (0.2, 0.5, 1.0)
 
 _STATUS = {
     "new": "ACCEPTED", "accepted": "ACCEPTED", "pending_new": "ACCEPTED",
@@ -98,18 +100,26 @@ class AlpacaBroker:
 
     # -- errors ------------------------------------------------------------------------------
     def _call(self, fn: Any, *args: Any) -> Any:
-        """A read: unreachable -> BrokerUnavailable (exit 3)."""
+        """A read (or a cancel), retried on a transient failure (a 5xx, a lost connection, a
+        timeout) after 0.2, 0.5 and 1 s; still failing, or refused (401, 403, 429 after
+        alpaca-py's own retries): BrokerUnavailable (exit 3)."""
         import requests
         from alpaca.common.exceptions import APIError
 
-        try:
-            return fn(*args)
-        except requests.RequestException as exc:
-            raise BrokerUnavailable(f"alpaca: {type(exc).__name__}: {exc}") from exc
-        except APIError as exc:
-            if (exc.status_code or 0) >= 500 or exc.status_code in (401, 403, 429):
-                raise BrokerUnavailable(f"alpaca: HTTP {exc.status_code}: {_msg(exc)}") from exc
-            raise
+        for wait in (*READ_RETRY_WAITS_S, None):
+            try:
+                return fn(*args)
+            except requests.RequestException as exc:
+                if wait is None:
+                    raise BrokerUnavailable(f"alpaca: {type(exc).__name__}: {exc}") from exc
+            except APIError as exc:
+                code = exc.status_code or 0
+                if code in (401, 403, 429) or (code >= 500 and wait is None):
+                    raise BrokerUnavailable(f"alpaca: HTTP {code}: {_msg(exc)}") from exc
+                if code < 500:
+                    raise
+            time.sleep(wait)
+        raise AssertionError("unreachable")
 
     # -- the protocol ------------------------------------------------------------------------
     def now(self) -> datetime:

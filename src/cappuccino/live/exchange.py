@@ -59,6 +59,8 @@ class CcxtBroker:
         self.mode = "live" if live else "paper"
         self.retries, self.backoff_s, self.sleep = retries, backoff_s, sleep
         self._cid_symbol: dict[str, str] = {}  # client order id -> model symbol
+        self._symbol_seen: dict[str, int] = {}  # model symbol -> last order activity, epoch ms
+        self._warm = False
         self._order_cid: dict[str, str] = {}  # exchange order id -> client order id
         self._loaded = False
         self._quote: str | None = None  # the session's quote currency, known once loaded
@@ -151,13 +153,23 @@ class CcxtBroker:
         return out
 
     def open_orders(self) -> list[BrokerOrder]:
+        self._load()
         out = []
-        for model, sym in self.symbols.to_broker_map.items():
-            self._load()
-            for o in self._call(self.ex.fetch_open_orders, sym):
-                got = self._order(o, model)
-                if got is not None:
-                    out.append(got)
+        if self.ex.has.get("fetchOpenOrders") and self.exchange_id == "binance":
+            # one request for every symbol (Binance weighs it more; it saves a round trip
+            # per symbol on every bar)
+            self.ex.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+            rows = [(o, self.symbols.to_model(o["symbol"])) for o in
+                    self._call(self.ex.fetch_open_orders)]  # fmt: skip
+        else:
+            rows = [(o, model) for model, sym in self.symbols.to_broker_map.items()
+                    for o in self._call(self.ex.fetch_open_orders, sym)]  # fmt: skip
+        for o, model in rows:
+            if model is None:
+                continue
+            got = self._order(o, model)
+            if got is not None:
+                out.append(got)
         return out
 
     def round_qty(self, symbol: str, qty: float) -> float:
@@ -227,9 +239,16 @@ class CcxtBroker:
         return self.order(client_order_id, found.symbol)
 
     def trades_since(self, since: datetime) -> list[Trade]:
+        """Executions since ``since`` of the symbols this adapter has sent or looked up orders
+        for since then (Binance lists trades per symbol: one request each)."""
         ms = int(since.timestamp() * 1000)
         out = []
+        active = {m for m, t in self._symbol_seen.items() if t >= ms - 86_400_000}
+        if not self._warm:  # the first call (a start or restart): every symbol
+            active, self._warm = set(self.symbols.to_broker_map), True
         for model, sym in self.symbols.to_broker_map.items():
+            if model not in active:
+                continue
             self._load()
             for t in self._call(self.ex.fetch_my_trades, sym, ms):
                 oid = str(t["order"])
@@ -266,6 +285,8 @@ class CcxtBroker:
             return None
         self._order_cid[str(o["id"])] = cid
         self._cid_symbol[cid] = model
+        stamp = o.get("lastUpdateTimestamp") or o.get("timestamp") or 0
+        self._symbol_seen[model] = max(self._symbol_seen.get(model, 0), int(stamp))
         status = _STATUS.get(o.get("status") or "open", "ACCEPTED")
         filled = float(o.get("filled") or 0.0)
         amount = float(o.get("amount") or 0.0)

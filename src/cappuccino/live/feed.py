@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 from cappuccino.data.schema import Timeframe
 from cappuccino.data.store import ParquetStore
@@ -85,6 +86,32 @@ class ReplayFeed:
         return bar.bar + timedelta(milliseconds=self.data.timeframe.ms)
 
 
+class _Pending:
+    """The store as the download code sees it, with writes kept for later: the last stored
+    bar is the window's, and an upsert only collects the validated bars."""
+
+    def __init__(self, store: ParquetStore, frame: pl.DataFrame) -> None:
+        self.store, self.frame = store, frame
+        self.frames: list[pl.DataFrame] = []
+
+    def last_timestamp(self, symbol: str, timeframe: Timeframe) -> datetime | None:
+        mine = self.frame.filter(pl.col("symbol") == symbol)["timestamp"]
+        got = [f.filter(pl.col("symbol") == symbol)["timestamp"] for f in self.frames]
+        times = [cast(datetime, x.max()) for x in [mine, *got] if x.len()]
+        return max(times) if times else self.store.last_timestamp(symbol, timeframe)
+
+    def upsert(self, frame: pl.DataFrame, timeframe: Timeframe) -> list[Any]:
+        from cappuccino.data.store import UpsertResult
+
+        self.frames.append(frame)
+        return [UpsertResult(symbol=str(frame["symbol"][0]), timeframe=timeframe.label,
+                             rows_new=frame.height, rows_updated=0, rows_conflicting_kept=0,
+                             rows_stored=frame.height, written=False)]  # fmt: skip
+
+    def read_symbol(self, symbol: str, timeframe: Timeframe) -> pl.DataFrame:
+        return self.frame.filter(pl.col("symbol") == symbol)
+
+
 class LiveFeed:
     """Closed bars of ``symbols`` as they happen (see the module docstring).
 
@@ -115,6 +142,8 @@ class LiveFeed:
         self.max_retries = max_retries
         self.lookback = lookback
         self.on_frame = on_frame  # hears each window's bars (a supervised bundle scores them)
+        self._frame: pl.DataFrame | None = None  # the recent bars, in memory
+        self._pending: list[pl.DataFrame] = []  # fetched, not yet in the store
 
     def now(self) -> datetime:
         """The data exchange's clock."""
@@ -134,31 +163,46 @@ class LiveFeed:
             self.sleep(min(left, self.heartbeat_every_s))
 
     def fetch(self, until: datetime) -> None:
-        """Bring the store up to the last bar closed by ``until`` (the download code)."""
+        """Download every bar closed by ``until`` through the download code (validated, the
+        open candle dropped), into the window held in memory; :meth:`flush` writes them to
+        the store once the bar's orders are out (a crash before that loses nothing: the next
+        start downloads them again)."""
         from cappuccino.data.download import download_ohlcv
 
-        stored = [self.store.last_timestamp(s, self.timeframe) for s in self.symbols]
-        if any(t is None for t in stored):
+        if self._frame is None:
+            stored = [self.store.last_timestamp(s, self.timeframe) for s in self.symbols]
             missing = [s for s, t in zip(self.symbols, stored, strict=True) if t is None]
-            raise ValueError(
-                f"--store {self.store.root}: no {self.timeframe} bars of {missing}; download "
-                f"their history first (cappuccino data download --since ...)"
-            )
+            if missing:
+                raise ValueError(
+                    f"--store {self.store.root}: no {self.timeframe} bars of {missing}; download "
+                    f"their history first (cappuccino data download --since ...)"
+                )
+            self._frame = self.store.read_universe(self.timeframe, list(self.symbols))
+        sink = _Pending(self.store, self._frame)
         download_ohlcv(
-            self.store, exchange_id=self.exchange_id, symbols=list(self.symbols),
+            sink, exchange_id=self.exchange_id, symbols=list(self.symbols),  # type: ignore[arg-type]
             timeframe=self.timeframe, until=until, exchange=self.exchange,
             max_retries=self.max_retries,
         )  # fmt: skip
+        if sink.frames:
+            new = pl.concat(sink.frames, how="vertical_relaxed").select(self._frame.columns)
+            self._pending.append(new)
+            self._frame = pl.concat([self._frame, new.cast(self._frame.schema)])
+        span = timedelta(milliseconds=self.timeframe.ms * (self.history_bars + 1))
+        self._frame = self._frame.filter(pl.col("timestamp") > pl.col("timestamp").max() - span)
+
+    def flush(self) -> None:
+        """Append the bars fetched since the last flush to the store (validated upserts)."""
+        while self._pending:
+            self.store.upsert(self._pending[0], self.timeframe)
+            self._pending.pop(0)
 
     def window(self, bar: datetime) -> ClosedBar:
-        """The bounded window of stored bars ending at ``bar``, through the pipeline."""
+        """The bounded window of bars ending at ``bar``, through the pipeline."""
         tf = self.timeframe
+        assert self._frame is not None
         start = bar - timedelta(milliseconds=tf.ms * (self.history_bars - 1))
-        import polars as pl
-
-        frame = self.store.read_universe(tf, list(self.symbols)).filter(
-            pl.col("timestamp").is_between(start, bar)
-        )
+        frame = self._frame.filter(pl.col("timestamp").is_between(start, bar))
         data = build_market_arrays(frame, self.feature_set, tf)
         if self.on_frame is not None:
             self.on_frame(frame)
@@ -187,9 +231,13 @@ class LiveFeed:
         if after is not None and after + tf < newest:
             log.warning("live feed: bars %s .. %s closed while the runner was stopped; "
                         "trading resumes at the newest closed bar", after + tf, newest - tf)  # fmt: skip
-        while True:
-            close = bar + tf
-            self._wait_until(close + timedelta(seconds=self.grace_s), heartbeat)
-            self.fetch(close)
-            yield self.window(bar)
-            bar += tf
+        try:
+            while True:
+                close = bar + tf
+                self._wait_until(close + timedelta(seconds=self.grace_s), heartbeat)
+                self.fetch(close)
+                yield self.window(bar)
+                self.flush()  # the runner has processed the bar: store it off the critical path
+                bar += tf
+        finally:
+            self.flush()

@@ -67,7 +67,8 @@ QTY_TOL = 1e-9
 KILL_ENV = "CAPPUCCINO_FAULT_KILL"
 """Fault injection for the restart tests: ``POINT:N`` makes the runner SIGKILL itself the
 N-th time it reaches ``POINT`` (``before_intent``, ``after_intent``, ``after_submit``,
-``after_ack``, ``after_fill``). Unset in normal use; nothing else reads it."""
+``after_ack``, ``after_fill``, ``bar``: a bar fully processed). Unset in normal use; nothing
+else reads it."""
 
 
 def checkpoint(point: str, _seen: dict[str, int] = {}) -> None:  # noqa: B006 (a counter)
@@ -136,6 +137,9 @@ class PaperRunner:
         rules: the session's market rules (the bundle's, or the backtest's defaults).
         clock: the wall clock for heartbeats and records (a replay uses its own bar clock).
         max_bars: stop (cleanly, resumable) after this many bars.
+        cash_buffer: the share of cash left unspent when sizing buys (orders sized at a close
+            fill later at the broker's price; 0 for the simulated broker, whose fills are
+            the sizing price).
         lookup_delays_s: the waits between look-ups of an order whose submit went unanswered.
     """
 
@@ -144,7 +148,7 @@ class PaperRunner:
         policy_name: str, symbols: tuple[str, ...], timeframe: str, rules: MarketRules,
         max_bars: int | None = None, clock: Callable[[], datetime] | None = None,
         lookup_delays_s: tuple[float, ...] = (0.2, 0.5, 1.0),
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep, cash_buffer: float = 0.0,
     ) -> None:  # fmt: skip
         if state.mode != broker.mode:
             raise ValueError(
@@ -153,6 +157,9 @@ class PaperRunner:
         self.state, self.broker, self.feed, self.policy = state, broker, feed, policy
         self.policy_name, self.symbols, self.timeframe = policy_name, tuple(symbols), timeframe
         self.rules = rules
+        if not 0.0 <= cash_buffer < 1.0:
+            raise ValueError(f"--cash-buffer: got {cash_buffer!r}, expected a rate in [0, 1)")
+        self.cash_buffer = cash_buffer
         self.max_bars = max_bars
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lookup_delays_s, self.sleep = lookup_delays_s, sleep
@@ -170,6 +177,7 @@ class PaperRunner:
         self._open: dict[str, str] = {}  # client order id -> status, orders not final
         self._outcome: dict[str, Any] | None = None
         self._updates: list[dict[str, Any]] = []
+        self._snapshot: tuple[Any, Any] | None = None  # the bar's account and positions
         self._run: Any = None
         self._fresh: set[str] = set()  # intents created by this process (never submitted)
         self.summary = RunSummary(run_id="")
@@ -208,14 +216,22 @@ class PaperRunner:
         run = self.state.run()
         assert run is not None
         reason = "feed ended"
-        for done, bar in enumerate(self.feed.bars(run.last_bar, heartbeat=self._beat), 1):
-            self.process(bar)
-            if bar.last:
-                reason = "replay finished"
-                break
-            if self.max_bars is not None and done >= self.max_bars:
-                reason = f"--max-bars {self.max_bars} reached"
-                break
+        bars = self.feed.bars(run.last_bar, heartbeat=self._beat)
+        try:
+            for done, bar in enumerate(bars, 1):
+                self.process(bar)
+                if bar.last:
+                    reason = "replay finished"
+                    break
+                if self.max_bars is not None and done >= self.max_bars:
+                    reason = f"--max-bars {self.max_bars} reached"
+                    break
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into it by the command
+            self.state.end(self.clock(), "stopped by a signal")
+            self.summary.ended = "stopped by a signal"
+            raise
+        finally:
+            bars.close()  # the live feed stores the bars it still holds
         self.state.end(self.clock(), reason)
         self.summary.ended = reason
         return self.summary
@@ -281,12 +297,15 @@ class PaperRunner:
         s.final_equity, s.final_cash = eq_f, cash_f
         s.first_bar = s.first_bar or bar.isoformat()
         s.last_bar = bar.isoformat()
+        checkpoint("bar")
 
     def portfolio(self) -> Portfolio:
         """The broker's account as a portfolio in the session's symbol order; entry prices
-        from the broker (or from the recorded fills where it reports none)."""
-        acct = self.broker.account()
-        pos = self.broker.positions()
+        from the broker (or from the recorded fills where it reports none). The account
+        and positions the bar's reconciliation read (nothing was sent since)."""
+        if self._snapshot is None:
+            self._snapshot = (self.broker.account(), self.broker.positions())
+        acct, pos = self._snapshot
         units = [pos[s].qty if s in pos else 0.0 for s in self.symbols]
         entry = [pos[s].avg_entry_price if s in pos else 0.0 for s in self.symbols]
         if any(u > 0 and e <= 0 for u, e in zip(units, entry, strict=True)):
@@ -326,7 +345,11 @@ class PaperRunner:
             close=close, fill_price=price,
         )  # fmt: skip
         target = self.policy.decide(view)
-        sell, buy, stopped = plan_orders(pf, target, price, self.rules, self.min_notional)
+        sized = pf
+        if self.cash_buffer > 0:  # buys sized at a close may fill higher: leave a margin
+            sized = Portfolio(cash=pf.cash * (1.0 - self.cash_buffer), units=pf.units,
+                              entry_price=pf.entry_price)  # fmt: skip
+        sell, buy, stopped = plan_orders(sized, target, price, self.rules, self.min_notional)
         orders, skipped = self._orders(sell[0], buy[0], target[0], pf, price[0])
         note = ", ".join(f"stop-loss {s}" for i, s in enumerate(self.symbols)
                          if bool(stopped[0, i]))  # fmt: skip
@@ -364,7 +387,8 @@ class PaperRunner:
         return orders, skipped
 
     # -- submits -----------------------------------------------------------------------------
-    def _send(self, cid: str, symbol: str, side: str, qty: float, bar: datetime) -> None:
+    def _send(self, cid: str, symbol: str, side: str, qty: float, bar: datetime,
+              again: bool = False) -> None:  # fmt: skip
         """Submit one intent unless the broker already holds it (see the module docstring)."""
         if cid not in self._fresh:  # a restart: the submit may have arrived
             if self._open.get(cid) not in ("PENDING", "UNKNOWN"):
@@ -385,7 +409,7 @@ class PaperRunner:
                                   "reason": f"submit: {exc}"})  # fmt: skip
             self._set_status(cid, "UNKNOWN")
             self.summary.orders_submitted += 1
-            self._resolve(cid, symbol, str(exc))
+            self._resolve(cid, symbol, str(exc), None if again else (side, qty, bar))
             return
         except OrderRejected as exc:
             self._updates.append({"cid": cid, "status": "REJECTED", "now": now,
@@ -397,7 +421,8 @@ class PaperRunner:
         checkpoint("after_submit")
         self._update(ack)
 
-    def _resolve(self, cid: str, symbol: str, why: str) -> None:
+    def _resolve(self, cid: str, symbol: str, why: str,
+                 resend: tuple[str, float, datetime] | None = None) -> None:  # fmt: skip
         """Look an order up by client order id a few times; it stays UNKNOWN (resolved at the
         next bar's reconciliation) when the broker does not know it yet."""
         for delay in (0.0, *self.lookup_delays_s):
@@ -411,6 +436,13 @@ class PaperRunner:
             if found is not None:
                 self._update(found)
                 return
+        if resend is not None:
+            # the broker says, several times over, that it never got it: send it again under
+            # the same client order id (a broker that did get it refuses the duplicate)
+            log.warning("order %s: not at the broker after %d look-ups (%s); sent again with "
+                        "the same client order id", cid, 1 + len(self.lookup_delays_s), why)  # fmt: skip
+            self._send(cid, symbol, resend[0], resend[1], resend[2], again=True)
+            return
         log.warning("order %s: outcome unknown (%s); looked up again next bar", cid, why)
 
     def _update(self, o: BrokerOrder) -> None:
@@ -444,6 +476,7 @@ class PaperRunner:
 
     def _reconcile(self, bar: datetime) -> dict[str, Any]:
         now = self.clock()
+        self._snapshot = None
         repairs: list[str] = []
         differences: list[str] = []
         intents = self._intents
@@ -453,6 +486,9 @@ class PaperRunner:
         for cid in unresolved:
             status = self._open[cid]
             found = self.broker.order(cid, intents[cid].symbol)
+            if found is None and status not in ("PENDING", "UNKNOWN"):
+                self.sleep(self.lookup_delays_s[0] if self.lookup_delays_s else 0.0)
+                found = self.broker.order(cid, intents[cid].symbol)  # a miss is not an answer
             if found is not None:
                 if status in ("PENDING", "UNKNOWN"):
                     repairs.append(f"resolved {cid}: {status} -> {found.status}")
@@ -522,12 +558,14 @@ class PaperRunner:
         for s_, q in self._fill_units.items():
             expected_pos[s_] = expected_pos.get(s_, 0.0) + q
         cash = float(run.starting_cash or 0.0) + self._fill_cash
-        broker_pos = {s: p.qty for s, p in self.broker.positions().items()}
+        positions = self.broker.positions()
+        broker_pos = {s: p.qty for s, p in positions.items()}
         for s in self.symbols:
             want, got = expected_pos.get(s, 0.0), broker_pos.get(s, 0.0)
             if abs(want - got) > QTY_TOL * max(abs(want), abs(got), 1.0):
                 differences.append(f"{s}: the broker holds {got:.10g}, the fills imply {want:.10g}")
         acct = self.broker.account()
+        self._snapshot = (acct, positions)
         if abs(acct.cash - cash) > max(QTY_TOL * max(abs(cash), 1.0), 1e-6):
             differences.append(
                 f"cash: the broker has {acct.cash:.10g}, the fills imply {cash:.10g}"

@@ -18,9 +18,9 @@ does. It is flushed, not fsynced: it survives a crash of the process, not of the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,11 +138,8 @@ class SimBroker:
                 self.clock = datetime.fromisoformat(b["clock"]) if b["clock"] else None
 
     def _commit(self, orders: list[BrokerOrder], trades: list[Trade]) -> None:
-        self._write(
-            orders=[asdict(o) for o in orders],
-            trades=[{**asdict(t), "at": t.at.isoformat()} for t in trades],
-            book=self._book_entry(),
-        )
+        self._write(orders=[_row(o) for o in orders], trades=[_row(t) for t in trades],
+                    book=self._book_entry())  # fmt: skip
 
     # -- the protocol ------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -276,4 +273,12 @@ class SimBroker:
 
 
 def _replace(o: BrokerOrder, **changes: Any) -> BrokerOrder:
-    return BrokerOrder(**{**asdict(o), **changes})
+    return dataclasses.replace(o, **changes)
+
+
+def _row(x: Any) -> dict[str, Any]:
+    """A flat dataclass as a JSON-ready dict (no deep copy: its fields are scalars)."""
+    d = dict(vars(x))
+    if isinstance(d.get("at"), datetime):
+        d["at"] = d["at"].isoformat()
+    return d

@@ -223,6 +223,15 @@ def _plan_statements() -> tuple[Any, Any, Any]:
 _INSERT_DECISION, _INSERT_INTENT, _INSERT_ORDER = _plan_statements()
 
 
+def _fill_statement() -> Any:
+    from sqlalchemy.dialects.sqlite import insert
+
+    return insert(_table(FillRow)).on_conflict_do_nothing(index_elements=["trade_id"])
+
+
+_INSERT_FILL = _fill_statement()
+
+
 def client_order_id(run_id: str, bar: datetime, symbol: str, leg: int) -> str:
     """The order's id at the broker, the same on every retry and restart: ``cap`` and 32 hex
     digits of SHA-256 over (run, bar in UTC, symbol, leg); 35 characters, within both
@@ -516,10 +525,8 @@ class SessionState:
     def record_fills(self, fills: list[FillRow]) -> int:
         """Store several executions in one transaction; the number that were new (a trade id
         already stored is skipped, so a fill reported twice counts once)."""
-        from sqlalchemy.dialects.sqlite import insert
         from sqlalchemy.exc import IntegrityError
 
-        table = _table(FillRow)
         rows = [{"trade_id": f.trade_id, "client_order_id": f.client_order_id,
                  "symbol": f.symbol, "side": f.side, "qty": f.qty, "price": f.price,
                  "fee": f.fee, "at": f.at} for f in fills]  # fmt: skip
@@ -528,9 +535,7 @@ class SessionState:
         with self.session() as s:
             c = s.connection()
             try:
-                with c.begin_nested():
-                    res = c.execute(insert(table).on_conflict_do_nothing(
-                        index_elements=["trade_id"]), rows)  # fmt: skip
+                res = c.execute(_INSERT_FILL, rows)
             except IntegrityError:
                 known = set(s.scalars(select(IntentRow.client_order_id)))
                 bad = next(f for f in fills if f.client_order_id not in known)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -235,12 +237,58 @@ def _run_rl(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
     rows = [
         {"policy": x.name, **{k: x.metrics[k] for k in keys}} for x in [ev.policy, *ev.benchmarks]
     ]
-    return {
+    doc = {
         "train": trained.summary,
         "test_period": ev.context["period"],
         "metrics": rows,
         "degenerate": ev.verdict,
         "outputs": paths,
+    }
+    if r.paper_days > 0:
+        doc["paper"] = _run_paper(cfg, data, trained.bundle, bundle)
+    return doc
+
+
+def _run_paper(cfg: DemoConfig, data: Any, path: Path, bundle: Any) -> dict[str, Any]:
+    """The PPO bundle as a paper session: ``paper run --replay`` over the sample's last
+    ``rl.paper_days`` days with the simulated broker, then ``paper status``, and the check that
+    the session is the backtest of the same bars (fills and equity)."""
+    from cappuccino.live.state import SessionState
+    from cappuccino.workflows.paper import PaperSettings, build_runner, session_status
+
+    end = data.datetime_at(data.n_bars - 1)
+    start = end - timedelta(days=cfg.rl.paper_days)
+    state = cfg.output_dir / "rl" / "paper" / "session.db"
+    for old in state.parent.glob("session*"):  # a demo rerun starts a new session
+        old.unlink()
+    log.info("paper session (replay, simulated broker) %s .. %s", start.isoformat(),
+             end.isoformat())  # fmt: skip
+    runner = build_runner(PaperSettings(policy=str(path), broker="sim", state=state,
+                                        store=cfg.store_path, replay=(start, end)))  # fmt: skip
+    summary = runner.run()
+    ev = evaluate(data, bundle, start=start, end=end, benchmarks=[])
+    st = SessionState.reader(state)
+    paper_eq = [r.equity for r in st.equity_rows()]
+    fills = st.fills()
+    st.engine.dispose()
+    bt = ev.policy
+    worst = max(abs(a / b - 1.0) for a, b in zip(paper_eq, bt.equity, strict=True))
+    return {
+        "state": str(state),
+        "run": summary.to_dict(),
+        "status": session_status(state),
+        "equals_backtest": {
+            "bars": len(paper_eq),
+            "backtest_bars": int(bt.equity.size),
+            "fills": len(fills),
+            "backtest_trades": int(bt.trades_frame().height),
+            "final_equity": paper_eq[-1],
+            "backtest_final_equity": float(bt.equity[-1]),
+            "max_relative_equity_difference": worst,
+            "equal": len(paper_eq) == bt.equity.size
+            and worst <= 1e-9
+            and len(fills) == bt.trades_frame().height,
+        },
     }
 
 

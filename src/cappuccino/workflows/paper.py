@@ -62,6 +62,7 @@ class PaperSettings:
     history_bars: int = DEFAULT_HISTORY_BARS
     grace_s: float = 10.0
     allow_version_mismatch: bool = False
+    cash_buffer: float | None = None  # None: 0 for the sim broker, 1 % for a real one
 
 
 @dataclass
@@ -236,9 +237,10 @@ def build_runner(s: PaperSettings) -> PaperRunner:
                         on_frame=None if rp.signals is None else rp.signals.set_frame)  # fmt: skip
     broker = make_broker(s, rp.symbols, rp.rules)
     state = SessionState(s.state, broker.mode)  # type: ignore[arg-type]
+    buffer = s.cash_buffer if s.cash_buffer is not None else (0.0 if s.broker == "sim" else 0.01)
     return PaperRunner(state=state, broker=broker, feed=feed, policy=rp.policy,
                        policy_name=rp.name, symbols=rp.symbols, timeframe=tf.label,
-                       rules=rp.rules, max_bars=s.max_bars)  # fmt: skip
+                       rules=rp.rules, max_bars=s.max_bars, cash_buffer=buffer)  # fmt: skip
 
 
 def run_paper(s: PaperSettings) -> RunSummary:
