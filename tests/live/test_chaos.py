@@ -44,7 +44,7 @@ def _book(state: Path) -> dict[str, Any]:
         "orders": {
             i.client_order_id: (i.bar, i.symbol, i.side, i.qty, o.status, o.filled_qty)
             for i, o in st.orders()
-        },  # fmt: skip
+        },
         "fills": fills,
         "positions": st.positions(),
         "equity": [(r.bar, r.cash, r.equity) for r in st.equity_rows()],

@@ -122,7 +122,7 @@ def test_sigterm_stops_cleanly_and_the_session_resumes(store: Path, tmp_path: Pa
     assert out == "" and "stopped by a signal; resume with the same --state" in err
     doc = session_status(state)
     assert doc["health"]["status"] == "stopped" and doc["ended"]["reason"] == "stopped by a signal"
-    done = subprocess.run(cmd[:-3] + ["--json"], capture_output=True, text=True, timeout=120,
+    done = subprocess.run([*cmd[:-3], "--json"], capture_output=True, text=True, timeout=120,
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     whole = build_runner(PaperSettings(

@@ -118,7 +118,7 @@ class AlpacaBroker:
                     raise BrokerUnavailable(f"alpaca: HTTP {code}: {_msg(exc)}") from exc
                 if code < 500:
                     raise
-            time.sleep(wait)
+            time.sleep(wait or 0.0)
         raise AssertionError("unreachable")
 
     # -- the protocol ------------------------------------------------------------------------
