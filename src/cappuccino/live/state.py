@@ -21,6 +21,7 @@ open). Quantities and prices are floats in the asset's and the quote currency's 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,7 +41,6 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
-    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -175,61 +175,43 @@ def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-def _book_statements() -> tuple[Any, Any]:
-    from sqlalchemy.dialects.sqlite import insert
-
-    pos = insert(_table(PositionRow))
-    pos = pos.on_conflict_do_update(
-        index_elements=["symbol"], set_={"qty": pos.excluded.qty, "bar": pos.excluded.bar}
-    )
-    return pos, insert(_table(EquityRow)).on_conflict_do_nothing(index_elements=["bar"])
-
-
-_UPSERT_POSITION, _INSERT_EQUITY = _book_statements()  # built once: compiled once
-
-
-def _order_update() -> Any:
-    from sqlalchemy import bindparam, func
-
-    t = _table(OrderRow)
-    return (
-        update(t)
-        .where(t.c.client_order_id == bindparam("b_cid"), ~t.c.final)
-        .values(
-            status=bindparam("b_status"), updated_at=bindparam("b_now", type_=UTCDateTime()),
-            final=bindparam("b_final"),
-            broker_order_id=func.coalesce(bindparam("b_boid"), t.c.broker_order_id),
-            filled_qty=func.coalesce(bindparam("b_qty"), t.c.filled_qty),
-            avg_price=func.coalesce(bindparam("b_px"), t.c.avg_price),
-            reason=func.coalesce(bindparam("b_reason"), t.c.reason),
-        )
-    )  # fmt: skip
+# The statements the runner issues on every bar, as plain SQL on the session's own DBAPI
+# connection (the same transaction): SQLAlchemy's per-statement overhead was most of a
+# replayed bar's time. Values are stored exactly as the ORM stores them (``_db_time``,
+# ``_db_json``), so every read goes through the models unchanged.
+_UPSERT_POSITION = ("INSERT INTO positions (symbol, qty, bar) VALUES (?, ?, ?) "
+                    "ON CONFLICT (symbol) DO UPDATE SET qty = excluded.qty, bar = excluded.bar")  # fmt: skip
+_INSERT_EQUITY = ("INSERT INTO equity (bar, cash, equity, prices) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT (bar) DO NOTHING")  # fmt: skip
+_UPDATE_ORDER = ("UPDATE orders SET status = ?, updated_at = ?, final = ?, "
+                 "broker_order_id = COALESCE(?, broker_order_id), "
+                 "filled_qty = COALESCE(?, filled_qty), avg_price = COALESCE(?, avg_price), "
+                 "reason = COALESCE(?, reason) WHERE client_order_id = ? AND NOT final")  # fmt: skip
+_INSERT_DECISION = ("INSERT INTO decisions (bar, decided_at, target_units, equity, note, skipped) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bar) DO NOTHING")  # fmt: skip
+_INSERT_INTENT = ("INSERT INTO intents (client_order_id, bar, symbol, leg, side, qty, created_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
+_INSERT_ORDER = ("INSERT INTO orders (client_order_id, broker_order_id, status, filled_qty, "
+                 "avg_price, final, updated_at, reason) VALUES (?, NULL, 'PENDING', 0.0, NULL, 0, "
+                 "?, '')")  # fmt: skip
+_INSERT_FILL = ("INSERT INTO fills (trade_id, client_order_id, symbol, side, qty, price, fee, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trade_id) DO NOTHING")  # fmt: skip
 
 
-_UPDATE_ORDER = _order_update()
+def _db_time(value: datetime) -> str:
+    """An aware datetime as SQLAlchemy's SQLite ``DateTime`` stores it (naive UTC)."""
+    if value.tzinfo is None:
+        raise ValueError(f"got naive {value.isoformat()}, expected a UTC timestamp")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _plan_statements() -> tuple[Any, Any, Any]:
-    from sqlalchemy import insert
-    from sqlalchemy.dialects.sqlite import insert as upsert
-
-    return (
-        upsert(_table(DecisionRow)).on_conflict_do_nothing(index_elements=["bar"]),
-        insert(_table(IntentRow)),
-        insert(_table(OrderRow)),
-    )
+def _db_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
-_INSERT_DECISION, _INSERT_INTENT, _INSERT_ORDER = _plan_statements()
-
-
-def _fill_statement() -> Any:
-    from sqlalchemy.dialects.sqlite import insert
-
-    return insert(_table(FillRow)).on_conflict_do_nothing(index_elements=["trade_id"])
-
-
-_INSERT_FILL = _fill_statement()
+def _dbapi(s: Session) -> Any:
+    """The DBAPI connection under the session's transaction."""
+    return s.connection().connection.dbapi_connection
 
 
 def client_order_id(run_id: str, bar: datetime, symbol: str, leg: int) -> str:
@@ -440,13 +422,15 @@ class SessionState:
     ) -> None:  # fmt: skip
         """The runner is alive at ``now``; with ``last_bar``, that bar is processed; with
         ``reconcile``, the bar's reconciliation outcome (one UPDATE of the run row)."""
-        values: dict[str, Any] = {"heartbeat_at": now}
+        sets, params = ["heartbeat_at = ?"], [_db_time(now)]
         if last_bar is not None:
-            values["last_bar"] = last_bar
+            sets.append("last_bar = ?")
+            params.append(_db_time(last_bar))
         if reconcile is not None:
-            values["reconcile"] = reconcile
+            sets.append("reconcile = ?")
+            params.append(json.dumps(reconcile))
         with self.session() as s:
-            s.connection().execute(update(_table(RunRow)).values(**values))
+            _dbapi(s).execute(f"UPDATE run SET {', '.join(sets)}", params)
 
     # -- intents, orders, fills ------------------------------------------------------------
     def record_intent(
@@ -499,14 +483,12 @@ class SessionState:
             if u["status"] not in ORDER_STATES:
                 raise ValueError(f"status: got {u['status']!r}, expected one of "
                                  f"{', '.join(ORDER_STATES)}")  # fmt: skip
-            rows.append({"b_cid": u["cid"], "b_status": u["status"], "b_now": u["now"],
-                         "b_final": u["status"] in FINAL_STATES,
-                         "b_boid": u.get("broker_order_id"), "b_qty": u.get("filled_qty"),
-                         "b_px": u.get("avg_price"),
-                         "b_reason": (u.get("reason") or "")[:512] or None})  # fmt: skip
+            rows.append((u["status"], _db_time(u["now"]), int(u["status"] in FINAL_STATES),
+                         u.get("broker_order_id"), u.get("filled_qty"), u.get("avg_price"),
+                         (u.get("reason") or "")[:512] or None, u["cid"]))  # fmt: skip
         if rows:
             with self.session() as s:
-                s.connection().execute(_UPDATE_ORDER, rows)
+                _dbapi(s).executemany(_UPDATE_ORDER, rows)
 
     def record_fill(
         self, trade_id: str, cid: str, symbol: str, side: Side, qty: float, price: float,
@@ -525,23 +507,23 @@ class SessionState:
     def record_fills(self, fills: list[FillRow]) -> int:
         """Store several executions in one transaction; the number that were new (a trade id
         already stored is skipped, so a fill reported twice counts once)."""
-        from sqlalchemy.exc import IntegrityError
+        import sqlite3
 
-        rows = [{"trade_id": f.trade_id, "client_order_id": f.client_order_id,
-                 "symbol": f.symbol, "side": f.side, "qty": f.qty, "price": f.price,
-                 "fee": f.fee, "at": f.at} for f in fills]  # fmt: skip
+        rows = [(f.trade_id, f.client_order_id, f.symbol, f.side, f.qty, f.price, f.fee,
+                 _db_time(f.at)) for f in fills]  # fmt: skip
         if not rows:
             return 0
         with self.session() as s:
-            c = s.connection()
+            db = _dbapi(s)
+            before = db.total_changes
             try:
-                res = c.execute(_INSERT_FILL, rows)
-            except IntegrityError:
+                db.executemany(_INSERT_FILL, rows)
+            except sqlite3.IntegrityError:
                 known = set(s.scalars(select(IntentRow.client_order_id)))
                 bad = next(f for f in fills if f.client_order_id not in known)
                 raise StateError(f"{self.path}: fill {bad.trade_id!r} for unknown order "
                                  f"{bad.client_order_id!r}") from None  # fmt: skip
-        return int(res.rowcount)
+            return int(db.total_changes - before)
 
     def fill_totals(self) -> tuple[dict[str, float], float, datetime | None]:
         """Net units per symbol (buys minus sells) and the cash the fills moved (sells' proceeds
@@ -618,12 +600,11 @@ class SessionState:
         whole plan. A bar already decided returns ``(False, its intents)`` unchanged."""
         run_id = self._run_id or self._load_run_id()
         with self.session() as s:
-            c = s.connection()
-            res = c.execute(_INSERT_DECISION, [{
-                "bar": bar, "decided_at": now, "target_units": dict(target_units),
-                "equity": equity, "note": note, "skipped": list(skipped or []),
-            }])  # fmt: skip
-            if res.rowcount == 0:  # decided before
+            db = _dbapi(s)
+            cur = db.execute(_INSERT_DECISION, (_db_time(bar), _db_time(now),
+                                                json.dumps(dict(target_units)), equity, note,
+                                                json.dumps(list(skipped or []))))  # fmt: skip
+            if cur.rowcount == 0:  # decided before
                 q = select(IntentRow).where(IntentRow.bar == bar)
                 return False, list(s.scalars(q.order_by(IntentRow.leg, IntentRow.symbol)))
             out = []
@@ -635,15 +616,10 @@ class SessionState:
                 out.append(IntentRow(client_order_id=cid, bar=bar, symbol=symbol, leg=leg,
                                      side=side, qty=qty, created_at=now))  # fmt: skip
             if out:
-                c.execute(_INSERT_INTENT, [
-                    {"client_order_id": i.client_order_id, "bar": bar, "symbol": i.symbol,
-                     "leg": i.leg, "side": i.side, "qty": i.qty, "created_at": now} for i in out
-                ])  # fmt: skip
-                c.execute(_INSERT_ORDER, [
-                    {"client_order_id": i.client_order_id, "broker_order_id": None,
-                     "status": "PENDING", "filled_qty": 0.0, "avg_price": None, "final": False,
-                     "updated_at": now, "reason": ""} for i in out
-                ])  # fmt: skip
+                b, t = _db_time(bar), _db_time(now)
+                db.executemany(_INSERT_INTENT, [(i.client_order_id, b, i.symbol, i.leg, i.side,
+                                                 i.qty, t) for i in out])  # fmt: skip
+                db.executemany(_INSERT_ORDER, [(i.client_order_id, t) for i in out])
             return True, out
 
     def decisions(self) -> list[DecisionRow]:
@@ -666,13 +642,12 @@ class SessionState:
     ) -> None:  # fmt: skip
         """The book after ``bar``: positions (quantity per symbol) and equity; idempotent (a
         bar's equity row is written once)."""
+        b = _db_time(bar)
         with self.session() as s:
-            c = s.connection()
+            db = _dbapi(s)
             if positions:
-                c.execute(_UPSERT_POSITION, [{"symbol": k, "qty": q, "bar": bar}
-                                             for k, q in positions.items()])  # fmt: skip
-            c.execute(_INSERT_EQUITY, [{"bar": bar, "cash": cash, "equity": equity,
-                                        "prices": prices}])  # fmt: skip
+                db.executemany(_UPSERT_POSITION, [(k, q, b) for k, q in positions.items()])
+            db.execute(_INSERT_EQUITY, (b, cash, equity, _db_json(prices)))
 
     def decided_bars(self) -> set[datetime]:
         with self.session() as s:
