@@ -203,3 +203,19 @@ def test_a_state_file_serves_one_session_and_one_mode(store: Path, tmp_path: Pat
     assert (
         dry.exit_code == 2 and "got a paper session's state, expected a dry_run one" in dry.stderr
     )
+
+
+def test_a_run_that_does_not_match_the_bundle_is_refused(store: Path, tmp_path: Path) -> None:
+    from .test_paper_replay import _rl_bundle
+
+    bundle = str(_rl_bundle(store, tmp_path / "b", 0))  # BTC, ETH, XRP on 1h, cappuccino14
+    base = ["run", "--policy", bundle, "--state", str(tmp_path / "s.db"), "--store", str(store),
+            *REPLAY]  # fmt: skip
+    tf = _paper(*base, "--timeframe", "4h")
+    assert tf.exit_code == 2 and "--timeframe: got '4h', the bundle was trained on '1h'" in tf.stderr
+    syms = _paper(*base, "--symbols", SYMBOLS)
+    assert syms.exit_code == 2 and "differ from the bundle's symbols" in syms.stderr
+    short = _paper(*[a for a in base if a not in REPLAY], "--history-bars", "5")
+    assert short.exit_code == 2, short.output
+    assert "--history-bars: got 5, which leaves 0 bars after the features' warm-up" in short.stderr
+    assert not (tmp_path / "s.db").exists()

@@ -191,6 +191,30 @@ class LiveFeed:
         span = timedelta(milliseconds=self.timeframe.ms * (self.history_bars + 1))
         self._frame = self._frame.filter(pl.col("timestamp") > pl.col("timestamp").max() - span)
 
+    def check_history(self) -> None:
+        """Before anything reaches the network: the store holds every symbol, and its last
+        ``history_bars`` bars leave the policy's lookback after the features' warm-up."""
+        stored = [self.store.last_timestamp(s, self.timeframe) for s in self.symbols]
+        missing = [s for s, t in zip(self.symbols, stored, strict=True) if t is None]
+        if missing:
+            raise ValueError(
+                f"--store {self.store.root}: no {self.timeframe} bars of {missing}; download "
+                f"their history first (cappuccino data download --since ...)"
+            )
+        last = min(t for t in stored if t is not None)
+        frame = self.store.read_universe(self.timeframe, list(self.symbols))
+        start = last - timedelta(milliseconds=self.timeframe.ms * (self.history_bars - 1))
+        window = frame.filter(pl.col("timestamp").is_between(start, last))
+        try:
+            n = build_market_arrays(window, self.feature_set, self.timeframe).n_bars
+        except ValueError:  # the warm-up takes the whole window
+            n = 0
+        if n < self.lookback:
+            raise ValueError(
+                f"--history-bars: got {self.history_bars}, which leaves {n} bars after the "
+                f"features' warm-up; the policy reads {self.lookback} (raise --history-bars)"
+            )
+
     def flush(self) -> None:
         """Append the bars fetched since the last flush to the store (validated upserts)."""
         while self._pending:

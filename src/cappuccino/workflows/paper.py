@@ -235,6 +235,7 @@ def build_runner(s: PaperSettings) -> PaperRunner:
                         history_bars=s.history_bars, grace_s=s.grace_s,
                         lookback=rp.policy.lookback,
                         on_frame=None if rp.signals is None else rp.signals.set_frame)  # fmt: skip
+        feed.check_history()
     broker = make_broker(s, rp.symbols, rp.rules)
     state = SessionState(s.state, broker.mode)  # type: ignore[arg-type]
     buffer = s.cash_buffer if s.cash_buffer is not None else (0.0 if s.broker == "sim" else 0.01)
