@@ -212,7 +212,9 @@ def test_a_run_that_does_not_match_the_bundle_is_refused(store: Path, tmp_path: 
     base = ["run", "--policy", bundle, "--state", str(tmp_path / "s.db"), "--store", str(store),
             *REPLAY]  # fmt: skip
     tf = _paper(*base, "--timeframe", "4h")
-    assert tf.exit_code == 2 and "--timeframe: got '4h', the bundle was trained on '1h'" in tf.stderr
+    assert (
+        tf.exit_code == 2 and "--timeframe: got '4h', the bundle was trained on '1h'" in tf.stderr
+    )
     syms = _paper(*base, "--symbols", SYMBOLS)
     assert syms.exit_code == 2 and "differ from the bundle's symbols" in syms.stderr
     short = _paper(*[a for a in base if a not in REPLAY], "--history-bars", "5")
