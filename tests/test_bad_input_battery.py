@@ -133,6 +133,17 @@ CASES: list[tuple[str, list[str], int, str]] = [
      "adir.csv: not a bundle (no bundle.json)"),
     ("predict-no-bundle", ["predict", "{dir}/nobundle", "--store", "{store}", "--out",
                            "{dir}/p.parquet"], 2, "nobundle"),
+    # paper trading
+    ("paper-run-bad-replay", ["paper", "run", "--policy", "cash", "--symbols", "BTC/USDT",
+                              "--state", "{dir}/p.db", "--store", "{store}", "--replay",
+                              "2021-06-01", "soon"], 2, "--replay END: got 'soon'"),
+    ("paper-run-alpaca-no-keys", ["paper", "run", "--broker", "alpaca", "--policy", "cash",
+                                  "--symbols", "BTC/USDT", "--state", "{dir}/p.db", "--store",
+                                  "{store}", "--replay", "2021-06-01", "2021-06-02"], 2,
+     "set APCA_API_KEY_ID and APCA_API_SECRET_KEY"),
+    ("paper-status-no-state", ["paper", "status"], 2, "Missing option '--state'"),
+    ("paper-orders-a-directory", ["paper", "orders", "--state", "{dir}/adir.csv"], 2,
+     "adir.csv: is a directory, expected a session's state file"),
 ]  # fmt: skip
 
 
@@ -157,7 +168,9 @@ def _check(res: object, code: int, text: str) -> None:
 def test_bad_input_is_one_line_and_the_right_exit_code(
     inputs: dict[str, str], argv: list[str], code: int, text: str
 ) -> None:
-    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    env: dict[str, str | None] = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+                                  "APCA_API_KEY_ID": None, "APCA_API_SECRET_KEY": None}  # fmt: skip
     res = runner.invoke(app, [a.format(**inputs) for a in argv], env=env)
     _check(res, code, text.format(**inputs))
 

@@ -251,6 +251,8 @@ def run_paper(s: PaperSettings) -> RunSummary:
 # -- reading a session -----------------------------------------------------------------------
 def _open_read(path: Path) -> SessionState:
     """The state file, read-only (never migrated, never locked)."""
+    if Path(path).is_dir():
+        raise ValueError(f"--state: {path}: is a directory, expected a session's state file")
     if not Path(path).is_file():
         raise ValueError(f"--state: {path} does not exist")
     return SessionState.reader(path)
