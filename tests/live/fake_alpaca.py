@@ -33,12 +33,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from .fakes import FaultQueue
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class FakeAlpaca:
+class FakeAlpaca(FaultQueue):
     def __init__(self, *, cash: float = 100_000.0, prices: dict[str, float] | None = None) -> None:
         self.lock = threading.RLock()
         self.cash = cash
@@ -54,6 +56,7 @@ class FakeAlpaca:
         self.faults: list[tuple[str, str]] = []
         self.requests: list[tuple[str, str]] = []
         self.submits_processed = 0
+        self.duplicate_attempts = 0  # submits refused for a client order id already used
         self.min_trade_increment = 1e-9
         self.chaos_rate = 0.0  # the share of calls answered with a random recoverable fault
         self.rng = np.random.default_rng(0)
@@ -118,12 +121,6 @@ class FakeAlpaca:
         self.server.server_close()
 
     # -- faults ------------------------------------------------------------------------------
-    def _fault(self, route: str) -> str | None:
-        for i, (r, kind) in enumerate(self.faults):
-            if r in (route, "any"):
-                del self.faults[i]
-                return kind
-        return None
 
     # -- routes ------------------------------------------------------------------------------
     def route(self, method: str, path: str, q: dict[str, str], body: Any) -> tuple[int, Any] | None:
@@ -209,6 +206,7 @@ class FakeAlpaca:
         if not cid:
             return 422, {"code": 40010001, "message": "client_order_id is required here"}
         if cid in self.by_cid:
+            self.duplicate_attempts += 1
             return 422, {"code": 40010001, "message": "client_order_id must be unique"}
         sym, side, qty = body["symbol"], body["side"], float(body["qty"])
         if body.get("time_in_force") not in ("gtc", "ioc"):

@@ -21,9 +21,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..data.exchange_server import FakeBinance
+from .fakes import FaultQueue
 
 
-class FakeBinanceTrading(FakeBinance):
+class FakeBinanceTrading(FakeBinance, FaultQueue):
     def __init__(self, candles: list[list[Any]] | None = None, now_ms: int | None = None, *,
                  cash: float = 100_000.0, prices: dict[str, float] | None = None) -> None:  # fmt: skip
         super().__init__(candles or [], now_ms if now_ms is not None else int(time.time() * 1000))
@@ -76,13 +77,6 @@ class FakeBinanceTrading(FakeBinance):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                        daemon=True)  # fmt: skip
-
-    def _fault(self, route: str) -> str | None:
-        for i, (r, kind) in enumerate(self.faults):
-            if r in (route, "any"):
-                del self.faults[i]
-                return kind
-        return None
 
     def trade_route(self, method: str, path: str, q: dict[str, str],
                     headers: Any) -> tuple[int, Any] | None:  # fmt: skip

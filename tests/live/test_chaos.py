@@ -7,10 +7,8 @@ positions and equity equal a fault-free, uninterrupted replay of the same bars."
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +17,15 @@ import pytest
 from cappuccino.live.state import SessionState
 
 from .fake_alpaca import FakeAlpaca
-from .test_kill_points import SYMBOL_MAP, SYMBOLS
+from .test_kill_points import _run as _run_paper
 
 pytestmark = [pytest.mark.slow, pytest.mark.network_loopback, pytest.mark.timeout(2400)]
 START, END = "2020-08-10", "2021-03-07T07:00"  # 5,000 bars
 
 
 def _run(store: Path, state: Path, url: str, kill: str | None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "APCA_API_KEY_ID": "key-id", "APCA_API_SECRET_KEY": "secret"}
-    env.pop("CAPPUCCINO_FAULT_KILL", None)
-    if kill:
-        env["CAPPUCCINO_FAULT_KILL"] = kill
-    cmd = [sys.executable, "-m", "cappuccino.cli.main", "paper", "run", "--broker", "alpaca",
-           "--broker-url", url, "--policy", "equal_weight:24", "--symbols", SYMBOLS,
-           "--symbol-map", SYMBOL_MAP, "--state", str(state), "--store", str(store),
-           "--replay", START, END, "--json"]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, check=False)
+    return _run_paper(store, state, url, kill, policy="equal_weight:24", replay=(START, END),
+                      timeout=900)  # fmt: skip
 
 
 def _book(state: Path) -> dict[str, Any]:

@@ -39,16 +39,20 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(store: Path, state: Path, url: str, kill: str | None) -> subprocess.CompletedProcess[str]:
+def _run(store: Path, state: Path, url: str, kill: str | None, *, policy: str = "equal_weight:4",
+         replay: tuple[str, str] = ("2021-06-01", "2021-06-02"),
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``paper run`` against the Alpaca fake at ``url``, killed at ``kill`` (or not)."""
     env = {**os.environ, "APCA_API_KEY_ID": "key-id", "APCA_API_SECRET_KEY": "secret"}
     env.pop("CAPPUCCINO_FAULT_KILL", None)
     if kill:
         env["CAPPUCCINO_FAULT_KILL"] = kill
     cmd = [sys.executable, "-m", "cappuccino.cli.main", "paper", "run", "--broker", "alpaca",
-           "--broker-url", url, "--policy", "equal_weight:4", "--symbols", SYMBOLS,
+           "--broker-url", url, "--policy", policy, "--symbols", SYMBOLS,
            "--symbol-map", SYMBOL_MAP, "--state", str(state), "--store", str(store),
-           "--replay", "2021-06-01", "2021-06-02", "--json"]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
+           "--replay", *replay, "--json"]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)  # fmt: skip
 
 
 def _assert_state_equals_broker(state: Path, fake: FakeAlpaca) -> None:
@@ -96,6 +100,9 @@ def test_a_kill_at_each_point_loses_nothing_and_doubles_nothing(
         assert done.returncode == 0, done.stderr[-2000:]
         assert fake.n_orders() >= before
         _assert_state_equals_broker(state, fake)
+        # the restart looked its orders up instead of sending them again (the venue's unique
+        # client order id would have refused a second one: the last line of defence, unused)
+        assert fake.duplicate_attempts == 0
 
 
 def test_sigterm_stops_cleanly_and_the_session_resumes(store: Path, tmp_path: Path) -> None:
