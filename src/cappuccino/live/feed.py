@@ -170,13 +170,7 @@ class LiveFeed:
         from cappuccino.data.download import download_ohlcv
 
         if self._frame is None:
-            stored = [self.store.last_timestamp(s, self.timeframe) for s in self.symbols]
-            missing = [s for s, t in zip(self.symbols, stored, strict=True) if t is None]
-            if missing:
-                raise ValueError(
-                    f"--store {self.store.root}: no {self.timeframe} bars of {missing}; download "
-                    f"their history first (cappuccino data download --since ...)"
-                )
+            self._stored_last()
             self._frame = self.store.read_universe(self.timeframe, list(self.symbols))
         sink = _Pending(self.store, self._frame)
         download_ohlcv(
@@ -191,9 +185,8 @@ class LiveFeed:
         span = timedelta(milliseconds=self.timeframe.ms * (self.history_bars + 1))
         self._frame = self._frame.filter(pl.col("timestamp") > pl.col("timestamp").max() - span)
 
-    def check_history(self) -> None:
-        """Before anything reaches the network: the store holds every symbol, and its last
-        ``history_bars`` bars leave the policy's lookback after the features' warm-up."""
+    def _stored_last(self) -> datetime:
+        """The last bar every symbol has in the store; an error naming the symbols it lacks."""
         stored = [self.store.last_timestamp(s, self.timeframe) for s in self.symbols]
         missing = [s for s, t in zip(self.symbols, stored, strict=True) if t is None]
         if missing:
@@ -201,8 +194,15 @@ class LiveFeed:
                 f"--store {self.store.root}: no {self.timeframe} bars of {missing}; download "
                 f"their history first (cappuccino data download --since ...)"
             )
-        last = min(t for t in stored if t is not None)
+        return min(t for t in stored if t is not None)
+
+    def check_history(self) -> None:
+        """Before anything reaches the network: the store holds every symbol, and its last
+        ``history_bars`` bars leave the policy's lookback after the features' warm-up. The
+        bars read become the window :meth:`fetch` starts from."""
+        last = self._stored_last()
         frame = self.store.read_universe(self.timeframe, list(self.symbols))
+        self._frame = frame
         start = last - timedelta(milliseconds=self.timeframe.ms * (self.history_bars - 1))
         window = frame.filter(pl.col("timestamp").is_between(start, last))
         try:

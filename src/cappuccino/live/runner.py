@@ -54,6 +54,7 @@ from cappuccino.live.broker import (
 from cappuccino.live.feed import ClosedBar
 from cappuccino.live.state import FillRow, SessionState
 from cappuccino.market import MarketRules, Portfolio, plan_orders
+from cappuccino.market.timeframe import Timeframe
 from cappuccino.policies import MarketView, Policy
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class PaperRunner:
             )
         self.state, self.broker, self.feed, self.policy = state, broker, feed, policy
         self.policy_name, self.symbols, self.timeframe = policy_name, tuple(symbols), timeframe
+        self._tf_s = Timeframe.parse(timeframe).ms / 1000
         self.rules = rules
         if not 0.0 <= cash_buffer < 1.0:
             raise ValueError(f"--cash-buffer: got {cash_buffer!r}, expected a rate in [0, 1)")
@@ -604,9 +606,7 @@ class PaperRunner:
         return len(unique)
 
     def _bar_seconds(self) -> float:
-        from cappuccino.market.timeframe import Timeframe
-
-        return Timeframe.parse(self.timeframe).ms / 1000
+        return self._tf_s
 
 
 def _fill_row(tr: Trade) -> FillRow:

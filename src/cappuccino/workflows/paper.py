@@ -167,16 +167,16 @@ def _supervised(path: Path, chosen: list[str] | None, allow: bool) -> ResolvedPo
                           bt.market, str(meta["timeframe"]), sig)  # fmt: skip
 
 
-def check_bundle_matches(rp: ResolvedPolicy, timeframe: str, bundle_timeframe: str | None,
-                         history_bars: int, warmup: int) -> None:  # fmt: skip
-    """Refuse a run whose timeframe or feature window cannot serve the bundle."""
-    if bundle_timeframe is not None and bundle_timeframe != timeframe:
+def check_bundle_matches(rp: ResolvedPolicy, timeframe: str, history_bars: int | None) -> None:
+    """Refuse a run whose timeframe or feature window cannot serve the bundle (the live
+    feed checks the window after the features' warm-up against the store)."""
+    if rp.timeframe is not None and rp.timeframe != timeframe:
         raise ValueError(f"--timeframe: got {timeframe!r}, the bundle was trained on "
-                         f"{bundle_timeframe!r}")  # fmt: skip
-    need = rp.policy.lookback + warmup + 1
-    if history_bars < need:
-        raise ValueError(f"--history-bars: got {history_bars}, expected >= {need} (the feature "
-                         f"warm-up {warmup} plus the policy's lookback {rp.policy.lookback})")  # fmt: skip
+                         f"{rp.timeframe!r}")  # fmt: skip
+    need = rp.policy.lookback + 1
+    if history_bars is not None and history_bars < need:
+        raise ValueError(f"--history-bars: got {history_bars}, expected >= {need} (more than "
+                         f"the policy's lookback {rp.policy.lookback})")  # fmt: skip
 
 
 def make_broker(s: PaperSettings, symbols: tuple[str, ...], rules: MarketRules) -> Broker:
@@ -211,11 +211,10 @@ def build_runner(s: PaperSettings) -> PaperRunner:
         raise ValueError(f"--max-bars: got {s.max_bars}, expected >= 1")
     rp = resolve_policy(s.policy, s.symbols, s.fee,
                         allow_version_mismatch=s.allow_version_mismatch)  # fmt: skip
-    bundle_tf = rp.timeframe
     if s.store is None:
         raise ValueError("--store: the bars' store folder is needed (replay and live)")
     if s.replay is not None:
-        check_bundle_matches(rp, tf.label, bundle_tf, 10**9, 0)
+        check_bundle_matches(rp, tf.label, None)
         data = load_market(s.store, tf.label, list(rp.symbols), rp.feature_set)
         if rp.signals is not None:
             from cappuccino.data.store import ParquetStore
@@ -228,7 +227,7 @@ def build_runner(s: PaperSettings) -> PaperRunner:
     else:
         from cappuccino.data.download import make_exchange
 
-        check_bundle_matches(rp, tf.label, bundle_tf, s.history_bars, 0)
+        check_bundle_matches(rp, tf.label, s.history_bars)
         ex = make_exchange(s.data_exchange, base_url=s.data_url)
         feed = LiveFeed(store=s.store, exchange=ex, exchange_id=s.data_exchange,
                         symbols=rp.symbols, timeframe=tf, feature_set=rp.feature_set,
