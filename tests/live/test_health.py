@@ -47,7 +47,7 @@ def test_a_live_session_is_healthy(tmp_path: Path) -> None:
         ("not_started", "no session started"),
         ("no_heartbeat", "no heartbeat yet"),
         ("stale_heartbeat", "stale heartbeat: 300 s old, limit 120 s"),
-        ("bar_behind", "is 10810 s behind, limit 7230 s (two 1h bars plus 30 s)"),
+        ("bar_behind", "is 10810 s behind, limit 7230 s (its close plus one 1h bar plus 30 s)"),
         ("no_bar_since_start", "no bar processed in the 10800 s since the session started"),
     ],
 )

@@ -110,7 +110,8 @@ def test_sigterm_stops_cleanly_and_the_session_resumes(store: Path, tmp_path: Pa
     and the same command resumes it to the uninterrupted result."""
     import time
 
-    from cappuccino.workflows.paper import PaperSettings, build_runner, session_status
+    from cappuccino.monitoring.paper import session_status
+    from cappuccino.workflows.paper import PaperSettings, build_runner
 
     state = tmp_path / "t.db"
     cmd = [sys.executable, "-m", "cappuccino.cli.main", "paper", "run", "--policy", "equal_weight:4",

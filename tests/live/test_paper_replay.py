@@ -167,7 +167,7 @@ def test_a_resumed_replay_equals_an_uninterrupted_one(store: Path, tmp_path: Pat
 
 
 def test_zero_trades_pnl_equals_the_cash_benchmark_exactly(store: Path, tmp_path: Path) -> None:
-    from cappuccino.workflows.paper import session_status
+    from cappuccino.monitoring.paper import session_status
 
     _replay(store, tmp_path / "c.db", "cash")
     doc = session_status(tmp_path / "c.db")

@@ -15,6 +15,7 @@ from cappuccino.cli import data as data_cmd  # noqa: E402
 from cappuccino.cli import demo as demo_cmd  # noqa: E402
 from cappuccino.cli import features as features_cmd  # noqa: E402
 from cappuccino.cli import models as models_cmd  # noqa: E402
+from cappuccino.cli import monitor as monitor_cmd  # noqa: E402
 from cappuccino.cli import paper as paper_cmd  # noqa: E402
 from cappuccino.cli import rl as rl_cmd  # noqa: E402
 from cappuccino.cli import train as train_cmd  # noqa: E402
@@ -37,10 +38,13 @@ app.add_typer(campaign_cmd.app, name="campaign")
 app.add_typer(rl_cmd.app, name="rl")
 app.add_typer(tune_cmd.app, name="tune")
 app.add_typer(paper_cmd.app, name="paper")
+app.add_typer(monitor_cmd.report_app, name="report")
 app.command("backtest")(backtest_cmd.backtest)
 app.command("train")(train_cmd.train)
 app.command("predict")(train_cmd.predict)
 app.command("demo")(demo_cmd.demo)
+app.command("dashboard")(monitor_cmd.dashboard)
+app.command("monitor")(monitor_cmd.monitor)
 
 
 def _version(value: bool) -> None:

@@ -154,7 +154,7 @@ def status(
 ) -> None:
     """Health, last decision, equity and P&L against the benchmarks, positions, open and
     skipped orders; exit 1 when the session is unhealthy (red)."""
-    from cappuccino.workflows.paper import session_status
+    from cappuccino.monitoring.paper import session_status
 
     doc = session_status(state, grace_s=grace)
     red = doc["health"]["status"] == "red"

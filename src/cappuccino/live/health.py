@@ -1,20 +1,25 @@
-"""Is a paper session alive? Read its state file (read-only, never migrated or locked) and
-judge the runner's heartbeat and last processed bar.
+"""Is a paper session alive? The one set of health rules every view uses (``paper status``,
+``monitor``, the dashboard, the status report, their exit codes).
 
 A session that ended cleanly (a finished replay, ``--max-bars``, a stop) is **stopped**:
-not red, whatever the age of its heartbeat. A session is **unhealthy** (red) when its last
-reconciliation found a difference, or when its state file is missing or unreadable (not SQLite, not a
-session's schema), holds no session, has no heartbeat yet, or when the heartbeat or the
-last processed bar is older than its limit (a session that has processed no bar yet is
-judged from its start):
+not red, whatever the age of its heartbeat. A session is **unhealthy** (red) when:
 
-- heartbeat: :data:`MAX_HEARTBEAT_AGE_S` (four beats); the runner beats every
-  :data:`HEARTBEAT_EVERY_S` also while it waits for a bar, so a silent runner is dead or hung;
-- last bar: a bar closes every ``timeframe``; the runner has ``grace_s`` after a close to
-  process it, so the last processed bar may lag ``now`` by at most two bars plus the grace
-  (the bar that closed last is processed, the one after it is still open).
+- its last reconciliation found a difference;
+- its broker is unreachable: the runner's last word on the broker is a
+  ``broker_unreachable`` event (a later ``broker_reachable`` clears it);
+- its heartbeat is older than three bars or :data:`MAX_HEARTBEAT_AGE_S` (four beats),
+  whichever is shorter; the runner beats every :data:`HEARTBEAT_EVERY_S` also while it
+  waits for a bar, so a silent runner is dead or hung;
+- its last processed bar closed more than one bar plus ``grace_s`` ago: a bar closes one
+  ``timeframe`` after its open time, the runner has ``grace_s`` to process it, so the open
+  time of the last processed bar may lag ``now`` by at most two bars plus the grace (a
+  session that has processed no bar yet is judged from its start);
+- its state file is missing or unreadable (not SQLite, not a session's schema), holds no
+  session, or has no heartbeat yet.
 
-Times are aware UTC datetimes; ages are seconds.
+:func:`judge` applies the rules to facts already read; :func:`check_health` reads them from
+a state file (read-only, never migrated or locked). Times are aware UTC datetimes; ages are
+seconds.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from cappuccino.live.state import RunRow
+from cappuccino.live.state import BROKER_DOWN, BROKER_UP, EventRow, RunRow
 from cappuccino.market.timeframe import Timeframe
 
 HEARTBEAT_EVERY_S = 30.0
@@ -55,14 +60,28 @@ class SessionHealth:
         return d
 
 
-def _read_run(path: Path) -> RunRow | None:
-    """The session row, read through a read-only connection (a status check never writes)."""
+def _read_run(path: Path) -> tuple[RunRow | None, tuple[datetime, str] | None]:
+    """The session row and the broker's last outage (at, detail) if it is not over, read
+    through a read-only connection (a status check never writes)."""
     engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     try:
         with Session(engine) as s:
-            return s.scalars(select(RunRow)).first()
+            run = s.scalars(select(RunRow)).first()
+            last = s.scalars(
+                select(EventRow).where(EventRow.kind.in_((BROKER_DOWN, BROKER_UP)))
+                .order_by(EventRow.id.desc()).limit(1)
+            ).first()  # fmt: skip
+            down = (last.at, last.detail) if last is not None and last.kind == BROKER_DOWN else None
+            return run, down
     finally:
         engine.dispose()
+
+
+def heartbeat_limit_s(
+    timeframe: Timeframe, max_heartbeat_age_s: float = MAX_HEARTBEAT_AGE_S
+) -> float:
+    """Three bars or ``max_heartbeat_age_s``, whichever is shorter."""
+    return min(3 * timeframe.ms / 1000, max_heartbeat_age_s)
 
 
 def check_health(
@@ -77,30 +96,56 @@ def check_health(
     if now.tzinfo is None:
         raise ValueError(f"now: got naive {now.isoformat()}, expected a UTC timestamp")
     path = Path(path)
-    out = SessionHealth(path=str(path), healthy=False)
     if not path.is_file():
-        out.reasons.append("state file missing")
-        return out
+        return SessionHealth(path=str(path), healthy=False, reasons=["state file missing"])
     try:
-        run = _read_run(path)
+        run, down = _read_run(path)
     except (SQLAlchemyError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        out.reasons.append(f"state file unreadable ({first[:200]})")
-        return out
+        return unreadable(path, exc)
     if run is None:
-        out.reasons.append("no session started in this state file")
-        return out
+        return SessionHealth(path=str(path), healthy=False,
+                             reasons=["no session started in this state file"])  # fmt: skip
+    return judge(path, run, down, now, timeframe, grace_s=grace_s,
+                 max_heartbeat_age_s=max_heartbeat_age_s)  # fmt: skip
+
+
+def unreadable(path: Path, exc: BaseException) -> SessionHealth:
+    """The verdict on a state file that could not be read."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SessionHealth(path=str(path), healthy=False,
+                         reasons=[f"state file unreadable ({first[:200]})"])  # fmt: skip
+
+
+def judge(
+    path: Path,
+    run: Any,
+    broker_down: tuple[datetime, str] | None,
+    now: datetime,
+    timeframe: Timeframe,
+    *,
+    grace_s: float = 30.0,
+    max_heartbeat_age_s: float = MAX_HEARTBEAT_AGE_S,
+) -> SessionHealth:
+    """The rules of the module docstring applied to a session row (``mode``, ``reconcile``,
+    ``ended_at``, ``heartbeat_at``, ``last_bar``, ``created_at``) and the broker's outage
+    still going on (at, detail), if any."""
+    if now.tzinfo is None:
+        raise ValueError(f"now: got naive {now.isoformat()}, expected a UTC timestamp")
+    out = SessionHealth(path=str(path), healthy=False)
     out.mode = run.mode
     recon = run.reconcile or {}
     if recon and not recon.get("ok", True):
         diffs = "; ".join(recon.get("differences", []))[:300]
         out.reasons.append(f"reconciliation at bar {recon.get('bar')} found differences: {diffs}")
+    if broker_down is not None:
+        out.reasons.append(f"broker unreachable since {broker_down[0].isoformat()}: "
+                           f"{broker_down[1][:300]}")  # fmt: skip
     if run.ended_at is not None and not out.reasons:
         out.stopped, out.healthy, out.status = True, True, "stopped"
         out.last_bar = run.last_bar
         return out
     bar_s = timeframe.ms / 1000
-    limit = max_heartbeat_age_s
+    limit = heartbeat_limit_s(timeframe, max_heartbeat_age_s)
     if run.heartbeat_at is None:
         out.reasons.append("no heartbeat yet")
     else:
@@ -123,7 +168,8 @@ def check_health(
         if out.bar_lag_s > max_lag:
             out.reasons.append(
                 f"last processed bar {run.last_bar.isoformat()} is {out.bar_lag_s:.0f} s "
-                f"behind, limit {max_lag:.0f} s (two {timeframe} bars plus {grace_s:.0f} s)"
+                f"behind, limit {max_lag:.0f} s (its close plus one {timeframe} bar plus "
+                f"{grace_s:.0f} s)"
             )
     out.healthy = not out.reasons
     out.status = "ok" if out.healthy else "red"

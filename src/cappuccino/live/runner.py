@@ -52,7 +52,7 @@ from cappuccino.live.broker import (
     Trade,
 )
 from cappuccino.live.feed import ClosedBar
-from cappuccino.live.state import FillRow, SessionState
+from cappuccino.live.state import BROKER_DOWN, BROKER_UP, FillRow, SessionState
 from cappuccino.market import MarketRules, Portfolio, plan_orders
 from cappuccino.market.timeframe import Timeframe
 from cappuccino.policies import MarketView, Policy
@@ -214,14 +214,26 @@ class PaperRunner:
 
     def run(self) -> RunSummary:
         """Process bars until the feed ends or ``max_bars``; the state records the end."""
-        self.start()
+        try:
+            self.start()
+        except BrokerUnavailable as exc:
+            self._broker_down(exc)
+            raise
         run = self.state.run()
         assert run is not None
         reason = "feed ended"
         bars = self.feed.bars(run.last_bar, heartbeat=self._beat)
+        down = self.state.broker_down()
         try:
             for done, bar in enumerate(bars, 1):
-                self.process(bar)
+                try:
+                    self.process(bar)
+                except BrokerUnavailable as exc:
+                    self._broker_down(exc)
+                    raise
+                if down:
+                    self.state.event(self.clock(), BROKER_UP, f"answered at bar {bar.bar}")
+                    down = False
                 if bar.last:
                     reason = "replay finished"
                     break
@@ -237,6 +249,11 @@ class PaperRunner:
         self.state.end(self.clock(), reason)
         self.summary.ended = reason
         return self.summary
+
+    def _broker_down(self, exc: BrokerUnavailable) -> None:
+        """Record the outage for the health check (the runner stops; a restart that reaches
+        the broker clears it)."""
+        self.state.event(self.clock(), BROKER_DOWN, str(exc)[:2000])
 
     def _beat(self) -> None:
         self.state.heartbeat(self.clock())

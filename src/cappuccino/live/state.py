@@ -53,6 +53,10 @@ Side = Literal["buy", "sell"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+BROKER_DOWN, BROKER_UP = "broker_unreachable", "broker_reachable"
+"""Event kinds the runner records when its broker stops and starts answering."""
+
+
 class StateError(ValueError):
     """A state file that cannot serve this run (another mode, another run, a newer schema)."""
 
@@ -411,6 +415,15 @@ class SessionState:
         """Log a repair, a refusal or another notable outcome (kept with the session)."""
         with self.session() as s:
             s.add(EventRow(at=now, kind=kind, detail=detail[:2048]))
+
+    def broker_down(self) -> bool:
+        """Whether the runner's last word on its broker is :data:`BROKER_DOWN`."""
+        with self.session() as s:
+            last = s.scalars(
+                select(EventRow.kind).where(EventRow.kind.in_((BROKER_DOWN, BROKER_UP)))
+                .order_by(EventRow.id.desc()).limit(1)
+            ).first()  # fmt: skip
+        return last == BROKER_DOWN
 
     def events(self) -> list[EventRow]:
         with self.session() as s:

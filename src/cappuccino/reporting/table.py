@@ -108,10 +108,11 @@ class Table:
         head = "".join(td("th", i, h) for i, h in enumerate(self.header))
         body = "".join("<tr>" + "".join(td("td", i, c) for i, c in enumerate(r)) + "</tr>"
                        for r in self.rows)  # fmt: skip
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        thead = f"<thead><tr>{head}</tr></thead>" if any(self.header) else ""
+        return f"<table>{thead}<tbody>{body}</tbody></table>"
 
     def rich(self) -> RichTable:
-        t = RichTable(title=self.title or None, show_lines=False)
+        t = RichTable(title=self.title or None, show_lines=False, show_header=any(self.header))
         for i, h in enumerate(self.header):
             t.add_column(h, justify="right" if self._right(i) else "left")
         for r in self.rows:

@@ -254,7 +254,8 @@ def _run_paper(cfg: DemoConfig, data: Any, path: Path, bundle: Any) -> dict[str,
     ``rl.paper_days`` days with the simulated broker, then ``paper status``, and the check that
     the session is the backtest of the same bars (fills and equity)."""
     from cappuccino.live.state import SessionState
-    from cappuccino.workflows.paper import PaperSettings, build_runner, session_status
+    from cappuccino.monitoring.paper import session_status
+    from cappuccino.workflows.paper import PaperSettings, build_runner
 
     end = data.datetime_at(data.n_bars - 1)
     start = end - timedelta(days=cfg.rl.paper_days)

@@ -9,20 +9,16 @@ session and a backtest of the same policy, period and fees are the same computat
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from cappuccino.data.schema import Timeframe, normalize_symbol
 from cappuccino.live.broker import Broker
 from cappuccino.live.feed import LiveFeed, ReplayFeed
-from cappuccino.live.health import check_health
 from cappuccino.live.runner import PaperRunner, RunSummary
 from cappuccino.live.sim import SimBroker, book_path
 from cappuccino.live.state import SessionState
@@ -255,130 +251,6 @@ def _open_read(path: Path) -> SessionState:
     if not Path(path).is_file():
         raise ValueError(f"--state: {path} does not exist")
     return SessionState.reader(path)
-
-
-def session_status(
-    path: Path, now: datetime | None = None, grace_s: float = 30.0
-) -> dict[str, Any]:
-    """``paper status``: health, the last decision, equity and P&L against the benchmarks
-    rebased to the session's starting equity, positions, open and skipped orders, fees."""
-    now = now or datetime.now(UTC)
-    try:
-        st = _open_read(path)
-        run = st.run()
-    except (ValueError, SQLAlchemyError) as exc:  # missing or unreadable: red, not bad input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        missing = not Path(path).is_file()
-        return _red(path, "state file missing" if missing else
-                    f"state file unreadable ({first[:200]})")  # fmt: skip
-    if run is None:
-        return _red(path, "no session started in this state file")
-    tf = Timeframe.parse(run.timeframe)
-    health = check_health(path, now, tf, grace_s=grace_s).to_dict()
-    eq = st.equity_rows()
-    start_eq = run.starting_equity
-    doc: dict[str, Any] = {
-        "state": str(path),
-        "run_id": run.id,
-        "mode": run.mode,
-        "broker": run.broker,
-        "policy": run.policy,
-        "symbols": run.symbols,
-        "timeframe": run.timeframe,
-        "health": health,
-        "ended": {"at": run.ended_at.isoformat(), "reason": run.end_reason}
-        if run.ended_at
-        else None,
-        "starting_cash": run.starting_cash,
-        "starting_equity": start_eq,
-        "bars_recorded": len(eq),
-    }
-    decisions = st.decisions()
-    last = decisions[-1] if decisions else None
-    doc["last_decision"] = (
-        {"bar": last.bar.isoformat(), "decided_at": last.decided_at.isoformat(),
-         "target_units": last.target_units, "note": last.note}
-        if last else None
-    )  # fmt: skip
-    doc["pnl"] = _pnl(eq, start_eq, list(run.symbols))
-    fills = st.fills()
-    doc["fees"] = float(sum(f.fee for f in fills))
-    doc["fills"] = len(fills)
-    orders = st.orders()
-    doc["orders"] = {"total": len(orders),
-                     "by_status": _count(o.status for _, o in orders)}  # fmt: skip
-    doc["open_orders"] = [_order_doc(i, o, now) for i, o in orders if not o.final]
-    doc["rejected"] = [_order_doc(i, o, now) for i, o in orders
-                       if o.status in ("REJECTED", "EXPIRED")]  # fmt: skip
-    doc["skipped"] = [{"bar": d.bar.isoformat(), **k} for d in decisions for k in d.skipped]
-    recon = run.reconcile or {}
-    doc["positions"] = {
-        "held": st.positions(),
-        "verified": bool(recon.get("ok")),
-        "verified_at": recon.get("at"),
-        "note": "as reconciled against the broker at the last processed bar",
-    }
-    doc["reconcile"] = recon or None
-    doc["events"] = [{"at": e.at.isoformat(), "kind": e.kind, "detail": e.detail}
-                     for e in st.events()[-20:]]  # fmt: skip
-    st.engine.dispose()
-    return doc
-
-
-def _red(path: Path, reason: str) -> dict[str, Any]:
-    health = {"path": str(path), "healthy": False, "status": "red", "reasons": [reason]}
-    return {"state": str(path), "health": health}
-
-
-def _count(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for x in items:
-        out[x] = out.get(x, 0) + 1
-    return out
-
-
-def _order_doc(i: Any, o: Any, now: datetime) -> dict[str, Any]:
-    return {"client_order_id": i.client_order_id, "bar": i.bar.isoformat(), "symbol": i.symbol,
-            "side": i.side, "qty": i.qty, "status": o.status, "filled_qty": o.filled_qty,
-            "reason": o.reason, "age_s": (now - i.created_at).total_seconds()}  # fmt: skip
-
-
-def _pnl(eq: list[Any], start_eq: float | None, symbols: list[str]) -> dict[str, Any] | None:
-    """Equity and P&L, and the benchmarks from the first recorded bar's close, rebased to the
-    starting equity: cash (0 P&L), buy-and-hold (equal weights, then held) and equal weight
-    rebalanced every bar; benchmarks pay no fees."""
-    if not eq or start_eq is None:
-        return None
-    first, last = eq[0], eq[-1]
-    p0 = first.prices or {}
-    bh = ew = None
-    if p0 and last.prices and all(s in p0 for s in symbols):
-        bh = start_eq * sum(last.prices[s] / p0[s] for s in symbols) / len(symbols)
-        ew = start_eq
-        for prev, cur in itertools.pairwise(eq):
-            if prev.prices and cur.prices:
-                ew *= sum(cur.prices[s] / prev.prices[s] for s in symbols) / len(symbols)
-    peak, mdd = -math.inf, 0.0
-    for r in eq:
-        peak = max(peak, r.equity)
-        mdd = min(mdd, r.equity / peak - 1.0)
-    return {
-        "equity": last.equity,
-        "cash": last.cash,
-        "pnl": last.equity - start_eq,
-        "return": last.equity / start_eq - 1.0,
-        "max_drawdown": mdd,
-        "since": first.bar.isoformat(),
-        "at": last.bar.isoformat(),
-        "benchmarks": {
-            "cash": {"equity": start_eq, "pnl": 0.0},
-            "buy_and_hold": None if bh is None else {"equity": bh, "pnl": bh - start_eq},
-            "equal_weight": None if ew is None else {"equity": ew, "pnl": ew - start_eq},
-        },
-        "convention": "quote currency; return is simple; max_drawdown a fraction of the "
-        "running peak; benchmarks from the first recorded bar's close, rebased to the "
-        "starting equity, without fees",
-    }
 
 
 def session_orders(path: Path) -> list[dict[str, Any]]:
