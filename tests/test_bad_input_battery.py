@@ -144,6 +144,23 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("paper-status-no-state", ["paper", "status"], 2, "Missing option '--state'"),
     ("paper-orders-a-directory", ["paper", "orders", "--state", "{dir}/adir.csv"], 2,
      "adir.csv: is a directory, expected a session's state file"),
+    # monitoring
+    ("dashboard-no-source", ["dashboard"], 2, "--storage, --state or --mlflow: got none"),
+    ("dashboard-exposed-without-token", ["dashboard", "--state", "{dir}/p.db", "--host",
+                                         "0.0.0.0"], 2, "set CAPPUCCINO_DASHBOARD_TOKEN"),
+    ("dashboard-storage-down", ["dashboard", "--storage", "{pg}"], 3, "database unreachable"),
+    ("monitor-not-a-storage", ["monitor", "--once", "--storage", "sqlite:///{dir}/list.yaml"], 2,
+     "not an Optuna storage"),
+    ("monitor-json-needs-once", ["monitor", "--state", "{dir}/p.db", "--json"], 2,
+     "--json: needs --once"),
+    ("report-status-bad-out", ["report", "status", "--state", "{dir}/p.db", "--out", "{dir}/r.txt"],
+     2, "expected a .md or .html file"),
+    ("report-status-ab-not-json", ["report", "status", "--state", "{dir}/p.db", "--ab",
+                                   "{dir}/list.yaml", "--out", "{dir}/r.md"], 2, "not JSON"),
+    ("report-runs-server-down", ["report", "runs", "--tracking-uri", "{http}", "--out",
+                                 "{dir}/r.html"], 3, "MLflow tracking server unreachable"),
+    ("report-runs-no-store", ["report", "runs", "--tracking-uri", "sqlite:///{dir}/none.db",
+                              "--out", "{dir}/r.html"], 2, "none.db: no such file"),
 ]  # fmt: skip
 
 
@@ -170,7 +187,8 @@ def test_bad_input_is_one_line_and_the_right_exit_code(
 ) -> None:
     env: dict[str, str | None] = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
                                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-                                  "APCA_API_KEY_ID": None, "APCA_API_SECRET_KEY": None}  # fmt: skip
+                                  "APCA_API_KEY_ID": None, "APCA_API_SECRET_KEY": None,
+                                  "CAPPUCCINO_DASHBOARD_TOKEN": None}  # fmt: skip
     res = runner.invoke(app, [a.format(**inputs) for a in argv], env=env)
     _check(res, code, text.format(**inputs))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ class Monitor:
         grace_s: float = 30.0,
         machine: bool = True,
         rl_stats: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.studies = [StudyReader(u) for u in storages or []]
         self.states = [Path(p) for p in states or []]
@@ -79,6 +81,7 @@ class Monitor:
         self.grace_s = grace_s
         self.machine = machine
         self.rl_stats = rl_stats
+        self.clock = clock or (lambda: datetime.now(UTC))
         for r in self.studies:  # fail now on a storage that is not one (exit 2) or down (3)
             r.snapshot(datetime.now(UTC), rl_stats=False)
 
@@ -88,7 +91,7 @@ class Monitor:
 
     def snapshot(self, now: datetime | None = None) -> Snapshot:
         t0 = time.perf_counter()
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         snap = Snapshot(at=now.isoformat(), status="ok")
         snap.sources = {"storages": [r.shown for r in self.studies],
                         "states": [str(p) for p in self.states],
