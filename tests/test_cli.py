@@ -228,6 +228,18 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     )
     assert paper["status"]["health"]["status"] == "stopped"
     assert "the paper session EQUALS the backtest of the same bars" in res.stdout
+    # every training run writes its torchinfo summary (the tracked ones also log it)
+    assert "Total params:" in (out / "supervised" / "model_summary.txt").read_text()
+    assert "ActorCritic" in (out / "rl" / "model_summary.txt").read_text()
+    # the monitoring step: the snapshot of the demo's study, session and runs
+    mon = doc["monitoring"]
+    assert mon["status"] == "ok", mon["reasons"]
+    page = Path(mon["dashboard"]).read_text()
+    assert "Paper: " in page and "Study: demo" in page and "MLflow runs" in page
+    report = Path(mon["status_report"]).read_text()
+    assert "## Next actions" in report and "A/B campaign: arms out of sample" in report
+    assert mon["live_dashboard"].startswith("cappuccino dashboard --storage sqlite:///")
+    assert "live dashboard (http://127.0.0.1:8050/): cappuccino dashboard" in res.stdout
 
 
 @pytest.mark.slow

@@ -41,8 +41,13 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
     assert run.params["model"] == "mlp" and run.params["data.train.windows"] > 0
     assert run.artifacts == [
         (summary["bundle"], "bundle"),
+        (str(tmp_path / "model_summary.txt"), "model"),
         (str(tmp_path / "backtest"), "backtest"),
     ]
+    # the model summary (torchinfo): one batch of 2 windows x 6 bars, the parameter count
+    text = (tmp_path / "model_summary.txt").read_text()
+    assert f"Total params: {summary['parameters']:,}" in text
+    assert "[2, 6, " in text and "Linear" in text
     assert summary["backtest"]["hold_bars"] == 12  # the triple barrier's max holding
     assert run.metrics[-1][1]["backtest_sharpe"] == summary["backtest"]["policy"]["sharpe"]
     assert run.params["env.python"] and run.params["packages.torch"] == torch.__version__

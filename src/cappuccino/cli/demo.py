@@ -124,6 +124,14 @@ def demo(
         for line in [*ab["warnings"], *ab["verdicts"]]:
             console.print(f"- {line}")
         console.print(f"report: {ab['report']}")
+    if result.monitoring is not None:
+        mon = result.monitoring
+        console.print(f"status: {mon['status'].upper()}; dashboard snapshot {mon['dashboard']}; "
+                      f"status report {mon['status_report']}; next actions:")  # fmt: skip
+        for i, act in enumerate(mon["next_actions"], 1):
+            console.print(f"  {i}. {act}", markup=False, highlight=False)
+        console.print(f"live dashboard (http://127.0.0.1:8050/): {mon['live_dashboard']}",
+                      markup=False, highlight=False)  # fmt: skip
     console.print(f"outputs in {cfg.output_dir} ({result.seconds:.1f} s)")
     if not a.passed:
         raise typer.Exit(1)

@@ -23,6 +23,7 @@ from cappuccino.features.sets import get_feature_set
 from cappuccino.features.table import build_feature_table
 from cappuccino.models import count_parameters
 from cappuccino.models.registry import build_model
+from cappuccino.models.summary import write_model_summary
 from cappuccino.reporting.figures import classifier_figures
 from cappuccino.tracking import Tracker, run_name
 from cappuccino.training.supervised import FitResult, fit
@@ -167,6 +168,9 @@ def train_supervised(
 
         result = fit(model, data, cfg.train, seed=cfg.seed, on_epoch=step)
         bundle = write_bundle(cfg.output_dir / "bundle", model, cfg, data, result)
+        tr = data.splits["train"]
+        x, asset, _ = tr.batch(torch.arange(min(2, tr.n_windows), device=tr.x.device))
+        summary_txt = write_model_summary(model, [x, asset], cfg.output_dir / "model_summary.txt")
         summary: dict[str, Any] = {
             "run_id": run_id,
             "run_name": name,
@@ -197,6 +201,7 @@ def train_supervised(
         if tracker is not None:
             tracker.log_metrics(final, step=len(result.history))
             tracker.log_artifact(bundle, "bundle")
+            tracker.log_artifact(summary_txt, "model")
             if extra is not None:
                 tracker.log_artifact(artifacts, "backtest")
         return summary

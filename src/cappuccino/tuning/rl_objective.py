@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+import torch
 
 from cappuccino.bundles.encoder import (
     PretrainedEncoder,
@@ -42,6 +43,7 @@ from cappuccino.datasets.splits import Fold, combinatorial_purged, segments_inde
 from cappuccino.evaluation.backtest import BacktestResult, run_backtests
 from cappuccino.features.scaling import Scaler
 from cappuccino.metrics.returns import sharpe_ratio
+from cappuccino.models.summary import write_model_summary
 from cappuccino.policies import NetPolicy, Policy, benchmark_policy
 from cappuccino.tracking import Tracker, run_name
 from cappuccino.training.rl.env import BatchedTradingEnv
@@ -183,6 +185,10 @@ class RLObjective:
         rows, frames, best = [], [], None
         for i, fold in enumerate(self.folds):
             r = self.run_fold(cfg, fold)
+            if i == 0 and tracker is not None:  # the architecture is the same in every fold
+                obs = torch.zeros(2, r["policy"].obs_dim)
+                tracker.log_artifact(write_model_summary(r["policy"], [obs],
+                                                         out / "model_summary.txt"), "model")  # fmt: skip
             rows.append({"fold": i, "test_groups": list(fold.test_groups),
                          "test_bars": fold.n_test, "train_bars": fold.n_train,
                          **{k: r[k] for k in ("sharpe", "benchmark_sharpe", "score")}})  # fmt: skip

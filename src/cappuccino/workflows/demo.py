@@ -10,6 +10,7 @@ the benchmarks (degenerate-policy verdict) -> HTML report. Writes under
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class DemoResult:
     supervised: dict[str, Any] | None = None
     tune: dict[str, Any] | None = None
     compare: dict[str, Any] | None = None
+    monitoring: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class DemoResult:
             "rl": self.rl,
             "tune": self.tune,
             "compare": self.compare,
+            "monitoring": self.monitoring,
             "seconds": round(self.seconds, 3),
         }
 
@@ -139,6 +142,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     rl = _run_rl(cfg, bars) if cfg.rl.enabled else None
     study = _run_tune(cfg, bars) if cfg.tune.enabled else None
     ab = _run_compare(cfg) if cfg.compare.enabled else None
+    watched = _run_monitoring(cfg)
     result = DemoResult(
         imported=imported,
         table=treport,
@@ -149,9 +153,42 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         supervised=supervised,
         tune=study,
         compare=ab,
+        monitoring=watched,
     )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
+
+
+def _run_monitoring(cfg: DemoConfig) -> dict[str, Any]:
+    """One status snapshot of what the demo wrote (its study, paper session and MLflow
+    store): the static dashboard page ``dashboard.html``, the status report ``status.md``
+    (with the A/B campaign's verdict when it ran), and the command of the live dashboard."""
+    from cappuccino.monitoring import Monitor
+    from cappuccino.monitoring import report as status_report
+    from cappuccino.monitoring.dashboard import write_html
+
+    out = cfg.output_dir
+    db, state = out / "tune" / "optuna.db", out / "rl" / "paper" / "session.db"
+    storages = [f"sqlite:///{db.resolve()}"] if db.is_file() else []
+    states = [state] if state.is_file() else []
+    uri = _tracking_uri(cfg)
+    mlflow = uri if not uri.startswith("sqlite:///") or Path(uri[10:]).is_file() else None
+    m = Monitor(storages, states, mlflow, output_dir=out)
+    try:
+        snap = m.snapshot()
+    finally:
+        m.close()
+    page = write_html(snap, out / "dashboard.html")
+    compare_json = out / "compare" / "compare.json"
+    ab = json.loads(compare_json.read_text()) if compare_json.is_file() else None
+    r = status_report.build(snap.to_dict(), ab)
+    report_md = status_report.write(r, out / "status.md")
+    args = [*(f"--storage {u}" for u in storages), *(f"--state {p}" for p in states),
+            *([f"--mlflow {mlflow}"] if mlflow else [])]  # fmt: skip
+    return {"status": snap.status, "reasons": snap.reasons, "dashboard": str(page),
+            "status_report": str(report_md), "next_actions": r["next_actions"],
+            "snapshot_ms": snap.build_ms,
+            "live_dashboard": "cappuccino dashboard " + " ".join(args)}  # fmt: skip
 
 
 def _tracking_uri(cfg: DemoConfig) -> str:

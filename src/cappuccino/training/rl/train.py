@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cappuccino.bundles.encoder import PretrainedEncoder, resolve_encoder
 from cappuccino.bundles.manifest import TrainPeriod
 from cappuccino.bundles.rl import save_bundle
@@ -18,6 +20,7 @@ from cappuccino.config.rl import RLTrainConfig, SplitSettings
 from cappuccino.datasets.market import MarketArrays, fit_scaler, load_market
 from cappuccino.features.scaling import Scaler
 from cappuccino.models.actor_critic import ActorCritic
+from cappuccino.models.summary import write_model_summary
 from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import train_ppo
 from cappuccino.utils.devices import default_device
@@ -133,6 +136,8 @@ def train_rl(
         train_period=TrainPeriod(**period),
         pretrained_encoder=pretrained.provenance() if pretrained else None,
     )
+    obs = torch.zeros(2, result.policy.obs_dim, device=device)
+    write_model_summary(result.policy, [obs], cfg.output_dir / "model_summary.txt")
     last = result.history[-1]
     summary = {
         "bundle": str(path),
