@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -102,4 +101,4 @@ def test_readers_cause_no_lock_errors_and_no_failed_trials(tmp_path: Path) -> No
     print(
         f"load: {SECONDS:.0f} s, {polls} dashboard polls, {len(states)} trials, "
         f"{max(b for b in seen_bars if b is not None)} bars"
-    )  # noqa: T201
+    )
