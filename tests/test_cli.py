@@ -239,6 +239,20 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     report = Path(mon["status_report"]).read_text()
     assert "## Next actions" in report and "A/B campaign: arms out of sample" in report
     assert mon["live_dashboard"].startswith("cappuccino dashboard --storage sqlite:///")
+    # the A/B report explains its FT arm; the dashboard shows it; `rl explain` on its own
+    e = doc["compare"]["explanation"]
+    assert e["arm"] == "ft_frozen" and e["tokens"][0]["rank"] == 1
+    assert "Explanation: " in page and "--explain " in mon["live_dashboard"]
+    assert "Which tokens drive ft_frozen" in Path(doc["compare"]["report"]).read_text()
+    bundle = next((out / "compare" / "runs" / "ft_frozen").glob("seed*/bundle"))
+    res = runner.invoke(app, ["rl", "explain", str(bundle), "--store", str(out / "store"),
+                              "--max-bars", "32", "--out", str(tmp_path / "x"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    x = json.loads(res.stdout)
+    assert x["bars"] == 32 and len(x["tokens"]) == 2 * 14 + 1 + 2
+    assert x["tokens"][0]["attention"] is not None  # an FT policy: [CLS] attention too
+    for f in ("attention", "gradients", "html"):
+        assert Path(x["outputs"][f]).is_file()
     assert "live dashboard (http://127.0.0.1:8050/): cappuccino dashboard" in res.stdout
 
 

@@ -106,6 +106,11 @@ def test_snapshot_matches_the_golden_file(tmp_path: Path) -> None:
     doc = status([url], [state], machine=False, now=NOW).to_dict()
     assert doc.pop("build_ms") > 0
     _golden("snapshot.json", _stable(doc, tmp_path))
+    from cappuccino.monitoring import report
+
+    r = report.build(doc)
+    _golden("status_report.json", _stable({k: v for k, v in r.items() if k != "snapshot"},
+                                          tmp_path))  # fmt: skip
 
 
 def _inject(case: str, path: Path) -> None:
@@ -188,3 +193,26 @@ def test_a_storage_that_is_not_optuna_is_refused_with_one_line(tmp_path: Path) -
     with pytest.raises(StorageError, match="no such file"):
         status([f"sqlite:///{tmp_path / 'absent.db'}"], machine=False)
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_a_long_lived_reader_sees_what_a_fresh_one_sees(tmp_path: Path) -> None:
+    """The dashboard's reader keeps finished trials' params between snapshots: after a new
+    trial and a running trial that completes, it agrees with a reader opened afresh."""
+    import optuna
+
+    from cappuccino.monitoring.studies import StudyReader
+    from tests.monitoring.fixtures import add_trial
+
+    url = make_study(tmp_path / "study.db")
+    live = StudyReader(url)
+    before = live.snapshot(NOW)[0]
+    add_trial(url, 0.9)
+    study = optuna.load_study(study_name="ab", storage=url)
+    running = next(t for t in study.get_trials() if t.state.name == "RUNNING")
+    study.tell(running.number, 0.45)
+    after = live.snapshot(NOW)[0]
+    fresh = StudyReader(url).snapshot(NOW)[0]
+    assert after["arms"] == fresh["arms"] != before["arms"]
+    assert after["arms"]["use_ft_encoder"]["True"]["complete"] == 3 + 1 + (running.params[
+        "use_ft_encoder"] is True)  # fmt: skip
+    live.close()

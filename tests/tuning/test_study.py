@@ -228,3 +228,17 @@ def test_tune_with_two_local_workers(tmp_path: Path) -> None:
     doc = json.loads(res.stdout)  # one document: the second worker writes to stderr
     assert doc["workers"] == 2 and doc["counts"] == {"COMPLETE": 3}
     assert doc["this_worker"]["ran"] <= 3
+
+
+def test_a_sqlite_study_is_written_in_wal_mode(tmp_path: Path) -> None:
+    """Readers (monitor, dashboard) then never block a worker's commit."""
+    import sqlite3
+
+    from cappuccino.config.tuning import StorageSettings
+    from cappuccino.tuning.study import make_storage
+
+    db = tmp_path / "s" / "study.db"
+    make_storage(StorageSettings(url=f"sqlite:///{db}")).engine.dispose()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    con.close()

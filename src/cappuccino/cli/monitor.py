@@ -27,7 +27,7 @@ report_app = typer.Typer(no_args_is_help=True,
 
 def _monitor(storage: list[str] | None, state: list[Path] | None, mlflow: str | None,
              experiment: list[str] | None, grace: float, out_dir: Path | None = None,
-             machine: bool = True) -> Any:  # fmt: skip
+             machine: bool = True, explain: list[Path] | None = None) -> Any:  # fmt: skip
     from cappuccino.monitoring import Monitor
 
     if not (storage or state or mlflow):
@@ -35,7 +35,7 @@ def _monitor(storage: list[str] | None, state: list[Path] | None, mlflow: str | 
     if grace < 0:
         raise ValueError(f"--grace: got {grace!r}, expected seconds >= 0")
     return Monitor(storage, state, mlflow, experiments=experiment, grace_s=grace,
-                   output_dir=out_dir, machine=machine)  # fmt: skip
+                   output_dir=out_dir, machine=machine, explanations=explain)  # fmt: skip
 
 
 def _sigterm_as_interrupt() -> None:
@@ -64,6 +64,9 @@ def dashboard(
     ),
     refresh: float = typer.Option(5.0, "--refresh", help="seconds between page refreshes"),
     grace: float = typer.Option(30.0, "--grace", help=GRACE_HELP),
+    explain: list[Path] | None = typer.Option(
+        None, "--explain", help="an explain.json of `rl explain` to show (repeatable)"
+    ),
 ) -> None:
     """A local web page of the snapshot with plots, refreshing itself; /api/status serves
     the same snapshot as JSON. It changes nothing. With --html, one static file instead."""
@@ -75,7 +78,7 @@ def dashboard(
         raise ValueError(f"--refresh: got {refresh!r}, expected 0.2 to 3600 seconds")
     token = None if html else check_bind(host)
     m = _monitor(storage, state, mlflow, experiment, grace,
-                 html.parent if html else None)  # fmt: skip
+                 html.parent if html else None, explain=explain)  # fmt: skip
     try:
         if html is not None:
             snap = m.snapshot()

@@ -8,9 +8,11 @@ import typer
 
 from cappuccino.cli.render import (
     JSON_HELP,
+    STORE_HELP,
     console,
     emit_json,
     fail_cleanly,
+    parse_time,
     progress,
     set_help,
     table,
@@ -114,3 +116,36 @@ def compare(
     for v in report["verdicts"]:
         console.print(f"- {v}")
     console.print(f"report: {cfg.output_dir / 'report.html'}")
+
+
+@app.command("explain")
+@fail_cleanly
+def explain(
+    bundle: Path = typer.Argument(..., help="an RL bundle directory"),
+    store: Path = typer.Option(..., "--store", help=STORE_HELP),
+    start: str | None = typer.Option(
+        None, "--start", help="first bar (ISO date; default: after the bundle's training period)"
+    ),
+    end: str | None = typer.Option(None, "--end", help="last bar (ISO date; default: the last)"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    max_bars: int | None = typer.Option(
+        None, "--max-bars", help="average over this many bars, evenly spaced (default: all)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Which (asset, feature) and portfolio tokens drive the policy's actions over a
+    period: [CLS] attention (FT-Transformer policies) and integrated gradients, as a table
+    and asset x feature heat maps."""
+    from cappuccino.workflows.explain import explain_bundle
+    from cappuccino.workflows.explain import table as explain_table
+
+    if max_bars is not None and max_bars < 1:
+        raise ValueError(f"--max-bars: got {max_bars}, expected >= 1")
+    with progress("explaining the policy", not as_json):
+        doc = explain_bundle(bundle, store, out, start=parse_time(start, "--start"),
+                             end=parse_time(end, "--end"), max_bars=max_bars)  # fmt: skip
+    if as_json:
+        emit_json(doc)
+        return
+    console.print(explain_table(doc, top=10).rich())
+    console.print(f"outputs: {', '.join(doc['outputs'].values())}")

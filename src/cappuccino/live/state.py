@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
 
@@ -265,8 +266,9 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
-    """The newest migration's revision id."""
+    """The newest migration's revision id (read once per process)."""
     return str(_revisions().get_current_head())
 
 

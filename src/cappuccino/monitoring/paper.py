@@ -150,35 +150,37 @@ def _status(
         "starting_cash": run.starting_cash,
         "starting_equity": run.starting_equity,
     }
-    eq = _equity(con, run.symbols)
-    doc["bars_recorded"] = int(eq["equity"].size)
+    summ = q("SELECT bars, fills, fees, skipped, max_drawdown FROM summary WHERE id = 1").fetchone()
+    cols = "bar, cash, equity, prices, peak, bh, ew"
+    first = q(f"SELECT {cols} FROM equity ORDER BY bar LIMIT 1").fetchone()
+    last = q(f"SELECT {cols} FROM equity ORDER BY bar DESC LIMIT 1").fetchone()
+    doc["bars_recorded"] = int(summ["bars"])
     doc["last_decision"] = _last_decision(con, run)
-    doc["pnl"] = _pnl(eq, run.starting_equity, run.symbols)
+    doc["pnl"] = _pnl(first, last, summ, run.starting_equity)
     if series:
-        doc["series"] = _series(eq, run.starting_equity)
-    n_fills, fees = q("SELECT COUNT(*), COALESCE(SUM(fee), 0.0) FROM fills").fetchone()
-    doc["fees"], doc["fills"] = float(fees), int(n_fills)
-    by_status = {r[0]: int(r[1]) for r in q("SELECT status, COUNT(*) FROM orders GROUP BY status "
+        doc["series"] = _series(con, run.starting_equity)
+    doc["fees"], doc["fills"] = float(summ["fees"]), int(summ["fills"])
+    by_status = {r[0]: int(r[1]) for r in q("SELECT status, n FROM order_counts WHERE n > 0 "
                                             "ORDER BY status")}  # fmt: skip
     doc["orders"] = {"total": sum(by_status.values()), "by_status": by_status}
     cols = ("i.client_order_id, i.bar, i.symbol, i.side, i.qty, i.created_at, o.status, "
             "o.filled_qty, o.reason")  # fmt: skip
-    join = f"SELECT {cols} FROM intents i JOIN orders o ON o.client_order_id = i.client_order_id"
-    doc["open_orders"] = [_order(r, now) for r in q(f"{join} WHERE NOT o.final ORDER BY i.bar, "
+    # orders first (their partial indexes hold the few open or refused ones), then intents
+    join = (f"SELECT {cols} FROM orders o CROSS JOIN intents i "
+            "ON i.client_order_id = o.client_order_id")  # fmt: skip
+    doc["open_orders"] = [_order(r, now) for r in q(f"{join} WHERE o.final = 0 ORDER BY i.bar, "
                                                     "i.leg, i.symbol")]  # fmt: skip
     doc["rejected"] = [_order(r, now) for r in q(
-        f"{join} WHERE o.status IN ('REJECTED', 'EXPIRED') ORDER BY i.bar DESC, i.leg, i.symbol "
-        f"LIMIT {MAX_LISTED}")][::-1]  # fmt: skip
+        f"{join} WHERE o.status IN ('REJECTED', 'EXPIRED') ORDER BY o.updated_at DESC, "
+        f"i.leg DESC, i.symbol DESC LIMIT {MAX_LISTED}")][::-1]  # fmt: skip
     doc["rejected_count"] = sum(by_status.get(s, 0) for s in ("REJECTED", "EXPIRED"))
     skipped: list[dict[str, Any]] = []
-    n_skipped = 0
     for r in q("SELECT bar, skipped FROM decisions WHERE skipped != '[]' ORDER BY bar DESC"):
-        items = json.loads(r["skipped"])
-        n_skipped += len(items)
-        if len(skipped) < MAX_LISTED:
-            skipped[:0] = [{"bar": _iso(r["bar"]), **k} for k in items]
+        skipped[:0] = [{"bar": _iso(r["bar"]), **k} for k in json.loads(r["skipped"])]
+        if len(skipped) >= MAX_LISTED:
+            break
     doc["skipped"] = skipped[-MAX_LISTED:]
-    doc["skipped_count"] = n_skipped
+    doc["skipped_count"] = int(summ["skipped"])
     recon = run.reconcile or {}
     doc["positions"] = {
         "held": {r[0]: float(r[1]) for r in q("SELECT symbol, qty FROM positions ORDER BY symbol")},
@@ -201,20 +203,6 @@ def _order(r: sqlite3.Row, now: datetime) -> dict[str, Any]:
             "age_s": (now - created).total_seconds() if created else None}  # fmt: skip
 
 
-def _equity(con: sqlite3.Connection, symbols: list[str]) -> dict[str, Any]:
-    """The equity table as arrays: bar (text), cash, equity, and close prices (bars x
-    symbols; NaN where a row has none), read with SQLite's JSON functions."""
-    picks = ", ".join(f"json_extract(prices, '$.\"{s}\"')" for s in symbols)
-    rows = con.execute(f"SELECT bar, cash, equity, {picks} FROM equity ORDER BY bar").fetchall()
-    if not rows:
-        e = np.empty(0)
-        return {"bar": [], "cash": e, "equity": e, "prices": np.empty((0, len(symbols)))}
-    cols = list(zip(*rows, strict=True))
-    prices = np.array(cols[3:], dtype=np.float64).T if symbols else np.empty((len(rows), 0))
-    return {"bar": list(cols[0]), "cash": np.array(cols[1], dtype=np.float64),
-            "equity": np.array(cols[2], dtype=np.float64), "prices": prices}  # fmt: skip
-
-
 def _last_decision(con: sqlite3.Connection, run: _Run) -> dict[str, Any] | None:
     r = con.execute("SELECT bar, decided_at, target_units, equity, note FROM decisions "
                     "ORDER BY bar DESC LIMIT 1").fetchone()  # fmt: skip
@@ -233,41 +221,32 @@ def _last_decision(con: sqlite3.Connection, run: _Run) -> dict[str, Any] | None:
             "convention": "target weights: target units x the bar's close / equity"}  # fmt: skip
 
 
-def _benchmarks(eq: dict[str, Any], start_eq: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Buy-and-hold (equal weights at the first close, then held) and equal weight
-    (rebalanced every bar) equity per bar, rebased to ``start_eq``; None without prices."""
-    p = eq["prices"]
-    if p.size == 0 or not np.isfinite(p).all():
+def _pnl(
+    first: sqlite3.Row | None, last: sqlite3.Row | None, summ: sqlite3.Row,
+    start_eq: float | None,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Equity and P&L, drawdowns, and the benchmarks rebased to the starting equity (the
+    database's running indexes, migration 0003)."""
+    if first is None or last is None or start_eq is None:
         return None
-    bh = start_eq * (p / p[0]).mean(axis=1)
-    rel = np.ones(p.shape[0])
-    rel[1:] = (p[1:] / p[:-1]).mean(axis=1)
-    return bh, start_eq * np.cumprod(rel)
 
+    def bench(index: float | None) -> dict[str, float] | None:
+        return None if index is None else {"equity": start_eq * index,
+                                           "pnl": start_eq * index - start_eq}  # fmt: skip
 
-def _pnl(eq: dict[str, Any], start_eq: float | None, symbols: list[str]) -> dict[str, Any] | None:
-    e = eq["equity"]
-    if e.size == 0 or start_eq is None:
-        return None
-    peak = np.maximum.accumulate(e)
-    dd = e / peak - 1.0
-    bench = _benchmarks(eq, start_eq)
-    bh = ew = None
-    if bench is not None:
-        bh, ew = float(bench[0][-1]), float(bench[1][-1])
     return {
-        "equity": float(e[-1]),
-        "cash": float(eq["cash"][-1]),
-        "pnl": float(e[-1] - start_eq),
-        "return": float(e[-1] / start_eq - 1.0),
-        "drawdown": float(dd[-1]),
-        "max_drawdown": float(dd.min()),
-        "since": _iso(eq["bar"][0]),
-        "at": _iso(eq["bar"][-1]),
+        "equity": float(last["equity"]),
+        "cash": float(last["cash"]),
+        "pnl": float(last["equity"] - start_eq),
+        "return": float(last["equity"] / start_eq - 1.0),
+        "drawdown": float(last["equity"] / last["peak"] - 1.0),
+        "max_drawdown": float(summ["max_drawdown"]),
+        "since": _iso(first["bar"]),
+        "at": _iso(last["bar"]),
         "benchmarks": {
             "cash": {"equity": start_eq, "pnl": 0.0},
-            "buy_and_hold": None if bh is None else {"equity": bh, "pnl": bh - start_eq},
-            "equal_weight": None if ew is None else {"equity": ew, "pnl": ew - start_eq},
+            "buy_and_hold": bench(last["bh"]),
+            "equal_weight": bench(last["ew"]),
         },
         "convention": "quote currency; return is simple; drawdown (now) and max_drawdown are "
         "fractions of the running peak; benchmarks from the first recorded bar's close, "
@@ -283,15 +262,22 @@ def thin(n: int, points: int = PLOT_POINTS) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, points).round().astype(np.int64))
 
 
-def _series(eq: dict[str, Any], start_eq: float | None) -> dict[str, Any]:
-    n = eq["equity"].size
-    k = thin(n)
-    out: dict[str, Any] = {"bar": [_iso(eq["bar"][i]) for i in k],
-                           "equity": eq["equity"][k].tolist()}  # fmt: skip
-    if n and start_eq is not None:
-        bench = _benchmarks(eq, start_eq)
-        if bench is not None:
-            out["buy_and_hold"], out["equal_weight"] = bench[0][k].tolist(), bench[1][k].tolist()
-        peak = np.maximum.accumulate(eq["equity"])
-        out["drawdown"] = (eq["equity"] / peak - 1.0)[k].tolist()
+def _series(con: sqlite3.Connection, start_eq: float | None) -> dict[str, Any]:
+    """The equity curve, the benchmarks' curves and the drawdown at :data:`PLOT_POINTS`
+    rows evenly spaced by row id (rows are appended in bar order)."""
+    lo, hi = con.execute("SELECT MIN(rowid), MAX(rowid) FROM equity").fetchone()
+    out: dict[str, Any] = {"bar": [], "equity": []}
+    if lo is None:
+        return out
+    ids = ", ".join(str(int(lo + k)) for k in thin(int(hi - lo + 1)))
+    rows = con.execute(f"SELECT bar, equity, peak, bh, ew FROM equity WHERE rowid IN ({ids}) "
+                       "ORDER BY bar").fetchall()  # fmt: skip
+    out["bar"] = [_iso(r["bar"]) for r in rows]
+    out["equity"] = [float(r["equity"]) for r in rows]
+    out["drawdown"] = [float(r["equity"] / r["peak"] - 1.0) for r in rows]
+    if start_eq is not None:
+        for key in ("bh", "ew"):
+            if all(r[key] is not None for r in rows):
+                name = "buy_and_hold" if key == "bh" else "equal_weight"
+                out[name] = [start_eq * float(r[key]) for r in rows]
     return out

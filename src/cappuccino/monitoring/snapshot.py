@@ -10,6 +10,7 @@ otherwise. Every source is opened read-only.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class Snapshot:
     paper: list[dict[str, Any]] = field(default_factory=list)
     runs: dict[str, Any] | None = None
     machine: dict[str, Any] | None = None
+    explanations: list[dict[str, Any]] = field(default_factory=list)
     sources: dict[str, Any] = field(default_factory=dict)
     build_ms: float | None = None
 
@@ -66,6 +68,7 @@ class Monitor:
         machine: bool = True,
         rl_stats: bool = True,
         clock: Callable[[], datetime] | None = None,
+        explanations: list[Path] | None = None,
     ) -> None:
         self.studies = [StudyReader(u) for u in storages or []]
         self.states = [Path(p) for p in states or []]
@@ -77,13 +80,17 @@ class Monitor:
             from cappuccino.monitoring.runs import RunsReader
 
             self.runs = RunsReader(mlflow, experiments)
+        self.explanations = [Path(p) for p in explanations or []]
+        for p in self.explanations:
+            if not p.is_file():
+                raise ValueError(f"--explain: {p}: no such file (an explain.json of `rl explain`)")
         self.output_dir = output_dir
         self.grace_s = grace_s
         self.machine = machine
         self.rl_stats = rl_stats
         self.clock = clock or (lambda: datetime.now(UTC))
         for r in self.studies:  # fail now on a storage that is not one (exit 2) or down (3)
-            r.snapshot(datetime.now(UTC), rl_stats=False)
+            r.check()
 
     def close(self) -> None:
         for r in self.studies:
@@ -108,6 +115,11 @@ class Monitor:
                 snap.runs = self.runs.snapshot()
             except Exception as exc:  # noqa: BLE001 (mlflow raises its own and requests' errors: shown red)
                 snap.reasons.append(f"mlflow {self.runs.uri}: unreadable ({_first(exc)})")
+        for p in self.explanations:
+            try:
+                snap.explanations.append(json.loads(p.read_text()) | {"file": str(p)})
+            except (OSError, ValueError) as exc:
+                snap.reasons.append(f"explanation {p}: unreadable ({_first(exc)})")
         if self.machine:
             snap.machine = machine_status(self.output_dir)
         snap.status, extra = overall(snap)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,13 @@ MAX_ARM_VALUES = 2000
 DEFAULT_GRACE_S = 120.0
 """Heartbeat silence after which a running trial is stale, when the study stores no config
 (Optuna's and Cappuccino's default ``grace_period``)."""
+
+
+_DONE = (
+    "FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+    "WHERE t.study_id = :sid AND t.state = 'COMPLETE' AND v.value IS NOT NULL"
+)
+"""The complete trials of a study, with their value (after the selected columns)."""
 
 
 class StorageError(ValueError):
@@ -111,19 +118,31 @@ class StudyReader:
         self.url = url
         self.shown = make_url(storage_url(url)).render_as_string(hide_password=True)
         self.engine = read_only_engine(url)
+        self._arm_cache: dict[int, _ArmCache] = {}
 
     def close(self) -> None:
         self.engine.dispose()
 
+    def check(self) -> None:
+        """Fail now on a storage that is not one (:class:`StorageError`, exit 2) or cannot be
+        reached (exit 3), before any view starts."""
+        self._read(lambda c: c.execute(text("SELECT COUNT(*) FROM studies")).scalar())
+
     def snapshot(self, now: datetime, *, rl_stats: bool = True) -> list[dict[str, Any]]:
         """One document per study (see the module docstring)."""
+
+        def read(c: Connection) -> list[dict[str, Any]]:
+            studies = c.execute(text("SELECT study_id, study_name FROM studies "
+                                     "ORDER BY study_id")).all()  # fmt: skip
+            return [self._study(c, int(sid), str(name), now, rl_stats) for sid, name in studies]
+
+        return self._read(read)  # type: ignore[no-any-return]
+
+    def _read(self, fn: Any) -> Any:
         try:
             with self.engine.connect() as c:
                 self._check_schema(c)
-                studies = c.execute(text("SELECT study_id, study_name FROM studies "
-                                         "ORDER BY study_id")).all()  # fmt: skip
-                return [self._study(c, int(sid), str(name), now, rl_stats)
-                        for sid, name in studies]  # fmt: skip
+                return fn(c)
         except SQLAlchemyError as exc:
             from sqlalchemy.exc import OperationalError
 
@@ -151,27 +170,20 @@ class StudyReader:
     def _study(
         self, c: Connection, sid: int, name: str, now: datetime, rl_stats: bool
     ) -> dict[str, Any]:
-        p = {"sid": sid}
+        p: dict[str, Any] = {"sid": sid}
         attrs = {k: json.loads(v) for k, v in c.execute(text(
             "SELECT key, value_json FROM study_user_attributes WHERE study_id = :sid"), p)}  # fmt: skip
         cfg = attrs.get("config") or {}
         direction = (c.execute(text("SELECT direction FROM study_directions WHERE study_id = :sid "
                                     "AND objective = 0"), p).scalar() or "MAXIMIZE")  # fmt: skip
         maximize = str(direction).upper().endswith("MAXIMIZE")
-        rows = c.execute(text(
-            "SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete, v.value "
-            "FROM trials t LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
-            "WHERE t.study_id = :sid ORDER BY t.number"), p).all()  # fmt: skip
-        trials: list[Any] = list(rows)
-        states = [str(t[2]) for t in trials]
-        counts: dict[str, int] = {}
-        for s in states:
-            counts[s] = counts.get(s, 0) + 1
+        counts = {str(k): int(n) for k, n in c.execute(text(
+            "SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"), p)}  # fmt: skip
         finished = sum(counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
-        complete = [t for t in trials if t[2] == "COMPLETE" and t[5] is not None]
-        sign = -1.0 if maximize else 1.0
-        ranked = sorted(complete, key=lambda t: (sign * float(t[5]), t[1]))
-        top = ranked[:TOP]
+        order = "DESC" if maximize else "ASC"
+        top = [tuple(r) for r in c.execute(text(
+            f"SELECT t.trial_id, t.number, v.value, t.datetime_start, t.datetime_complete {_DONE} "
+            f"ORDER BY v.value {order}, t.number LIMIT {TOP}"), p)]  # fmt: skip
         top_ids = [int(t[0]) for t in top]
         params = self._params(c, top_ids)
         bundles = self._user_attr(c, top_ids, "bundle")
@@ -186,24 +198,24 @@ class StudyReader:
             "metric": metric,
             "direction": "maximize" if maximize else "minimize",
             "counts": dict(sorted(counts.items())),
-            "trials": len(trials),
+            "trials": sum(counts.values()),
             "finished": finished,
             "pruned_share": counts.get("PRUNED", 0) / finished if finished else None,
             "best": None,
             "top_trials": [
-                {"trial": int(t[1]), "value": float(t[5]), "params": params.get(int(t[0]), {}),
+                {"trial": int(t[1]), "value": float(t[2]), "params": params.get(int(t[0]), {}),
                  "bundle": bundles.get(int(t[0])), "seconds": _seconds(t[3], t[4])}
                 for t in top
             ],
         }  # fmt: skip
         if top:
             doc["best"] = doc["top_trials"][0]
-        doc["rate"] = _rate(trials, now)
-        doc["failures"] = self._failures(c, trials, attrs)
+        doc["rate"] = self._rate(c, p, now)
+        doc["failures"] = self._failures(c, p, counts.get("FAIL", 0), attrs)
         grace = float((cfg.get("storage") or {}).get("grace_period", DEFAULT_GRACE_S))
-        doc["running"] = self._running(c, trials, now, grace)
-        doc["arms"] = self._arms(c, sid, trials, maximize)
-        doc["history"] = _history(complete, maximize)
+        doc["running"] = self._running(c, p, now, grace)
+        doc["arms"] = self._arms(c, p, maximize)
+        doc["history"] = self._history(c, p, maximize)
         stale = [r for r in doc["running"] if r["stale"]]
         doc["health"] = {
             "status": "amber" if stale else "ok",
@@ -212,10 +224,46 @@ class StudyReader:
         }  # fmt: skip
         doc["rl"] = None
         if kind == "rl" and rl_stats:
+            complete = [tuple(r) for r in c.execute(text(f"SELECT t.trial_id, t.number {_DONE} "
+                                                         "ORDER BY t.number"), p)]  # fmt: skip
             doc["rl"] = self._rl(c, name, cfg, complete, counts)
         doc["units"] = (f"values: {metric}; trials_per_hour: finished trials per hour; "
                         "pruned_share: PRUNED / (COMPLETE + PRUNED + FAIL); ages in seconds")  # fmt: skip
         return doc
+
+    def _bind_time(self, t: datetime) -> Any:
+        """A naive time as the dialect compares it with Optuna's ``DateTime`` columns."""
+        if self.engine.dialect.name == "sqlite":  # stored as text: compare as text
+            return t.isoformat(sep=" ", timespec="microseconds")
+        return t
+
+    def _rate(self, c: Connection, p: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Finished trials per hour: over the last hour, and over the study's life (the
+        workers write local time)."""
+        local_now = now.astimezone().replace(tzinfo=None)
+        q = {**p, "since": self._bind_time(local_now - timedelta(hours=1)),
+             "until": self._bind_time(local_now)}  # fmt: skip
+        last_hour, n, first, last = c.execute(text(
+            "SELECT COALESCE(SUM(CASE WHEN datetime_complete > :since AND datetime_complete <= "
+            ":until THEN 1 ELSE 0 END), 0), COUNT(datetime_complete), MIN(datetime_start), "
+            "MAX(datetime_complete) FROM trials WHERE study_id = :sid AND state IN "
+            "('COMPLETE', 'PRUNED', 'FAIL')"), q).one()  # fmt: skip
+        overall = None
+        a, b = _naive(first), _naive(last)
+        if n and a is not None and b is not None and b > a:
+            overall = int(n) / ((b - a).total_seconds() / 3600)
+        return {"last_hour": int(last_hour), "overall_per_hour": overall}
+
+    def _history(self, c: Connection, p: dict[str, Any], maximize: bool) -> dict[str, list[Any]]:
+        """Complete trials' values and the best so far, by trial number (thinned for plots)."""
+        rows = c.execute(text(f"SELECT t.number, v.value {_DONE} ORDER BY t.number"), p).all()
+        if not rows:
+            return {"trial": [], "value": [], "best": []}
+        nums = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vals = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+        best = np.maximum.accumulate(vals) if maximize else np.minimum.accumulate(vals)
+        k = thin(vals.size)
+        return {"trial": nums[k].tolist(), "value": vals[k].tolist(), "best": best[k].tolist()}
 
     def _params(self, c: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:
@@ -235,86 +283,109 @@ class StudyReader:
                               f"key = :k AND trial_id IN ({_ids(ids)})"), {"k": key}).all()  # fmt: skip
         return {int(t): json.loads(v) for t, v in rows}
 
-    def _failures(self, c: Connection, trials: list[Any], attrs: dict[str, Any]) -> dict[str, Any]:
-        failed = [t for t in trials if t[2] == "FAIL"]
-        shown = failed[-MAX_FAILURES:]
+    def _failures(
+        self, c: Connection, p: dict[str, Any], count: int, attrs: dict[str, Any]
+    ) -> dict[str, Any]:
+        shown = [tuple(r) for r in c.execute(text(
+            "SELECT trial_id, number FROM trials WHERE study_id = :sid AND state = 'FAIL' "
+            f"ORDER BY number DESC LIMIT {MAX_FAILURES}"), p)][::-1]  # fmt: skip
         ids = [int(t[0]) for t in shown]
         errors = self._user_attr(c, ids, "error")
         skipped = self._user_attr(c, ids, "skipped")
         lost = set(attrs.get("heartbeat_lost", []))
         items = []
-        for t in shown:
-            tid = int(t[0])
-            reason = errors.get(tid) or skipped.get(tid)
-            if reason is None and int(t[1]) in lost:
+        for tid, number in shown:
+            reason = errors.get(int(tid)) or skipped.get(int(tid))
+            if reason is None and int(number) in lost:
                 reason = "worker heartbeat lost (the worker was killed or hung); re-queued"
-            items.append({"trial": int(t[1]), "reason": reason or "no reason recorded"})
-        return {"count": len(failed), "newest": items}
+            items.append({"trial": int(number), "reason": reason or "no reason recorded"})
+        return {"count": count, "newest": items}
 
     def _running(
-        self, c: Connection, trials: list[Any], now: datetime, grace: float
+        self, c: Connection, p: dict[str, Any], now: datetime, grace: float
     ) -> list[dict[str, Any]]:
-        running = [t for t in trials if t[2] == "RUNNING"]
-        if not running:
-            return []
-        ids = [int(t[0]) for t in running]
-        q = f"SELECT trial_id, heartbeat FROM trial_heartbeats WHERE trial_id IN ({_ids(ids)})"
-        beats = {int(t): _naive(h) for t, h in c.execute(text(q))}
+        running = [tuple(r) for r in c.execute(text(
+            "SELECT t.number, t.datetime_start, h.heartbeat FROM trials t LEFT JOIN "
+            "trial_heartbeats h ON h.trial_id = t.trial_id WHERE t.study_id = :sid AND "
+            "t.state = 'RUNNING' ORDER BY t.number"), p)]  # fmt: skip
         now_utc = now.astimezone(UTC).replace(tzinfo=None)
         out = []
-        for t in running:
-            hb = beats.get(int(t[0]))
+        for number, started, beat in running:
+            hb = _naive(beat)
             age = (now_utc - hb).total_seconds() if hb is not None else None
             out.append({
-                "trial": int(t[1]), "started": _iso(t[3]),
+                "trial": int(number), "started": _iso(started),
                 "heartbeat_age_s": age, "stale": age is not None and age > grace,
             })  # fmt: skip
         return out
 
-    def _arms(
-        self, c: Connection, sid: int, trials: list[Any], maximize: bool
-    ) -> dict[str, dict[str, Any]]:
+    def _arms(self, c: Connection, p: dict[str, Any], maximize: bool) -> dict[str, dict[str, Any]]:
         """Per categorical parameter, per choice: trials, complete trials, and the value
         distribution of the complete ones (mean, quartiles, best; values for plots)."""
+        # A finished trial never changes: its categorical params, state and value are kept
+        # (per study) and only newer or still unfinished trials are read again. Optuna writes
+        # a distribution as {"name": ..., "attributes": ...}: a prefix test stops at the name
+        # (a LIKE '%...%' reads every JSON text to its end).
+        cache = self._arm_cache.setdefault(int(p["sid"]), _ArmCache())
+        again = ", ".join(str(i) for i in sorted(cache.unfinished)) or "-1"
         rows = c.execute(text(
-            "SELECT p.trial_id, p.param_name, p.param_value, p.distribution_json FROM trial_params p "
-            "JOIN trials t ON t.trial_id = p.trial_id WHERE t.study_id = :sid AND "
-            "p.distribution_json LIKE '%CategoricalDistribution%'"), {"sid": sid}).all()  # fmt: skip
-        value = {int(t[0]): (str(t[2]), t[5]) for t in trials}
-        decoded: dict[str, list[Any] | None] = {}
-        groups: dict[str, dict[str, list[Any]]] = {}
-        order: dict[str, list[str]] = {}
-        for tid, pname, pv, dist in rows:
-            if dist not in decoded:
-                decoded[dist] = _decode(dist)
-            choices = decoded[dist]
-            if choices is None:
-                continue
-            for ch in choices:  # the distribution's order, not the order first seen
-                if str(ch) not in order.setdefault(pname, []):
-                    order[pname].append(str(ch))
-            label = str(choices[int(pv)])
-            groups.setdefault(pname, {}).setdefault(label, []).append(value.get(int(tid)))
+            "SELECT p.trial_id, p.param_name, p.param_value, t.state, v.value, "
+            "p.distribution_json FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
+            "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 WHERE "
+            f"t.study_id = :sid AND (p.trial_id > :last OR p.trial_id IN ({again})) AND "
+            "p.distribution_json LIKE :prefix"),
+            {**p, "last": cache.last_id, "prefix": '{"name": "CategoricalDistribution"%'}).all()  # fmt: skip
+        for tid in cache.unfinished:
+            cache.rows.pop(tid, None)
+        cache.unfinished = set()
+        for tid, pname, pv, state, v, dist in rows:
+            ch = cache.decoded.get(dist)
+            if ch is None:
+                ch = cache.decoded[dist] = _decode(dist)
+                if ch is None:
+                    continue
+                order = cache.choices.setdefault(pname, [])
+                order += [str(x) for x in ch if str(x) not in order]  # the distribution's order
+            value = float(v) if state == "COMPLETE" and v is not None else None
+            cache.rows.setdefault(int(tid), []).append((pname, str(ch[int(pv)]), value))
+            if state not in ("COMPLETE", "PRUNED", "FAIL"):
+                cache.unfinished.add(int(tid))
+        newest = c.execute(
+            text("SELECT MAX(trial_id) FROM trials WHERE study_id = :sid"), p
+        ).scalar()
+        unfinished_now = {int(r[0]) for r in c.execute(text(
+            "SELECT trial_id FROM trials WHERE study_id = :sid AND state NOT IN "
+            "('COMPLETE', 'PRUNED', 'FAIL')"), p)}  # fmt: skip
+        cache.unfinished |= unfinished_now
+        cache.last_id = max(cache.last_id, int(newest or 0))
+        choices = cache.choices
+        n_tried: dict[str, dict[str, int]] = {}
+        vals: dict[str, dict[str, list[float]]] = {}
+        for items in cache.rows.values():
+            for pname, label, value in items:
+                arm = n_tried.setdefault(pname, {})
+                arm[label] = arm.get(label, 0) + 1
+                if value is not None:
+                    vals.setdefault(pname, {}).setdefault(label, []).append(value)
         out: dict[str, dict[str, Any]] = {}
-        for pname, arms in sorted(groups.items()):
+        for pname in sorted(n_tried):
+            arms = n_tried[pname]
             if len(arms) < 2:
                 continue  # one choice tried: nothing to compare
             out[pname] = {}
-            for label in order[pname]:
+            for label in choices[pname]:
                 if label not in arms:
                     continue
-                items = arms[label]
-                vals = np.array([float(v) for s, v in items if s == "COMPLETE" and v is not None])
+                a = np.array(vals.get(pname, {}).get(label, []), dtype=np.float64)
                 out[pname][label] = {
-                    "trials": len(items),
-                    "complete": int(vals.size),
-                    "mean": float(vals.mean()) if vals.size else None,
-                    "median": float(np.median(vals)) if vals.size else None,
-                    "q25": float(np.quantile(vals, 0.25)) if vals.size else None,
-                    "q75": float(np.quantile(vals, 0.75)) if vals.size else None,
-                    "best": (float(vals.max() if maximize else vals.min())
-                             if vals.size else None),
-                    "values": vals[:MAX_ARM_VALUES].tolist(),
+                    "trials": arms[label],
+                    "complete": int(a.size),
+                    "mean": float(a.mean()) if a.size else None,
+                    "median": float(np.median(a)) if a.size else None,
+                    "q25": float(np.quantile(a, 0.25)) if a.size else None,
+                    "q75": float(np.quantile(a, 0.75)) if a.size else None,
+                    "best": (float(a.max() if maximize else a.min()) if a.size else None),
+                    "values": a[:MAX_ARM_VALUES].tolist(),
                 }  # fmt: skip
         return out
 
@@ -350,6 +421,18 @@ class StudyReader:
 
 
 @dataclass
+class _ArmCache:
+    """The categorical params (name, choice, value if complete) of a study's trials read so
+    far, by trial id; which of them were unfinished; the newest trial id read."""
+
+    rows: dict[int, list[tuple[str, str, float | None]]] = field(default_factory=dict)
+    unfinished: set[int] = field(default_factory=set)
+    last_id: int = 0
+    decoded: dict[str, list[Any] | None] = field(default_factory=dict)
+    choices: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
 class _Trial:
     """What :func:`rl_statistics` reads of a trial."""
 
@@ -376,28 +459,3 @@ def _iso(value: Any) -> str | None:
 def _seconds(start: Any, end: Any) -> float | None:
     a, b = _naive(start), _naive(end)
     return None if a is None or b is None else (b - a).total_seconds()
-
-
-def _rate(trials: list[Any], now: datetime) -> dict[str, Any]:
-    """Finished trials per hour: over the last hour, and over the study's life."""
-    ends = [_naive(t[4]) for t in trials if t[2] in ("COMPLETE", "PRUNED", "FAIL")]
-    ends_ = [e for e in ends if e is not None]
-    starts = [s for s in (_naive(t[3]) for t in trials) if s is not None]
-    local_now = now.astimezone().replace(tzinfo=None)  # the workers write local time
-    last_hour = sum(1 for e in ends_ if local_now - timedelta(hours=1) < e <= local_now)
-    overall = None
-    if ends_ and starts:
-        hours = (max(ends_) - min(starts)).total_seconds() / 3600
-        overall = len(ends_) / hours if hours > 0 else None
-    return {"last_hour": last_hour, "overall_per_hour": overall}
-
-
-def _history(complete: list[Any], maximize: bool) -> dict[str, list[Any]]:
-    """Complete trials' values and the best so far, by trial number (thinned for plots)."""
-    nums = np.array([int(t[1]) for t in complete], dtype=np.int64)
-    vals = np.array([float(t[5]) for t in complete], dtype=np.float64)
-    if not vals.size:
-        return {"trial": [], "value": [], "best": []}
-    best = np.maximum.accumulate(vals) if maximize else np.minimum.accumulate(vals)
-    k = thin(vals.size)
-    return {"trial": nums[k].tolist(), "value": vals[k].tolist(), "best": best[k].tolist()}

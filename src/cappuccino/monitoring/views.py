@@ -195,6 +195,18 @@ def study_tables(s: dict[str, Any]) -> list[Table]:
     return out
 
 
+def explanation_table(e: dict[str, Any], top: int = 10) -> Table:
+    rows = [[str(t["rank"]), t["token"], _pct(t["gradient_share"]),
+             "n/a" if t["attention"] is None else f"{t['attention']:.4f}"]
+            for t in e["tokens"][:top]]  # fmt: skip
+    p = e["period"]
+    return Table(title=f"Which tokens drive the policy, {p['start'][:10]} .. {p['end'][:10]} "
+                       f"({e['bars']} bars): top {top} by integrated gradients",
+                 header=("rank", "token", "share of |IG|", "[CLS] attention"),
+                 rows=tuple(tuple(r) for r in rows), numeric=(True, False, True, True),
+                 notes=(e["units"],))  # fmt: skip
+
+
 def runs_table(runs: dict[str, Any]) -> Table:
     rows = []
     for r in runs["runs"]:
@@ -231,6 +243,8 @@ def all_tables(snap: dict[str, Any]) -> list[tuple[str, list[Table]]]:
         out.append((f"Paper: {p['state']}", paper_tables(p)))
     for s in snap["studies"]:
         out.append((f"Study: {s['study_name']}", study_tables(s)))
+    for e in snap.get("explanations", []):
+        out.append((f"Explanation: {e['bundle']}", [explanation_table(e)]))
     if snap["runs"]:
         out.append(("MLflow runs", [runs_table(snap["runs"])]))
     if snap["machine"]:
@@ -274,6 +288,16 @@ def figures(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 for label, v in s["arms"][a].items() if v["complete"]
             ], "layout": {"title": {"text": f"{ARM_LABELS.get(a, a)}: {s['metric']}"},
                           "height": 300, "margin": {"t": 40, "b": 40}, "showlegend": False}}  # fmt: skip
+    for i, e in enumerate(snap.get("explanations", [])):
+        maps = [("share of |integrated gradients|", e["gradient_map"])]
+        if e.get("attention_map"):
+            maps.append(("[CLS] attention", e["attention_map"]))
+        for k, (title, m) in enumerate(maps):
+            out[f"explain-{i}-{k}"] = {"data": [{"type": "heatmap", "z": m, "x": e["features"],
+                                                 "y": e["symbols"], "colorscale": "Viridis"}],
+                                       "layout": {"title": {"text": f"{title} (asset x feature)"},
+                                                  "height": 160 + 40 * len(e["symbols"]),
+                                                  "margin": {"t": 40, "b": 90}}}  # fmt: skip
     return out
 
 
@@ -308,6 +332,9 @@ def _figure_prefix(snap: dict[str, Any], heading: str) -> str | None:
     for i, s in enumerate(snap["studies"]):
         if heading == f"Study: {s['study_name']}":
             return f"study-{i}-"
+    for i, e in enumerate(snap.get("explanations", [])):
+        if heading == f"Explanation: {e['bundle']}":
+            return f"explain-{i}-"
     return None
 
 

@@ -172,3 +172,24 @@ def classifier_figures(
             "test labels hold one class (%d of %d positive): no ROC/PR figure", t.sum(), t.size
         )
     return {name: save_png(fig, out_dir / f"{name}.png") for name, fig in figs.items()}
+
+
+def heatmap_figure(
+    values: Sequence[Sequence[float]], rows: Sequence[str], columns: Sequence[str], title: str
+) -> Figure:
+    """A rows x columns heat map with each cell's value written in it (e.g. assets x
+    features)."""
+    m = np.asarray(values, dtype=np.float64)
+    fig, ax = _figure(1, max(4.0, 0.9 * len(columns) + 2.0), max(2.5, 0.45 * len(rows) + 1.5))
+    im = ax.imshow(m, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(columns)), list(columns), rotation=45, ha="right", fontsize="small")
+    ax.set_yticks(range(len(rows)), list(rows), fontsize="small")
+    top = m.max() if m.size else 0.0
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            colour = "black" if m[i, j] > top * 0.6 else "white"
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color=colour,
+                    fontsize="x-small")  # fmt: skip
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title, fontsize="medium")
+    return fig

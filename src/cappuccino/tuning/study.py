@@ -131,13 +131,18 @@ def make_storage(s: StorageSettings) -> optuna.storages.RDBStorage:
     if s.url.startswith("sqlite"):
         Path(s.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": 60}  # wait on the file lock, don't fail
-    return optuna.storages.RDBStorage(
+    storage = optuna.storages.RDBStorage(
         storage_url(s.url),
         engine_kwargs=engine_kwargs,
         heartbeat_interval=s.heartbeat_interval,
         grace_period=s.grace_period,
         heartbeat_stale_trial_callback=_heartbeat_callback(s.max_retry),
     )
+    if s.url.startswith("sqlite"):
+        # WAL (kept in the file): readers (monitor, dashboard) never block a worker's commit
+        with storage.engine.connect() as c:
+            c.exec_driver_sql("PRAGMA journal_mode=WAL")
+    return storage
 
 
 def make_pruner(p: PrunerSettings) -> optuna.pruners.BasePruner:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +211,34 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     report = analyse(cfg, runs)
     report["pretraining"] = pre
     report["encoder"] = enc
+    report["explanation"] = _explain_best_ft(cfg, report, runs)
     write_compare(cfg.output_dir, report)
     return report
+
+
+EXPLAIN_BARS, EXPLAIN_STEPS = 512, 16
+
+
+def _explain_best_ft(
+    cfg: CompareConfig, report: dict[str, Any], runs: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Which tokens drive the best FT arm (by mean Sharpe), seed ``seeds[0]``, over the
+    comparison period (:mod:`cappuccino.workflows.explain`; 512 bars evenly spaced, 16
+    integrated-gradients steps); None without an FT arm."""
+    from cappuccino.workflows.explain import explain_bundle
+
+    ft = [a for a in cfg.arms if a.startswith("ft")]
+    if not ft:
+        return None
+    best = max(ft, key=lambda a: report["arms"][a]["sharpe"]["mean"])
+    run = next(r for r in runs if r["arm"] == best and r["seed"] == cfg.seeds[0])
+    p = report["period"]
+    doc = explain_bundle(Path(run["bundle"]), cfg.rl.data.store, cfg.output_dir / "explain",
+                         start=datetime.fromisoformat(p["start"]),
+                         end=datetime.fromisoformat(p["end"]), max_bars=EXPLAIN_BARS,
+                         steps=EXPLAIN_STEPS)  # fmt: skip
+    return {"arm": best, "seed": cfg.seeds[0], "bars": doc["bars"], "tokens": doc["tokens"][:10],
+            "outputs": doc["outputs"], "units": doc["units"]}  # fmt: skip
 
 
 def _per_seed(runs: list[dict[str, Any]], arm: str, key: str, seeds: list[int]) -> list[Any]:
@@ -334,12 +361,25 @@ def _tables(report: dict[str, Any]) -> list[Table]:
     tests = [[t["arm"], t["baseline"], f"{t['diff']:+.3f}", f"{t['p']:.3g}",
               f"{t['p_adjusted']:.3g}", f"{t['welch_p']:.3g}", f"{t['bootstrap_p']:.3g}",
               f"{t['bootstrap_p_adjusted']:.3g}"] for t in report["comparisons"]]  # fmt: skip
-    return [
+    out = [
         Table.from_cells(head, arms),
         Table.from_cells(["benchmark", "Sharpe", "total return"], bench),
         Table.from_cells(["arm", "vs", "Sharpe diff", "paired t p", "Holm", "Welch p",
                           "bar bootstrap p", "Holm"], tests),
     ]  # fmt: skip
+    e = report.get("explanation")
+    if e:
+        out.append(Table(
+            title=f"Which tokens drive {e['arm']} (seed {e['seed']}, {e['bars']} bars): the "
+                  "top 10 by integrated gradients",
+            header=("rank", "token", "share of |IG|", "[CLS] attention"),
+            rows=tuple((str(t["rank"]), t["token"], f"{t['gradient_share']:.1%}",
+                        "n/a" if t["attention"] is None else f"{t['attention']:.4f}")
+                       for t in e["tokens"]),
+            numeric=(True, False, True, True),
+            notes=(f"Heat maps: {e['outputs']['html']}. {e['units']}.",),
+        ))  # fmt: skip
+    return out
 
 
 def _title(report: dict[str, Any]) -> list[str]:

@@ -173,7 +173,9 @@ def _run_monitoring(cfg: DemoConfig) -> dict[str, Any]:
     states = [state] if state.is_file() else []
     uri = _tracking_uri(cfg)
     mlflow = uri if not uri.startswith("sqlite:///") or Path(uri[10:]).is_file() else None
-    m = Monitor(storages, states, mlflow, output_dir=out)
+    explained = out / "compare" / "explain" / "explain.json"
+    explanations = [explained] if explained.is_file() else []
+    m = Monitor(storages, states, mlflow, output_dir=out, explanations=explanations)
     try:
         snap = m.snapshot()
     finally:
@@ -184,7 +186,8 @@ def _run_monitoring(cfg: DemoConfig) -> dict[str, Any]:
     r = status_report.build(snap.to_dict(), ab)
     report_md = status_report.write(r, out / "status.md")
     args = [*(f"--storage {u}" for u in storages), *(f"--state {p}" for p in states),
-            *([f"--mlflow {mlflow}"] if mlflow else [])]  # fmt: skip
+            *([f"--mlflow {mlflow}"] if mlflow else []),
+            *(f"--explain {p}" for p in explanations)]  # fmt: skip
     return {"status": snap.status, "reasons": snap.reasons, "dashboard": str(page),
             "status_report": str(report_md), "next_actions": r["next_actions"],
             "snapshot_ms": snap.build_ms,
