@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,7 +118,6 @@ class StudyReader:
         self.url = url
         self.shown = make_url(storage_url(url)).render_as_string(hide_password=True)
         self.engine = read_only_engine(url)
-        self._arm_cache: dict[int, _ArmCache] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -322,51 +321,40 @@ class StudyReader:
     def _arms(self, c: Connection, p: dict[str, Any], maximize: bool) -> dict[str, dict[str, Any]]:
         """Per categorical parameter, per choice: trials, complete trials, and the value
         distribution of the complete ones (mean, quartiles, best; values for plots)."""
-        # A finished trial never changes: its categorical params, state and value are kept
-        # (per study) and only newer or still unfinished trials are read again. Optuna writes
-        # a distribution as {"name": ..., "attributes": ...}: a prefix test stops at the name
+        # Aggregated in SQL: per (parameter, choice) the trials and the complete ones, then
+        # the complete values in the same order, split by those counts. Optuna writes a
+        # distribution as {"name": ..., "attributes": ...}: a prefix test stops at the name
         # (a LIKE '%...%' reads every JSON text to its end).
-        cache = self._arm_cache.setdefault(int(p["sid"]), _ArmCache())
-        again = ", ".join(str(i) for i in sorted(cache.unfinished)) or "-1"
-        rows = c.execute(text(
-            "SELECT p.trial_id, p.param_name, p.param_value, t.state, v.value, "
-            "p.distribution_json FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id "
-            "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 WHERE "
-            f"t.study_id = :sid AND (p.trial_id > :last OR p.trial_id IN ({again})) AND "
-            "p.distribution_json LIKE :prefix"),
-            {**p, "last": cache.last_id, "prefix": '{"name": "CategoricalDistribution"%'}).all()  # fmt: skip
-        for tid in cache.unfinished:
-            cache.rows.pop(tid, None)
-        cache.unfinished = set()
-        for tid, pname, pv, state, v, dist in rows:
-            ch = cache.decoded.get(dist)
-            if ch is None:
-                ch = cache.decoded[dist] = _decode(dist)
-                if ch is None:
-                    continue
-                order = cache.choices.setdefault(pname, [])
-                order += [str(x) for x in ch if str(x) not in order]  # the distribution's order
-            value = float(v) if state == "COMPLETE" and v is not None else None
-            cache.rows.setdefault(int(tid), []).append((pname, str(ch[int(pv)]), value))
-            if state not in ("COMPLETE", "PRUNED", "FAIL"):
-                cache.unfinished.add(int(tid))
-        newest = c.execute(
-            text("SELECT MAX(trial_id) FROM trials WHERE study_id = :sid"), p
-        ).scalar()
-        unfinished_now = {int(r[0]) for r in c.execute(text(
-            "SELECT trial_id FROM trials WHERE study_id = :sid AND state NOT IN "
-            "('COMPLETE', 'PRUNED', 'FAIL')"), p)}  # fmt: skip
-        cache.unfinished |= unfinished_now
-        cache.last_id = max(cache.last_id, int(newest or 0))
-        choices = cache.choices
+        frm = ("FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id LEFT JOIN "
+               "trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 WHERE "
+               "t.study_id = :sid AND p.distribution_json LIKE :prefix")  # fmt: skip
+        done = "t.state = 'COMPLETE' AND v.value IS NOT NULL"
+        q = {**p, "prefix": '{"name": "CategoricalDistribution"%'}
+        groups = c.execute(text(
+            f"SELECT p.param_name, p.param_value, MIN(p.distribution_json), COUNT(*), "
+            f"SUM(CASE WHEN {done} THEN 1 ELSE 0 END) {frm} GROUP BY p.param_name, "
+            "p.param_value ORDER BY p.param_name, p.param_value"), q).all()  # fmt: skip
+        rows = c.execute(text(f"SELECT v.value {frm} AND {done} ORDER BY p.param_name, "
+                              "p.param_value"), q).all()  # fmt: skip
+        flat = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
+        choices: dict[str, list[str]] = {}
         n_tried: dict[str, dict[str, int]] = {}
         vals: dict[str, dict[str, list[float]]] = {}
-        for items in cache.rows.values():
-            for pname, label, value in items:
-                arm = n_tried.setdefault(pname, {})
-                arm[label] = arm.get(label, 0) + 1
-                if value is not None:
-                    vals.setdefault(pname, {}).setdefault(label, []).append(value)
+        decoded: dict[str, list[Any] | None] = {}
+        at = 0
+        for pname, pv, dist, n, n_done in groups:
+            part, at = flat[at : at + int(n_done)], at + int(n_done)
+            if dist not in decoded:
+                decoded[dist] = _decode(dist)
+            ch = decoded[dist]
+            if ch is None:
+                continue
+            order = choices.setdefault(pname, [])
+            order += [str(x) for x in ch if str(x) not in order]  # the distribution's order
+            label = str(ch[int(pv)])
+            arm = n_tried.setdefault(pname, {})
+            arm[label] = arm.get(label, 0) + int(n)
+            vals.setdefault(pname, {}).setdefault(label, []).extend(part.tolist())
         out: dict[str, dict[str, Any]] = {}
         for pname in sorted(n_tried):
             arms = n_tried[pname]
@@ -418,18 +406,6 @@ class StudyReader:
             rl = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
         _RL_CACHE[key] = _Cache(len(complete), rl)
         return rl
-
-
-@dataclass
-class _ArmCache:
-    """The categorical params (name, choice, value if complete) of a study's trials read so
-    far, by trial id; which of them were unfinished; the newest trial id read."""
-
-    rows: dict[int, list[tuple[str, str, float | None]]] = field(default_factory=dict)
-    unfinished: set[int] = field(default_factory=set)
-    last_id: int = 0
-    decoded: dict[str, list[Any] | None] = field(default_factory=dict)
-    choices: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
