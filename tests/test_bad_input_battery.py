@@ -145,7 +145,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("paper-orders-a-directory", ["paper", "orders", "--state", "{dir}/adir.csv"], 2,
      "adir.csv: is a directory, expected a session's state file"),
     ("rl-explain-not-a-bundle", ["rl", "explain", "{dir}", "--store", "{store}", "--out",
-                                 "{dir}/x"], 2, "not a bundle directory"),
+                                 "{dir}/x"], 2, "not a bundle (no bundle.json)"),
     # monitoring
     ("dashboard-no-source", ["dashboard"], 2, "--storage, --state or --mlflow: got none"),
     ("dashboard-exposed-without-token", ["dashboard", "--state", "{dir}/p.db", "--host",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cappuccino.live.state import SessionState
+from cappuccino.live.state import SessionState, StateError
 
 from .fake_alpaca import FakeAlpaca
 
@@ -120,7 +120,10 @@ def test_sigterm_stops_cleanly_and_the_session_resumes(store: Path, tmp_path: Pa
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        run = SessionState.reader(state).run() if state.is_file() else None
+        try:
+            run = SessionState.reader(state).run() if state.is_file() else None
+        except StateError:  # the runner is creating the schema this very moment
+            run = None
         if run is not None and run.last_bar is not None:
             break
         time.sleep(0.1)

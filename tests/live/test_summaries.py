@@ -55,7 +55,9 @@ def _check(path: Path) -> None:
         "SELECT bars, fills, fees, skipped, max_drawdown FROM summary").fetchone()  # fmt: skip
     n, fee_sum = con.execute("SELECT COUNT(*), COALESCE(SUM(fee), 0) FROM fills").fetchone()
     assert (fills, fees) == (n, pytest.approx(fee_sum, rel=1e-12, abs=1e-12))
-    assert skipped == sum(len(json.loads(r[0])) for r in con.execute("SELECT skipped FROM decisions"))
+    assert skipped == sum(
+        len(json.loads(r[0])) for r in con.execute("SELECT skipped FROM decisions")
+    )
     rows = con.execute("SELECT equity, prices, peak, bh, ew FROM equity ORDER BY bar").fetchall()
     assert bars == len(rows)
     e = np.array([r[0] for r in rows])
@@ -107,7 +109,9 @@ def test_an_0002_file_is_backfilled_and_kept_right_afterwards(tmp_path: Path) ->
         con.execute("INSERT INTO decisions (bar, decided_at, target_units, equity, note, skipped) "
                     "VALUES (?, ?, '{}', ?, '', ?)", (bar, bar, eq, json.dumps([{"r": 1}] * (k % 3))))  # fmt: skip
         cid = f"c{k}"
-        con.execute("INSERT INTO intents VALUES (?, ?, 'AAA/USDT', 0, 'buy', 1.0, ?)", (cid, bar, bar))
+        con.execute(
+            "INSERT INTO intents VALUES (?, ?, 'AAA/USDT', 0, 'buy', 1.0, ?)", (cid, bar, bar)
+        )
         con.execute("INSERT INTO orders (client_order_id, status, filled_qty, final, updated_at, "
                     "reason) VALUES (?, ?, 0, 1, ?, '')", (cid, rng.choice(STATUSES), bar))  # fmt: skip
         con.execute("INSERT INTO fills VALUES (?, ?, 'AAA/USDT', 'buy', 1.0, 1.0, ?, ?)",

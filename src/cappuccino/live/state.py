@@ -530,15 +530,15 @@ class SessionState:
             return 0
         with self.session() as s:
             db = _dbapi(s)
-            before = db.total_changes
             try:
-                db.executemany(_INSERT_FILL, rows)
+                # rowcount: the rows this statement inserted (not the summary trigger's update)
+                cur = db.executemany(_INSERT_FILL, rows)
             except sqlite3.IntegrityError:
                 known = set(s.scalars(select(IntentRow.client_order_id)))
                 bad = next(f for f in fills if f.client_order_id not in known)
                 raise StateError(f"{self.path}: fill {bad.trade_id!r} for unknown order "
                                  f"{bad.client_order_id!r}") from None  # fmt: skip
-            return int(db.total_changes - before)
+            return int(cur.rowcount)
 
     def fill_totals(self) -> tuple[dict[str, float], float, datetime | None]:
         """Net units per symbol (buys minus sells) and the cash the fills moved (sells' proceeds
