@@ -106,8 +106,9 @@ def test_an_0002_file_is_backfilled_and_kept_right_afterwards(tmp_path: Path) ->
         bar = str((T0 + timedelta(hours=k)).replace(tzinfo=None))
         con.execute("INSERT INTO equity (bar, cash, equity, prices) VALUES (?, ?, ?, ?)",
                     (bar, 0.0, eq, json.dumps(px)))  # fmt: skip
+        skipped = json.dumps([{"r": 1}] * (k % 3))
         con.execute("INSERT INTO decisions (bar, decided_at, target_units, equity, note, skipped) "
-                    "VALUES (?, ?, '{}', ?, '', ?)", (bar, bar, eq, json.dumps([{"r": 1}] * (k % 3))))  # fmt: skip
+                    "VALUES (?, ?, '{}', ?, '', ?)", (bar, bar, eq, skipped))  # fmt: skip
         cid = f"c{k}"
         con.execute(
             "INSERT INTO intents VALUES (?, ?, 'AAA/USDT', 0, 'buy', 1.0, ?)", (cid, bar, bar)
