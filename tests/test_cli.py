@@ -245,10 +245,10 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     assert "Explanation: " in page and "--explain " in mon["live_dashboard"]
     assert "Which tokens drive ft_frozen" in Path(doc["compare"]["report"]).read_text()
     bundle = next((out / "compare" / "runs" / "ft_frozen").glob("seed*/bundle"))
-    res = runner.invoke(app, ["rl", "explain", str(bundle), "--store", str(out / "store"),
-                              "--max-bars", "32", "--out", str(tmp_path / "x"), "--json"])  # fmt: skip
-    assert res.exit_code == 0, res.stderr
-    x = json.loads(res.stdout)
+    ex = runner.invoke(app, ["rl", "explain", str(bundle), "--store", str(out / "store"),
+                             "--max-bars", "32", "--out", str(tmp_path / "x"), "--json"])  # fmt: skip
+    assert ex.exit_code == 0, ex.stderr
+    x = json.loads(ex.stdout)
     assert x["bars"] == 32 and len(x["tokens"]) == 2 * 14 + 1 + 2
     assert x["tokens"][0]["attention"] is not None  # an FT policy: [CLS] attention too
     for f in ("attention", "gradients", "html"):

@@ -123,6 +123,11 @@ def demo(
         )  # fmt: skip
         for line in [*ab["warnings"], *ab["verdicts"]]:
             console.print(f"- {line}")
+        e = ab.get("explanation")
+        if e:
+            top = ", ".join(f"{t['token']} {t['gradient_share']:.1%}" for t in e["tokens"][:3])
+            console.print(f"which tokens drive {e['arm']} (seed {e['seed']}, integrated "
+                          f"gradients over {e['bars']} bars): {top}; {e['outputs']['html']}")  # fmt: skip
         console.print(f"report: {ab['report']}")
     if result.monitoring is not None:
         mon = result.monitoring

@@ -433,7 +433,7 @@ def html(report: dict[str, Any]) -> str:
     title, *intro = _title(report)
     return render_page(
         "compare.html.j2", title=title, intro=intro,
-        sections=[Section(t) for t in _tables(report)], verdicts=report["verdicts"],
+        sections=[Section(t, t.title) for t in _tables(report)], verdicts=report["verdicts"],
         figures=[to_html(fig, include_plotlyjs=True, full_html=False)],
         units=[f"{k}: {v}" for k, v in report["units"].items()],
     )  # fmt: skip

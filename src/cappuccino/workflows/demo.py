@@ -248,7 +248,7 @@ def _run_compare(cfg: DemoConfig) -> dict[str, Any]:
              c.ppo.total_timesteps)  # fmt: skip
     rep = compare(ab)
     return {k: rep[k] for k in ("arms", "comparisons", "verdicts", "warnings", "period",
-                                "encoder", "pretraining")} | {
+                                "encoder", "pretraining", "explanation")} | {
         "report": str(cfg.output_dir / "compare" / "report.html")}  # fmt: skip
 
 
