@@ -20,6 +20,8 @@ from cappuccino.monitoring.dashboard import TOKEN_ENV, check_bind, make_app, wri
 from tests.monitoring.browser import browser, console_errors, free_port
 from tests.monitoring.fixtures import NOW, add_trial, make_session, make_study
 
+pytestmark = pytest.mark.network_loopback  # loopback only, behind the socket guard
+
 
 @pytest.fixture
 def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:

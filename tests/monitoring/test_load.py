@@ -16,10 +16,13 @@ import urllib.request
 from pathlib import Path
 
 import optuna
+import pytest
 
 from cappuccino.monitoring import Monitor
 from cappuccino.monitoring.dashboard import make_app
 from tests.monitoring.test_dashboard import serving
+
+pytestmark = pytest.mark.network_loopback  # loopback only, behind the socket guard
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = float(os.environ.get("CAPPUCCINO_LOAD_S", "60"))
@@ -90,7 +93,7 @@ def test_readers_cause_no_lock_errors_and_no_failed_trials(tmp_path: Path) -> No
                 p.kill()
     logs = {f.name: f.read_text(errors="replace") for f in tmp_path.glob("*.log")}
     assert states.count("FAIL") == 0, states
-    assert states.count("COMPLETE") >= 20, f"too few trials: {len(states)}"
+    assert states.count("COMPLETE") >= SECONDS / 3, f"too few trials: {len(states)}"
     assert bad == [] and locked == [], (bad, locked[:3])
     assert polls >= SECONDS * 3, f"{polls} polls in {SECONDS} s"
     assert len(seen_trials) > 5 and len(seen_bars) > 5  # the readers saw the writers move
