@@ -6,14 +6,23 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from cappuccino.live.health import check_health
 from cappuccino.live.state import SessionState
 from cappuccino.market.timeframe import Timeframe
+from cappuccino.monitoring.paper import session_status
 
 H1 = Timeframe.parse("1h")
+
+
+def check_health(path: Path, now: datetime, _timeframe: Timeframe) -> Any:
+    """The health part of the session's status (the timeframe is the session's own)."""
+    return SimpleNamespace(**session_status(path, now)["health"])
+
+
 START = datetime(2021, 6, 1, 12, 0, 10, tzinfo=UTC)
 
 

@@ -17,8 +17,9 @@ not red, whatever the age of its heartbeat. A session is **unhealthy** (red) whe
 - its state file is missing or unreadable (not SQLite, not a session's schema), holds no
   session, or has no heartbeat yet.
 
-:func:`judge` applies the rules to facts already read; :func:`check_health` reads them from
-a state file (read-only, never migrated or locked). Times are aware UTC datetimes; ages are
+:func:`judge` applies the rules to facts already read;
+:func:`cappuccino.monitoring.paper.session_status` reads them from a state file (read-only,
+never migrated or locked) and judges them here. Times are aware UTC datetimes; ages are
 seconds.
 """
 
@@ -29,11 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-
-from cappuccino.live.state import BROKER_DOWN, BROKER_UP, EventRow, RunRow
 from cappuccino.market.timeframe import Timeframe
 
 HEARTBEAT_EVERY_S = 30.0
@@ -60,53 +56,11 @@ class SessionHealth:
         return d
 
 
-def _read_run(path: Path) -> tuple[RunRow | None, tuple[datetime, str] | None]:
-    """The session row and the broker's last outage (at, detail) if it is not over, read
-    through a read-only connection (a status check never writes)."""
-    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-    try:
-        with Session(engine) as s:
-            run = s.scalars(select(RunRow)).first()
-            last = s.scalars(
-                select(EventRow).where(EventRow.kind.in_((BROKER_DOWN, BROKER_UP)))
-                .order_by(EventRow.id.desc()).limit(1)
-            ).first()  # fmt: skip
-            down = (last.at, last.detail) if last is not None and last.kind == BROKER_DOWN else None
-            return run, down
-    finally:
-        engine.dispose()
-
-
 def heartbeat_limit_s(
     timeframe: Timeframe, max_heartbeat_age_s: float = MAX_HEARTBEAT_AGE_S
 ) -> float:
     """Three bars or ``max_heartbeat_age_s``, whichever is shorter."""
     return min(3 * timeframe.ms / 1000, max_heartbeat_age_s)
-
-
-def check_health(
-    path: Path,
-    now: datetime,
-    timeframe: Timeframe,
-    *,
-    grace_s: float = 30.0,
-    max_heartbeat_age_s: float = MAX_HEARTBEAT_AGE_S,
-) -> SessionHealth:
-    """Judge the session in ``path`` at ``now``; see the module docstring for the rules."""
-    if now.tzinfo is None:
-        raise ValueError(f"now: got naive {now.isoformat()}, expected a UTC timestamp")
-    path = Path(path)
-    if not path.is_file():
-        return SessionHealth(path=str(path), healthy=False, reasons=["state file missing"])
-    try:
-        run, down = _read_run(path)
-    except (SQLAlchemyError, ValueError) as exc:
-        return unreadable(path, exc)
-    if run is None:
-        return SessionHealth(path=str(path), healthy=False,
-                             reasons=["no session started in this state file"])  # fmt: skip
-    return judge(path, run, down, now, timeframe, grace_s=grace_s,
-                 max_heartbeat_age_s=max_heartbeat_age_s)  # fmt: skip
 
 
 def unreadable(path: Path, exc: BaseException) -> SessionHealth:

@@ -99,6 +99,8 @@ def session_status(
 
     A missing or unreadable file is not an error here: it is a red status naming why."""
     now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError(f"now: got naive {now.isoformat()}, expected a UTC timestamp")
     path = Path(path)
     try:
         con = connect(path)

@@ -11,7 +11,6 @@ otherwise. Every source is opened read-only.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,8 +23,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from cappuccino.monitoring.machine import machine_status
 from cappuccino.monitoring.paper import session_status
 from cappuccino.monitoring.studies import StudyReader
-
-log = logging.getLogger(__name__)
 
 Status = Literal["ok", "amber", "red"]
 _RANK = {"ok": 0, "stopped": 0, "amber": 1, "red": 2}

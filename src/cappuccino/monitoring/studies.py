@@ -25,7 +25,6 @@ study's metric (named in ``metric``).
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +36,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cappuccino.config.secrets import storage_url
 from cappuccino.monitoring.paper import thin
-
-log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 12
 """Optuna's storage schema version (``version_info``) this reader understands."""
