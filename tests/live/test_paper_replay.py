@@ -122,6 +122,78 @@ def test_rl_mlp_ft_and_ensemble_replays_are_their_backtests(store: Path, tmp_pat
         _assert_same(state, ev)
 
 
+def _mappo_bundle(store: Path, out: Path, seed: int) -> Path:
+    from cappuccino.bundles.mappo import save_bundle as save_mappo
+    from cappuccino.config.rl import MAPPOSettings
+    from cappuccino.training.rl.mappo import build_multiagent
+    from cappuccino.training.rl.multiagent import MultiAgentTradingEnv
+
+    data = load_market(store, "1h", SYMBOLS, "cappuccino14")
+    train = data.between(None, datetime(2021, 5, 1, tzinfo=UTC))
+    rules = RULES.model_copy(update={"max_weight": 0.5})
+    env = MultiAgentTradingEnv(make_env(train, lookback=3, rules=rules))
+    settings = MAPPOSettings(stage="master", parent=Path("parent"), actor_hidden=[16],
+                             critic_hidden=[16])  # fmt: skip
+    torch.manual_seed(seed)
+    net = build_multiagent(env, PPOSettings(), settings, {"source": "mlp", "hidden": [16]})
+    # spread the scores and caps of a random network, so that it trades and the caps bind
+    with torch.no_grad():
+        for head in (net.actor.net[-1], net.master_caps.net[-1], net.master_gross):
+            head.weight.normal_(0.0, 1.0)  # type: ignore[operator]
+            head.bias.zero_()  # type: ignore[operator]
+    return save_mappo(out, net, data=train, mappo=settings, env_settings=env.base.settings,
+                      rules=rules, scaler=env.base.scaler, config={}, history=[],
+                      train_period=period_of(train), encoder=None, parents=[])  # fmt: skip
+
+
+def _check_caps(data: Any, pb: Any, bt: Any) -> int:
+    """Every weight after a fill, valued at the fill's reference price (the open), is at most
+    the master's cap for it, up to the fees and slippage paid; returns how often a cap bound.
+    The portfolio before each decision is rebuilt from the backtest's fills and equity."""
+    from cappuccino.market import Portfolio, master_limits
+    from cappuccino.policies import MarketView
+
+    policy = pb.policy
+    policy.bind(data)
+    rules = pb.rules
+    f64 = torch.float64
+    idx = np.searchsorted(data.timestamps, bt.timestamps)
+    units = np.cumsum(bt.bought - bt.sold, axis=0)
+    cash = bt.equity[1:] - (units * data.close[idx[1:]]).sum(1)
+    prev_units, prev_cash, binding = np.zeros(len(SYMBOLS)), rules.initial_cash, 0
+    for k in range(len(bt.bought)):
+        t = int(idx[k])
+        pf = Portfolio(cash=torch.tensor([prev_cash], dtype=f64),
+                       units=torch.tensor(prev_units[None], dtype=f64),
+                       entry_price=torch.zeros((1, len(SYMBOLS)), dtype=f64))  # fmt: skip
+        close, opn = torch.tensor(data.close[t : t + 1]), data.open[t + 1]
+        view = MarketView(step=k, t=torch.tensor([t]), portfolio=pf, equity=pf.equity(close),
+                          close=close, fill_price=torch.tensor(data.open[t + 1 : t + 2]))  # fmt: skip
+        _, master = policy.actions(view)
+        _, caps = master_limits(master, rules)
+        eq_after = cash[k] + (units[k] * opn).sum()
+        slack = (prev_cash + (prev_units * opn).sum()) / eq_after
+        w = units[k] * opn / eq_after
+        assert (w <= caps[0].numpy() * slack + 1e-9).all(), (k, w, caps)
+        binding += int((w > caps[0].numpy() - 1e-3).any() and units[k].any())
+        prev_units, prev_cash = units[k], cash[k]
+    return binding
+
+
+def test_a_multiagent_replay_is_its_backtest_and_keeps_the_masters_caps(
+    store: Path, tmp_path: Path
+) -> None:
+    data = load_market(store, "1h", SYMBOLS, "cappuccino14")
+    path = _mappo_bundle(store, tmp_path / "mappo", 4)
+    state = tmp_path / "mappo.db"
+    _replay(store, state, str(path))
+    pb = load_policy(path)
+    assert pb.kind == "mappo"
+    ev = evaluate(data, pb, start=START, end=END, benchmarks=[])
+    _assert_same(state, ev)  # the replay's fills and equity are the backtest's
+    assert _check_caps(data, pb, ev.policy) > 0  # and the caps held, and bound somewhere
+
+
 def test_a_supervised_signal_replay_is_its_signal_backtest(store: Path, tmp_path: Path) -> None:
     from cappuccino.bundles.supervised import load_bundle
     from cappuccino.cli.main import app

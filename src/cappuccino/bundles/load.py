@@ -1,5 +1,5 @@
-"""``load_policy(path)``: a bundle directory (RL policy or RL ensemble) as a policy plus what
-running it needs (symbols, feature set, timeframe, market rules, training period)."""
+"""``load_policy(path)``: a bundle directory (RL policy, RL ensemble or multi-agent policy) as
+a policy plus what running it needs (symbols, feature set, timeframe, market rules, training period)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 from cappuccino.bundles.ensemble import is_ensemble, load_rl_members
 from cappuccino.bundles.io import read_meta_any
+from cappuccino.bundles.mappo import FORMAT as MAPPO_FORMAT
+from cappuccino.bundles.mappo import load_bundle as load_mappo_bundle
 from cappuccino.bundles.rl import FORMAT as RL_FORMAT
 from cappuccino.bundles.rl import RLBundle
 from cappuccino.bundles.rl import load_bundle as load_rl_bundle
@@ -22,7 +24,7 @@ class PolicyBundle:
     """A loaded policy and the data it must run on."""
 
     path: Path
-    kind: str  # "rl" or "rl-ensemble"
+    kind: str  # "rl", "rl-ensemble" or "mappo"
     policy: Policy
     symbols: tuple[str, ...]
     feature_set: str
@@ -73,7 +75,16 @@ def load_policy(
             f"{path}: a supervised model bundle; trade its signals with `cappuccino train` "
             "(backtest section) or score it with `cappuccino predict`"
         )
+    if fmt == MAPPO_FORMAT:
+        ma = load_mappo_bundle(path, allow_version_mismatch=allow_version_mismatch)
+        return PolicyBundle(
+            path=path, kind="mappo", policy=ma.as_policy(name or "policy"), symbols=ma.symbols,
+            feature_set=ma.feature_set, timeframe=ma.timeframe, rules=ma.rules,
+            train_period=ma.manifest.train_period.model_dump(mode="json"),
+        )  # fmt: skip
     if fmt != RL_FORMAT:
-        raise ValueError(f"{path}/bundle.json: format {fmt!r}, expected {RL_FORMAT!r}")
+        raise ValueError(
+            f"{path}/bundle.json: format {fmt!r}, expected {RL_FORMAT!r} or {MAPPO_FORMAT!r}"
+        )
     rl = load_rl_bundle(path, allow_version_mismatch=allow_version_mismatch)
     return PolicyBundle.from_rl(rl, name or "policy")

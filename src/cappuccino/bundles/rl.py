@@ -102,17 +102,23 @@ class RLBundle:
 
     def check_data(self, data: MarketArrays) -> None:
         """Raise ``ValueError`` naming the first field where ``data`` differs from training."""
-        pairs = [
-            ("symbols (in order)", list(self.symbols), list(data.symbols)),
-            ("feature_set", self.feature_set, data.feature_set),
-            ("feature_names", list(self.feature_names), list(data.feature_names)),
-            ("timeframe", self.timeframe, data.timeframe.label),
-        ]
-        for name, want, got in pairs:
-            if want != got:
-                raise ValueError(
-                    f"bundle {self.path}: {name} is {want!r} in the bundle, {got!r} in the data"
-                )
+        check_fitted_data(self.path, self.manifest, data)
+
+
+def check_fitted_data(path: Path, manifest: FittedManifest, data: MarketArrays) -> None:
+    """Raise ``ValueError`` naming the first field where ``data`` differs from the data the
+    bundle at ``path`` was fitted on: symbols in order, feature set and names, timeframe."""
+    pairs = [
+        ("symbols (in order)", list(manifest.symbols), list(data.symbols)),
+        ("feature_set", manifest.feature_set, data.feature_set),
+        ("feature_names", list(manifest.feature_names), list(data.feature_names)),
+        ("timeframe", manifest.timeframe, data.timeframe.label),
+    ]
+    for name, want, got in pairs:
+        if want != got:
+            raise ValueError(
+                f"bundle {path}: {name} is {want!r} in the bundle, {got!r} in the data"
+            )
 
 
 def save_bundle(

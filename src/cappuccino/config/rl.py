@@ -139,6 +139,101 @@ class PPOSettings(_Model):
         return max(1, self.total_timesteps // self.batch_size)
 
 
+class MasterRewardSettings(_Model):
+    """Weights of the portfolio master's composite reward
+    (``cappuccino.training.rl.rewards.master_reward_terms``; the seed design's 0.4 Sharpe +
+    0.3 return + 0.2 drawdown + 0.1 diversification)."""
+
+    sharpe: float = Field(0.4, description="differential Sharpe ratio of the bar (unitless)")
+    sharpe_clip: float = Field(3.0, gt=0, description="the Sharpe term is clipped to +-this")
+    log_return: float = Field(0.3, description="bar log return x env.reward_scale")
+    drawdown: float = Field(
+        0.2, description="minus the bar's change in log drawdown from the episode peak x "
+        "env.reward_scale",
+    )  # fmt: skip
+    diversification: float = Field(
+        0.1, description="invested share x (1 - Herfindahl index of the invested weights)"
+    )
+
+
+class MasterSettings(_Model):
+    """The portfolio master: a gross-exposure multiplier and per-symbol caps from the
+    portfolio telemetry and the symbol agents' intents (``models.multiagent``)."""
+
+    hidden: list[int] = Field([64, 64], min_length=1, description="trunk MLP widths")
+    cap_hidden: int = Field(32, ge=1, description="width of the shared per-symbol cap head")
+    symbol_embedding: int = Field(4, ge=0, description="symbol id embedding of the cap head")
+    learning_rate: float = Field(1e-4, gt=0, description="Adam learning rate of the master")
+    reward: MasterRewardSettings = Field(default_factory=MasterRewardSettings)
+
+
+class SymbolEncoderSettings(_Model):
+    """The encoder every symbol agent shares: one symbol's window -> an encoding."""
+
+    source: Literal["mlp", "supervised", "ft"] = Field(
+        "mlp",
+        description="mlp: an MLP over the window from scratch; supervised: the penultimate "
+        "layer of a `cappuccino train` bundle (lstm_attention, gru_attention, cnn_lstm, mlp; "
+        "its feature set, lookback, scaler and symbols must match the run); ft: the FT state "
+        "encoder over the whole observation as shared context (scratch or pretrained)",
+    )
+    hidden: list[int] = Field([64], min_length=1, description="mlp source: MLP widths")
+    bundle: Path | None = Field(None, description="supervised source: the model bundle")
+    ft: FTPolicySettings | None = Field(
+        None, description="ft source: its architecture and pretrained weights"
+    )
+    freeze: bool = Field(False, description="keep the encoder's weights fixed")
+    lr_scale: float = Field(1.0, gt=0, description="encoder learning rate / symbol learning rate")
+
+    @model_validator(mode="after")
+    def _source(self) -> SymbolEncoderSettings:
+        if self.source == "supervised" and self.bundle is None:
+            raise ValueError("bundle: the supervised source needs a model bundle directory")
+        if self.source == "ft" and self.ft is None:
+            raise ValueError("ft: the ft source needs its settings (ft: {d_token: 32, ...})")
+        return self
+
+
+class MAPPOSettings(_Model):
+    """Multi-agent PPO (``cappuccino.training.rl.mappo``): per-symbol agents sharing one
+    actor (with a learned symbol embedding) and a portfolio master. The PPO settings
+    (rollout sizes, gamma, GAE lambda, clip, coefficients, the symbol learning rate) come
+    from ``ppo``."""
+
+    critic: Literal["centralised", "decentralised"] = Field(
+        "centralised",
+        description="centralised: MAPPO (critics see the global state plus the agent's own "
+        "features); decentralised: IPPO (each critic sees what its actor sees)",
+    )
+    stage: Literal["symbols", "master", "joint"] = Field(
+        "symbols",
+        description="symbols: train the symbol agents, master fixed at multiplier 1 and no "
+        "caps; master: train the master, symbol agents frozen (deterministic); joint: both, "
+        "the symbol encoder frozen",
+    )
+    parent: Path | None = Field(
+        None, description="the previous stage's bundle (required by master and joint)"
+    )
+    encoder: SymbolEncoderSettings = Field(default_factory=SymbolEncoderSettings)
+    actor_hidden: list[int] = Field([64, 64], min_length=1, description="symbol actor widths")
+    critic_hidden: list[int] = Field([128, 128], min_length=1, description="critic widths")
+    symbol_embedding: int = Field(8, ge=0, description="learned symbol id embedding width")
+    value_norm: bool = Field(True, description="normalise value targets (running mean/std)")
+    clip_value: float | None = Field(
+        0.2, gt=0, description="clipped value loss around the old values, in normalised "
+        "units (None: unclipped)",
+    )  # fmt: skip
+    master: MasterSettings = Field(default_factory=MasterSettings)
+
+    @model_validator(mode="after")
+    def _stage(self) -> MAPPOSettings:
+        if self.stage != "symbols" and self.parent is None:
+            raise ValueError(
+                f"parent: stage {self.stage!r} starts from the previous stage's bundle"
+            )
+        return self
+
+
 class SplitSettings(_Model):
     """Chronological periods; bounds are inclusive UTC times (ISO 8601)."""
 
@@ -213,11 +308,30 @@ class RLTrainConfig(_Model):
     market: MarketRules = Field(default_factory=MarketRules)
     env: EnvSettings = Field(default_factory=EnvSettings)
     ppo: PPOSettings = Field(default_factory=PPOSettings)
+    mappo: MAPPOSettings | None = Field(
+        None, description="multi-agent PPO (None: single-agent PPO on the flat observation)"
+    )
     compile: bool = Field(
         False,
         description="torch.compile the env transition and the PPO loss (speed only: a one-off "
         "compilation, same results up to floating-point rounding; needs a C++ compiler on CPU)",
     )
+
+    @model_validator(mode="after")
+    def _multiagent(self) -> RLTrainConfig:
+        if self.mappo is None:
+            return self
+        if self.ppo.ft is not None:
+            raise ValueError(
+                "ppo.ft: multi-agent runs take their encoder from mappo.encoder "
+                "(source: ft, ft: {...}); leave ppo.ft unset"
+            )
+        if self.env.action_mode != "target_weights":
+            raise ValueError(
+                f"env.action_mode: got {self.env.action_mode!r}, multi-agent scores are "
+                "target weights (expected 'target_weights')"
+            )
+        return self
 
 
 ArmName = Literal["mlp", "ft_scratch", "ft_frozen", "ft_finetuned"]

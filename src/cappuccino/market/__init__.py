@@ -16,6 +16,8 @@ if TYPE_CHECKING:
         ActionMode,
         action_weights,
         decode_actions,
+        decode_scores,
+        master_limits,
     )
     from cappuccino.market.observation import ObservationSpec
     from cappuccino.market.portfolio import (
@@ -38,6 +40,8 @@ _EXPORTS = {
     "ActionMode": "actions",
     "action_weights": "actions",
     "decode_actions": "actions",
+    "decode_scores": "actions",
+    "master_limits": "actions",
     "ObservationSpec": "observation",
     "Fill": "portfolio",
     "Portfolio": "portfolio",
@@ -74,7 +78,9 @@ __all__ = [
     "action_weights",
     "apply_risk_limits",
     "decode_actions",
+    "decode_scores",
     "execute",
+    "master_limits",
     "plan_orders",
     "rebalance",
     "stop_loss_mask",

@@ -122,17 +122,31 @@ def stop_loss_mask(portfolio: Portfolio, price: Tensor, rules: MarketRules) -> T
 
 
 def apply_risk_limits(
-    target_units: Tensor, price: Tensor, equity: Tensor, rules: MarketRules
+    target_units: Tensor,
+    price: Tensor,
+    equity: Tensor,
+    rules: MarketRules,
+    *,
+    max_weight: Tensor | None = None,
+    max_gross: Tensor | None = None,
 ) -> Tensor:
     """Cap each target at ``max_weight`` of equity and the sum at ``max_gross_exposure``.
 
     ``target_units`` ``(E, A)`` must already be ``>= 0``. The gross cap scales every
-    target by the same factor, so relative sizes are kept.
+    target by the same factor, so relative sizes are kept. ``max_weight`` ``(E, A)`` and
+    ``max_gross`` ``(E,)`` (fractions of equity, e.g. a portfolio master's caps) tighten
+    the rules' limits per portfolio and asset: the limit applied is the smaller of the two.
     """
     eq = equity.unsqueeze(-1)
-    value = torch.minimum(target_units * price, rules.max_weight * eq)
+    w_cap = rules.max_weight if max_weight is None else max_weight.clamp(max=rules.max_weight)
+    value = torch.minimum(target_units * price, w_cap * eq)
     gross = value.sum(-1, keepdim=True)
-    cap = rules.max_gross_exposure * eq
+    g_cap = (
+        rules.max_gross_exposure
+        if max_gross is None
+        else max_gross.clamp(max=rules.max_gross_exposure).unsqueeze(-1)
+    )
+    cap = g_cap * eq
     scale = torch.where(gross > cap, cap / gross.clamp_min(1e-300), torch.ones_like(gross))
     return value * scale / price
 

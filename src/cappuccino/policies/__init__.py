@@ -8,6 +8,7 @@ ensemble of networks, and a classifier's signals.
 
 from cappuccino.policies.base import MarketView, Policy
 from cappuccino.policies.benchmarks import CashPolicy, RebalancePolicy, benchmark_policy
+from cappuccino.policies.multiagent import MultiAgentPolicy
 from cappuccino.policies.network import EnsemblePolicy, NetPolicy
 from cappuccino.policies.signals import SignalPolicy
 
@@ -15,6 +16,7 @@ __all__ = [
     "CashPolicy",
     "EnsemblePolicy",
     "MarketView",
+    "MultiAgentPolicy",
     "NetPolicy",
     "Policy",
     "RebalancePolicy",

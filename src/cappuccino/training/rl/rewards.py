@@ -65,3 +65,58 @@ def get_reward(name: str) -> RewardFn:
         return REWARDS[name]
     except KeyError:
         raise ValueError(f"reward: got {name!r}, expected one of {sorted(REWARDS)}") from None
+
+
+MASTER_TERMS: tuple[str, ...] = ("sharpe", "log_return", "drawdown", "diversification")
+"""The terms of the portfolio master's composite reward, in the column order of
+:func:`master_reward_terms`."""
+
+
+def log_drawdown(equity: Tensor, peak: Tensor) -> Tensor:
+    """``ln(peak / equity)`` ``(E,)``: the log drawdown from the peak, ``>= 0``."""
+    return torch.log(peak / equity).clamp_min(0.0)
+
+
+def diversification(weights: Tensor) -> Tensor:
+    """``g (1 - sum_i (w_i / g)^2)`` ``(E,)`` of position weights ``(E, A)`` with invested
+    share ``g = sum_i w_i``: 0 all in cash or in one asset, ``g (1 - 1 / n)`` spread
+    equally over ``n`` assets."""
+    w = weights.clamp_min(0.0)
+    g = w.sum(-1)
+    share = w / g.clamp_min(1e-300).unsqueeze(-1)
+    return torch.where(g > 0, g * (1.0 - (share * share).sum(-1)), torch.zeros_like(g))
+
+
+def master_reward_terms(
+    log_ret: Tensor,
+    dsr: Tensor,
+    drawdown_before: Tensor,
+    drawdown_after: Tensor,
+    weights: Tensor,
+    reward_scale: float,
+    sharpe_clip: float = 3.0,
+) -> Tensor:
+    """``(E, 4)`` float64 terms of the master's reward, columns :data:`MASTER_TERMS`:
+
+    - ``sharpe``: the bar's differential Sharpe ratio ``dsr`` (:func:`differential_sharpe`)
+      clipped to ``+-sharpe_clip`` (its moving moments start at 0 each episode, and a
+      large move against a still-small variance estimate gives values in the hundreds);
+    - ``log_return``: ``reward_scale * log_ret``;
+    - ``drawdown``: ``-reward_scale * (drawdown_after - drawdown_before)``, log drawdowns
+      from the episode's peak equity (:func:`log_drawdown`): summed over an episode it is
+      minus its final log drawdown, so a recovered loss is not penalised twice;
+    - ``diversification``: :func:`diversification` of the weights after the bar.
+
+    The composite reward is their weighted sum (``MasterRewardSettings``); the terms are
+    logged separately.
+    """
+    f64 = torch.float64
+    return torch.stack(
+        [
+            dsr.to(f64).clamp(-sharpe_clip, sharpe_clip),
+            reward_scale * log_ret.to(f64),
+            -reward_scale * (drawdown_after - drawdown_before).to(f64),
+            diversification(weights.to(f64)),
+        ],
+        dim=1,
+    )

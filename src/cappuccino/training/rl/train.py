@@ -19,7 +19,6 @@ from cappuccino.bundles.rl import save_bundle
 from cappuccino.config.rl import RLTrainConfig, SplitSettings
 from cappuccino.datasets.market import MarketArrays, fit_scaler, load_market
 from cappuccino.features.scaling import Scaler
-from cappuccino.models.actor_critic import ActorCritic
 from cappuccino.models.summary import write_model_summary
 from cappuccino.training.rl.env import BatchedTradingEnv
 from cappuccino.training.rl.ppo import train_ppo
@@ -60,7 +59,7 @@ def _last_finite(history: list[dict[str, float]], key: str) -> float | None:
     return next((r[key] for r in reversed(history) if math.isfinite(r[key])), None)
 
 
-UpdateHook = Callable[[dict[str, float], ActorCritic, Scaler], None]
+UpdateHook = Callable[[dict[str, float], Any, Scaler], None]
 
 
 def run_scaler(cfg: RLTrainConfig, train: MarketArrays) -> tuple[Scaler, PretrainedEncoder | None]:
@@ -86,8 +85,10 @@ def train_rl(
             cfg.data.store, cfg.data.timeframe, cfg.data.symbols, cfg.env.feature_set
         )
     train = train_period(data, cfg.split)
-    scaler, pretrained = run_scaler(cfg, train)
     device = default_device(None if cfg.ppo.device == "auto" else cfg.ppo.device)
+    if cfg.mappo is not None:
+        return _train_multiagent(cfg, data, train, device, on_update)
+    scaler, pretrained = run_scaler(cfg, train)
     env = BatchedTradingEnv(
         train,
         settings=cfg.env,
@@ -107,17 +108,7 @@ def train_rl(
         cfg.ppo.total_timesteps,
         device,
     )
-    every = max(1, cfg.ppo.n_updates // 10)
-
-    def report(row: dict[str, float], policy: ActorCritic) -> None:
-        if on_update is not None:
-            on_update(row, policy, scaler)
-        if int(row["update"]) % every == 0 or int(row["update"]) == cfg.ppo.n_updates:
-            log.info(
-                "update %d/%d: %d steps, episode log return %.4f, entropy %.3f, %.1f s",
-                int(row["update"]), cfg.ppo.n_updates, int(row["timesteps"]),
-                row["mean_episode_log_return"], row["entropy"], row["seconds"],
-            )  # fmt: skip
+    report = _reporter(cfg, scaler, on_update)
 
     result = train_ppo(
         env, cfg.ppo, seed=cfg.seed, compile=cfg.compile, on_update=report,
@@ -138,8 +129,32 @@ def train_rl(
     )
     obs = torch.zeros(2, result.policy.obs_dim, device=device)
     write_model_summary(result.policy, [obs], cfg.output_dir / "model_summary.txt")
+    return TrainResult(bundle=path, data=data, train=train,
+                       summary=_summary(path, period, result, device))  # fmt: skip
+
+
+def _reporter(cfg: RLTrainConfig, scaler: Scaler, on_update: UpdateHook | None
+              ) -> Callable[[dict[str, float], Any], None]:  # fmt: skip
+    """The per-update hook of a run: ``on_update`` and a log line every tenth of the run."""
+    every = max(1, cfg.ppo.n_updates // 10)
+
+    def report(row: dict[str, float], policy: Any) -> None:
+        if on_update is not None:
+            on_update(row, policy, scaler)
+        if int(row["update"]) % every == 0 or int(row["update"]) == cfg.ppo.n_updates:
+            log.info(
+                "update %d/%d: %d steps, episode log return %.4f, entropy %.3f, %.1f s",
+                int(row["update"]), cfg.ppo.n_updates, int(row["timesteps"]),
+                row["mean_episode_log_return"], row["entropy"], row["seconds"],
+            )  # fmt: skip
+
+    return report
+
+
+def _summary(path: Path, period: dict[str, Any], result: Any, device: torch.device
+             ) -> dict[str, Any]:  # fmt: skip
     last = result.history[-1]
-    summary = {
+    return {
         "bundle": str(path),
         "train_period": period,
         "timesteps": result.timesteps,
@@ -149,4 +164,19 @@ def train_rl(
         "last_mean_episode_log_return": _last_finite(result.history, "mean_episode_log_return"),
         "final_entropy": last["entropy"],
     }
+
+
+def _train_multiagent(
+    cfg: RLTrainConfig, data: MarketArrays, train: MarketArrays, device: torch.device,
+    on_update: UpdateHook | None,
+) -> TrainResult:  # fmt: skip
+    from cappuccino.training.rl.multiagent_run import train_multiagent
+
+    assert cfg.mappo is not None
+    path, result, _ = train_multiagent(
+        cfg, train, device, reporter=lambda scaler: _reporter(cfg, scaler, on_update)
+    )
+    period = {k: train.describe()[k] for k in ("start", "end", "n_bars")}
+    summary = {**_summary(path, period, result, device), "stage": cfg.mappo.stage,
+               "critic": cfg.mappo.critic}  # fmt: skip
     return TrainResult(bundle=path, data=data, train=train, summary=summary)
