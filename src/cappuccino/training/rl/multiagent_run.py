@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cappuccino.bundles.encoder import resolve_encoder
+from cappuccino.bundles.encoder import _utc, resolve_encoder
 from cappuccino.bundles.manifest import TrainPeriod
 from cappuccino.bundles.mappo import MultiAgentBundle, save_bundle
 from cappuccino.bundles.mappo import load_bundle as load_mappo
@@ -44,11 +43,6 @@ from cappuccino.training.rl.multiagent import MultiAgentTradingEnv
 from cappuccino.training.rl.pretrain import encoder_args
 
 log = logging.getLogger(__name__)
-
-
-def _utc(x: str) -> datetime:
-    d = datetime.fromisoformat(x)
-    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
 
 
 def resolve_supervised(
@@ -80,7 +74,7 @@ def resolve_supervised(
     seen = [splits[k]["end"] for k in ("train", "val") if k in splits]
     if not seen:
         errors.append("its data report has no train/val periods")
-    elif max(_utc(e) for e in seen) > _utc(cfg.split.train_end.isoformat()):
+    elif max(_utc(e) for e in seen) > _utc(cfg.split.train_end):
         errors.append(
             f"trained and validated on bars up to {max(seen)}, after this run's training "
             f"period ends ({cfg.split.train_end.isoformat()}): it has seen bars the run is "
@@ -115,7 +109,7 @@ def _check_parent(parent: MultiAgentBundle, cfg: RLTrainConfig, train: MarketArr
         errors.append(f"critic {parent.manifest.mappo.critic!r} in the parent, "
                       f"{cfg.mappo.critic!r} in the run")  # fmt: skip
     end = _utc(parent.manifest.train_period.end)
-    if end > _utc(cfg.split.train_end.isoformat()):
+    if end > _utc(cfg.split.train_end):
         errors.append(f"trained on bars up to {parent.manifest.train_period.end}, after this "
                       f"run's training period ends ({cfg.split.train_end.isoformat()})")  # fmt: skip
     if errors:
@@ -123,7 +117,7 @@ def _check_parent(parent: MultiAgentBundle, cfg: RLTrainConfig, train: MarketArr
 
 
 def prepare_policy(
-    cfg: RLTrainConfig, train: MarketArrays, env_device: torch.device
+    cfg: RLTrainConfig, train: MarketArrays
 ) -> tuple[MultiAgentActorCritic | None, dict[str, Any], Scaler, dict[str, Any] | None,
            list[dict[str, Any]], dict[str, torch.Tensor] | None]:  # fmt: skip
     """``(parent policy or None, encoder config, scaler, encoder provenance, lineage,
@@ -164,9 +158,7 @@ def train_multiagent(
     ``cfg.output_dir / 'bundle'``. ``reporter(scaler)`` gives the per-update hook."""
     m = cfg.mappo
     assert m is not None
-    parent_policy, encoder, scaler, provenance, lineage, enc_state = prepare_policy(
-        cfg, train, device
-    )
+    parent_policy, encoder, scaler, provenance, lineage, enc_state = prepare_policy(cfg, train)
     base = BatchedTradingEnv(
         train, settings=cfg.env, rules=cfg.market, n_envs=cfg.ppo.n_envs, scaler=scaler,
         seed=cfg.seed, device=device, compile=cfg.compile,
