@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.tuning
 	$(BIN)/python -m benchmarks.ft_encoder
 	$(BIN)/python -m benchmarks.paper
+	$(BIN)/python -m benchmarks.mappo
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from cappuccino.utils.threads import prepare_openmp
+from cappuccino.utils.threads import prepare_allocator, prepare_openmp
 
 prepare_openmp()  # as the cappuccino command does, before torch loads (see utils.threads)
+prepare_allocator()
 
 import shutil  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402

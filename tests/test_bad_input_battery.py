@@ -111,6 +111,11 @@ CASES: list[tuple[str, list[str], int, str]] = [
      "ppo.total_timesteps: got 'lots'"),
     ("rl-pretrain-syntax", ["rl", "pretrain-encoder", "{dir}/syntax.yaml"], 2, SYNTAX),
     ("rl-compare-syntax", ["rl", "compare", "{dir}/syntax.yaml"], 2, SYNTAX),
+    ("rl-compare-stages", ["rl", "compare", "--set", "arms=[mlp,mappo]", "--set",
+                           "mappo_stages=[master,joint]"], 2,
+     "mappo_stages: got ['master', 'joint'], expected the symbols stage first"),
+    ("rl-train-mappo-parent", ["rl", "train", "--set", "mappo.stage=joint"], 2,
+     "mappo: parent: stage 'joint' starts from the previous stage's bundle"),
     ("campaign-seeds", ["campaign", "baseline", "--seeds", "one,two"], 2, "--seeds: got 'one,two'"),
     # tuning: an unreachable PostgreSQL is exit 3 on every tune command
     ("tune-syntax", ["tune", "{dir}/syntax.yaml"], 2, SYNTAX),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from cappuccino.config.rl import RLTrainConfig
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.features.sets import get_feature_set
 from cappuccino.models.registry import build_model
-from cappuccino.tuning.spaces import ppo_space, supervised_space
+from cappuccino.tuning.spaces import mappo_space, ppo_space, supervised_space
 from cappuccino.tuning.study import SupervisedObjective
 
 MODELS = ["mlp", "lstm_attention", "gru_attention", "cnn_lstm", "price_action_transformer",
@@ -72,6 +73,24 @@ def test_every_sampled_value_reaches_the_config_and_the_model(model: str) -> Non
     assert unconditional <= seen
 
 
+def _sampled_rl_configs(space: Any, base: dict[str, Any], n: int
+                        ) -> Iterator[tuple[dict[str, Any], RLTrainConfig]]:  # fmt: skip
+    """``n`` random draws of ``space`` applied to ``base``, each checked to land in the
+    validated config: ``(params, config)``."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(n):
+        trial = study.ask()
+        params, overrides = space.sample(trial)
+        cfg = RLTrainConfig.model_validate(
+            apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        )
+        tree = cfg.model_dump(mode="json")
+        for path, value in overrides.items():
+            assert _at(tree, path) == value, path
+        yield params, cfg
+        study.tell(trial, 0.0)
+
+
 def test_ppo_space_values_reach_the_rl_config() -> None:
     """Every sampled value lands in the validated config; the FT arm's architecture is
     sampled from scratch and taken from the encoder when pretrained (never both)."""
@@ -82,19 +101,8 @@ def test_ppo_space_values_reach_the_rl_config() -> None:
         meta={"encoder": {"d_token": 24, "n_blocks": 2, "n_heads": 3, "d_out": 16},
               "env": {"lookback": 7, "scaler": "robust"}},
     )  # fmt: skip
-    space = ppo_space(enc)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    base = RLTrainConfig().model_dump(mode="json")
     kinds = set()
-    for _ in range(60):
-        trial = study.ask()
-        params, overrides = space.sample(trial)
-        cfg = RLTrainConfig.model_validate(
-            apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
-        )
-        tree = cfg.model_dump(mode="json")
-        for path, value in overrides.items():
-            assert _at(tree, path) == value, path
+    for params, cfg in _sampled_rl_configs(ppo_space(enc), RLTrainConfig().model_dump(), 60):
         assert cfg.ppo.hidden_sizes == [params["width"]] * params["depth"]
         ft = cfg.ppo.ft
         if not params["use_ft_encoder"]:
@@ -116,8 +124,47 @@ def test_ppo_space_values_reach_the_rl_config() -> None:
             assert (cfg.env.lookback, cfg.env.scaler) == (7, "robust")
             assert ft.freeze == params["ft_freeze_encoder"]
             assert ft.lr_scale == (1.0 if ft.freeze else params["ft_lr_scale"])
-        study.tell(trial, 0.0)
     assert kinds == {"mlp", "scratch", "pretrained"}
+
+
+def test_mappo_space_values_reach_the_multiagent_config() -> None:
+    """Every sampled MAPPO value lands in the validated config: widths and depths, the
+    critic, value normalisation, the master's reward weights and learning rate; the
+    encoder's architecture only for its source, freezing only for a pretrained encoder,
+    whose lookback is then not sampled."""
+    base = RLTrainConfig.model_validate(
+        {"mappo": {"encoder": {"source": "supervised", "bundle": "/models/lstm"}}}
+    ).model_dump(mode="json")
+    sources = set()
+    for params, cfg in _sampled_rl_configs(mappo_space(supervised=True), base, 60):
+        m = cfg.mappo
+        assert m is not None
+        assert m.actor_hidden == [params["actor_width"]] * params["actor_depth"]
+        assert m.critic_hidden == [params["critic_width"]] * params["critic_depth"]
+        assert (m.critic, m.value_norm) == (params["critic"], params["value_norm"])
+        r = m.master.reward
+        assert (r.sharpe, r.log_return, r.drawdown, r.diversification) == tuple(
+            params[f"reward_{k}"] for k in ("sharpe", "log_return", "drawdown", "diversification")
+        )
+        assert m.master.learning_rate == params["master_learning_rate"]
+        assert cfg.ppo.learning_rate == params["learning_rate"]
+        enc = m.encoder
+        sources.add(enc.source)
+        assert enc.source == params["encoder_source"]
+        if enc.source == "mlp":
+            assert enc.hidden == [params["encoder_width"]] and "ft_d_token" not in params
+        elif enc.source == "ft":
+            assert enc.ft is not None and enc.ft.d_token == params["ft_d_token"]
+            assert enc.ft.n_heads == params[f"ft_n_heads_w{enc.ft.d_token}"]
+            assert enc.ft.d_token % enc.ft.n_heads == 0 and enc.ft.pretrained is None
+        else:
+            assert "lookback" not in params and enc.bundle == Path("/models/lstm")
+        assert ("encoder_freeze" in params) == (enc.source == "supervised")
+        assert enc.freeze == params.get("encoder_freeze", False)
+        assert ("encoder_lr_scale" in params) == (not enc.freeze)
+    assert sources == {"mlp", "ft", "supervised"}
+    assert {d.choices for d in mappo_space().dims if d.name == "encoder_source"} == {
+        ("mlp", "ft")}  # fmt: skip
 
 
 def test_space_ranges_are_overridable_and_unknown_names_are_clear() -> None:

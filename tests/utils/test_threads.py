@@ -37,6 +37,36 @@ def test_the_wait_policy_defaults_to_passive_and_a_set_value_wins(
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc thresholds: Linux only")
+def test_the_allocator_keeps_large_blocks_for_reuse() -> None:
+    """By default glibc unmaps a freed 200 MB block (resident size falls by it); after
+    prepare_allocator it keeps it for the next allocation; a user's setting wins."""
+    code = (
+        "import os, sys\n"
+        "from cappuccino.utils.threads import prepare_allocator\n"
+        "ok = prepare_allocator() if sys.argv[1] == '1' else None\n"
+        "import numpy as np\n"
+        "def rss():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024\n"
+        "a = np.ones(200 * 2**20 // 8); before = rss(); del a\n"
+        "print(ok, round(before - rss()))"
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+
+    def run(flag: str, **extra: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", code, flag], env={**env, **extra},
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+        return out[0], int(out[1])
+
+    ok, freed = run("0")
+    assert freed >= 190  # unmapped on free
+    ok, freed = run("1")
+    assert ok == "True" and freed <= 5  # kept
+    ok, _ = run("1", MALLOC_MMAP_THRESHOLD_="131072")
+    assert ok == "False"
+
+
 def test_the_command_sets_its_threads_before_torch_loads() -> None:
     code = (
         "import sys; sys.argv = ['cappuccino', '--threads', '1', 'models', 'list']\n"

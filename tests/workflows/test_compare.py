@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -41,6 +42,35 @@ def test_arms_differ_only_in_their_encoder(tmp_path: Path) -> None:
     }
     with pytest.raises(ValueError, match="needs a pretrained encoder"):
         arm_config(cfg, "ft_frozen", 0, None)
+
+
+def test_multiagent_arms_share_the_budget_between_their_stages(tmp_path: Path) -> None:
+    from cappuccino.training.rl.multiagent_run import stage_updates
+    from cappuccino.workflows.compare import arm_stages
+
+    assert stage_updates(10, 3) == [4, 3, 3] and stage_updates(3, 3) == [1, 1, 1]
+    cfg = _cfg(tmp_path, arms=["mlp", "mappo", "ippo"],
+               rl={"ppo": {"n_envs": 4, "n_steps": 32, "minibatch_size": 64,
+                       "total_timesteps": 1280}})  # fmt: skip
+    (mlp,) = arm_stages(cfg, "mlp", 2)
+    assert mlp.mappo is None and mlp.ppo.n_updates == 10
+    for arm, critic in (("mappo", "centralised"), ("ippo", "decentralised")):
+        runs = arm_stages(cfg, arm, 2)
+        assert [r.mappo.stage for r in runs if r.mappo] == ["symbols", "master", "joint"]
+        assert [r.ppo.total_timesteps for r in runs] == [512, 384, 384]  # 4 + 3 + 3 updates
+        assert sum(r.ppo.n_updates * r.ppo.batch_size for r in runs) == 1280
+        assert {r.mappo.critic for r in runs if r.mappo} == {critic}
+        assert runs[0].mappo is not None and runs[0].mappo.parent is None
+        for parent, child in itertools.pairwise(runs):
+            assert child.mappo is not None and child.mappo.parent == parent.output_dir / "bundle"
+        assert all(r.seed == 2 for r in runs)
+        assert arm_config(cfg, arm, 2, None) == runs[0]
+    with pytest.raises(ValueError, match="mappo_stages"):
+        _cfg(tmp_path, arms=["mlp", "mappo"], mappo_stages=["master"])
+    with pytest.raises(ValueError, match="one update per stage"):
+        _cfg(tmp_path, arms=["mlp", "mappo"],
+             rl={"ppo": {"n_envs": 4, "n_steps": 32, "minibatch_size": 64,
+                      "total_timesteps": 256}})  # fmt: skip
 
 
 def _run(arm: str, seed: int, sharpe: float, returns: np.ndarray, degenerate: bool = False
@@ -97,30 +127,37 @@ def test_few_seeds_are_flagged(tmp_path: Path) -> None:
     assert rep["warnings"] == ["2 seeds per arm: fewer than 5, the tests have little power"]
 
 
-def test_a_tiny_ab_end_to_end(tmp_path: Path) -> None:
-    """Two arms (MLP, pretrained frozen FT) x two seeds on the bundled sample, in this
-    process: the encoder is pretrained on the training period only and every file is
-    written."""
+def _tiny(tmp_path: Path, symbols: list[str], timesteps: int, **kw: object) -> CompareConfig:
+    """Two seeds on the bundled sample (imported here), three weeks of training, two of
+    test, tiny PPO rollouts, every run in this process."""
     from typer.testing import CliRunner
 
     from cappuccino.cli.main import app
-    from cappuccino.workflows.compare import compare
 
     store = tmp_path / "store"
     res = CliRunner().invoke(app, ["data", "sample", "--store", str(store), "--json"])
     assert res.exit_code == 0, res.output
-    cfg = CompareConfig.model_validate({
-        "output_dir": str(tmp_path / "ab"), "seeds": [0, 1], "arms": ["mlp", "ft_frozen"],
-        "processes": False, "eval_points": 1,
-        "rl": {"data": {"store": str(store), "symbols": ["BTC/USDT", "ETH/USDT"]},
+    return CompareConfig.model_validate({
+        "output_dir": str(tmp_path / "ab"), "seeds": [0, 1], "processes": False,
+        "rl": {"data": {"store": str(store), "symbols": symbols},
                "split": {"train_start": "2021-02-01T00:00:00Z", "train_end": "2021-02-20T23:00:00Z",
                          "test_end": "2021-03-05T23:00:00Z"},
                "env": {"lookback": 2, "episode_bars": 48},
                "ppo": {"n_envs": 4, "n_steps": 32, "minibatch_size": 64, "n_epochs": 1,
-                       "total_timesteps": 256}},
-        "encoder": {"d_token": 8, "n_blocks": 1, "n_heads": 2, "d_out": 8},
-        "pretrain": {"epochs": 1, "batch_size": 128},
+                       "total_timesteps": timesteps}},
+        **kw,
     })  # fmt: skip
+
+
+def test_a_tiny_ab_end_to_end(tmp_path: Path) -> None:
+    """Two arms (MLP, pretrained frozen FT) x two seeds on the bundled sample, in this
+    process: the encoder is pretrained on the training period only and every file is
+    written."""
+    from cappuccino.workflows.compare import compare
+
+    cfg = _tiny(tmp_path, ["BTC/USDT", "ETH/USDT"], 256, arms=["mlp", "ft_frozen"],
+                eval_points=1, encoder={"d_token": 8, "n_blocks": 1, "n_heads": 2, "d_out": 8},
+                pretrain={"epochs": 1, "batch_size": 128})  # fmt: skip
     rep = compare(cfg)
     out = tmp_path / "ab"
     enc = json.loads((out / "encoder" / "encoder.json").read_text())
@@ -141,6 +178,35 @@ def test_a_tiny_ab_end_to_end(tmp_path: Path) -> None:
     for f in ("compare.json", "compare.md", "report.html", "config.json"):
         assert (out / f).is_file()
     assert "Verdict" in (out / "report.html").read_text()
+
+
+def test_a_tiny_multiagent_ab_end_to_end(tmp_path: Path) -> None:
+    """PPO (MLP) against MAPPO run in its three stages, two seeds, on the bundled sample:
+    the same timesteps and test bars; each seed's stages chain their bundles."""
+    from cappuccino.bundles.mappo import load_bundle
+    from cappuccino.workflows.compare import compare
+
+    cfg = _tiny(tmp_path, ["BTC/USDT", "ETH/USDT", "BNB/USDT"], 384, arms=["mlp", "mappo"],
+                eval_points=2, mappo={"actor_hidden": [16], "critic_hidden": [16],
+                                      "master": {"hidden": [16], "cap_hidden": 8}})  # fmt: skip
+    rep = compare(cfg)
+    runs = {(r["arm"], r["seed"]): r for r in rep["runs"]}
+    assert set(runs) == {("mlp", 0), ("mlp", 1), ("mappo", 0), ("mappo", 1)}
+    for seed in (0, 1):
+        ma, ppo = runs[("mappo", seed)], runs[("mlp", seed)]
+        assert ma["stages"] == ["symbols", "master", "joint"] and ppo["stages"] == []
+        assert [h["timesteps"] for h in ma["history"]] == [h["timesteps"] for h in ppo["history"]]
+        assert len(ma["returns"]) == len(ppo["returns"])
+        assert len(ma["oos_curve"]) == 3  # 2 checkpoints (in the 2nd and 3rd stage) + the end
+        b = load_bundle(ma["bundle"])
+        assert b.manifest.stage == "joint" and b.manifest.use_master
+        root = tmp_path / "ab" / "runs" / "mappo" / f"seed{seed}"
+        assert [p["path"] for p in b.manifest.parents] == [
+            str(root / "0_symbols" / "bundle"), str(root / "1_master" / "bundle")]  # fmt: skip
+        assert ma["trainable_parameters"] < ma["parameters"]  # joint: the encoder is frozen
+    assert rep["arms"]["mappo"]["sharpe"]["mean"] == pytest.approx(
+        np.mean([runs[("mappo", s)]["sharpe"] for s in (0, 1)]))  # fmt: skip
+    assert "| mappo |" in (tmp_path / "ab" / "compare.md").read_text()
 
 
 def test_peak_memory_is_reset_and_measured() -> None:

@@ -40,7 +40,7 @@ def demo(
     5. PPO on the training period, then an out-of-sample backtest against the benchmarks
     (with the degenerate-policy verdict) and an HTML report;
     6. a small Optuna study (SQLite storage) over purged CV;
-    7. an A/B of PPO arms over seeds with intervals and a verdict.
+    7. an A/B of PPO arms and MAPPO over seeds with intervals and a verdict.
 
     Writes everything under output_dir (default runs/demo)."""
     from cappuccino.config import DemoConfig, load_config

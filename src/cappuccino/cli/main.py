@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from cappuccino.utils.threads import configure_threads, prepare_openmp, resolve_threads
+from cappuccino.utils.threads import (
+    configure_threads,
+    prepare_allocator,
+    prepare_openmp,
+    resolve_threads,
+)
 
 prepare_openmp()  # before anything below loads torch (OpenMP reads it once); see utils.threads
+prepare_allocator()  # large tensors reused, not unmapped and faulted in again; see utils.threads
 
 import typer  # noqa: E402
 

@@ -11,6 +11,7 @@ from cappuccino.config.rl import (
     ArmName,
     EnvSettings,
     FTEncoderSettings,
+    MAPPOSettings,
     PPOSettings,
     PretrainSettings,
     SplitSettings,
@@ -67,11 +68,14 @@ def _compare_ppo() -> PPOSettings:
 
 class DemoCompareSettings(_Model):
     """A miniature A/B (``rl compare``): MLP vs the FT encoder from scratch and pretrained
-    (frozen, fine-tuned), two seeds, a tiny budget; the report flags its low power."""
+    (frozen, fine-tuned) and MAPPO in its three stages, two seeds, a tiny budget; the
+    report flags its low power."""
 
     enabled: bool = Field(True, description="pretrain an encoder and run the A/B")
     seeds: list[int] = Field([0, 1], min_length=2, description="seeds per arm")
-    arms: list[ArmName] = Field(["mlp", "ft_scratch", "ft_frozen", "ft_finetuned"], min_length=2)
+    arms: list[ArmName] = Field(
+        ["mlp", "ft_scratch", "ft_frozen", "ft_finetuned", "mappo"], min_length=2
+    )
     env: EnvSettings = Field(default_factory=lambda: EnvSettings(lookback=5, episode_bars=256))
     ppo: PPOSettings = Field(default_factory=_compare_ppo)
     encoder: FTEncoderSettings = Field(
@@ -79,6 +83,10 @@ class DemoCompareSettings(_Model):
     )
     pretrain: PretrainSettings = Field(default_factory=lambda: PretrainSettings(epochs=2))
     eval_points: int = Field(2, ge=0, description="out-of-sample checkpoints during training")
+    mappo: MAPPOSettings = Field(
+        default_factory=lambda: MAPPOSettings(actor_hidden=[32], critic_hidden=[64]),
+        description="the multi-agent arm (its stages: symbols, master, joint)",
+    )
 
 
 class DemoTuneSettings(_Model):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from cappuccino.config.models import DataSettings, FeatureSetName, _Model
 from cappuccino.market.rules import MarketRules
@@ -334,7 +334,19 @@ class RLTrainConfig(_Model):
         return self
 
 
-ArmName = Literal["mlp", "ft_scratch", "ft_frozen", "ft_finetuned"]
+ArmName = Literal["mlp", "ft_scratch", "ft_frozen", "ft_finetuned", "mappo", "ippo"]
+StageName = Literal["symbols", "master", "joint"]
+
+
+def _symbols_first(stages: list[str]) -> list[str]:
+    if not stages or stages[0] != "symbols":
+        raise ValueError(f"got {stages}, expected the symbols stage first")
+    return stages
+
+
+# multi-agent stages run in turn, each from the previous one's weights (rl compare, tune)
+StageList = Annotated[list[StageName], AfterValidator(_symbols_first)]
+ALL_STAGES: list[StageName] = ["symbols", "master", "joint"]
 
 
 class CompareConfig(_Model):
@@ -346,6 +358,10 @@ class CompareConfig(_Model):
     at ``finetune_lr_scale`` times the PPO learning rate). Every FT arm has the
     ``encoder`` architecture; the pretrained encoder is ``pretrained`` or, when None, one
     pretrained by this comparison on the training period (its time is reported apart).
+    ``mappo`` and ``ippo`` are multi-agent arms (``mappo`` settings, with a centralised or
+    decentralised critic) that run ``mappo_stages`` in turn, each stage starting from the
+    previous one's bundle; the PPO budget is split between the stages in whole rollouts,
+    so every arm trains on the same number of timesteps.
     """
 
     seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=2, description="one run per arm and seed")
@@ -366,6 +382,14 @@ class CompareConfig(_Model):
         None, description="an existing pretrained encoder (None: pretrain one now)"
     )
     pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
+    mappo: MAPPOSettings = Field(
+        default_factory=MAPPOSettings,
+        description="the multi-agent arms' settings (their critic, stage and parent are set "
+        "by the arm)",
+    )
+    mappo_stages: StageList = Field(
+        ALL_STAGES, description="the stages a multi-agent arm runs, in order (the first: symbols)"
+    )
     benchmarks: list[str] = Field(
         ["equal_weight:24", "buy_and_hold", "cash"],
         description="benchmarks backtested on the test period (degenerate-policy check)",
@@ -389,4 +413,16 @@ class CompareConfig(_Model):
             raise ValueError(f"arms: got {self.arms}, expected each arm once")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: got {self.seeds}, expected distinct seeds")
+        multi = {"mappo", "ippo"} & set(self.arms)
+        if multi and self.rl.ppo.n_updates < len(self.mappo_stages):
+            raise ValueError(
+                f"rl.ppo.total_timesteps: got {self.rl.ppo.total_timesteps} "
+                f"({self.rl.ppo.n_updates} updates), expected at least one update per stage "
+                f"of {self.mappo_stages}"
+            )
+        if multi and self.rl.env.action_mode != "target_weights":
+            raise ValueError(
+                f"rl.env.action_mode: got {self.rl.env.action_mode!r}, expected "
+                "target_weights (the multi-agent arms emit scores)"
+            )
         return self

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from cappuccino.config.models import _Model
-from cappuccino.config.rl import RLTrainConfig
+from cappuccino.config.rl import ALL_STAGES, RLTrainConfig, StageList
 from cappuccino.config.supervised import SupervisedConfig
 
 
@@ -75,13 +75,22 @@ class TuneConfig(_Model):
         default_factory=dict, description="range overrides: {dimension: {low, high, log, choices}}"
     )
     kind: Literal["supervised", "rl"] = Field(
-        "supervised", description="supervised: a window classifier; rl: PPO over CPCV folds"
+        "supervised",
+        description="supervised: a window classifier; rl: PPO (or, with rl.mappo, multi-agent "
+        "PPO) over CPCV folds",
     )
     supervised: SupervisedConfig = Field(
         default_factory=SupervisedConfig, description="the run every trial starts from"
     )
     rl: RLTrainConfig = Field(
-        default_factory=RLTrainConfig, description="the PPO run every RL trial starts from"
+        default_factory=RLTrainConfig,
+        description="the PPO run every RL trial starts from (with a mappo section: multi-agent "
+        "PPO, tuned over the MAPPO space)",
+    )
+    mappo_stages: StageList = Field(
+        ALL_STAGES,
+        description="multi-agent trials: the stages each fold trains in turn (the first: "
+        "symbols), sharing rl.ppo.total_timesteps",
     )
     cv: CVSettings = Field(default_factory=CVSettings)
 

@@ -343,12 +343,22 @@ class MultiAgentActorCritic(nn.Module):
         return self.actor(features).squeeze(-1)  # type: ignore[no-any-return]
 
     def symbol_value(self, obs: Tensor, telemetry: Tensor, features: Tensor) -> Tensor:
-        """``(B, A)`` values in normalised units, one per agent."""
-        x = features
-        if self.state_encoder is not None:
-            s = self.state_encoder(self.spec.state(obs, telemetry))
-            x = torch.cat([x, s.unsqueeze(1).expand(-1, self.n_symbols, -1)], dim=-1)
-        return self.critic(x).squeeze(-1)  # type: ignore[no-any-return]
+        """``(B, A)`` values in normalised units, one per agent.
+
+        The centralised critic's first layer reads ``[features, state encoding]``; its
+        state half is the same for every agent of a portfolio, so it is computed once per
+        portfolio and broadcast (the same function as the layer on the concatenation,
+        without ``A`` copies of the state's product)."""
+        if self.state_encoder is None:
+            return self.critic(features).squeeze(-1)  # type: ignore[no-any-return]
+        s = self.state_encoder(self.spec.state(obs, telemetry))
+        first = self.critic.net[0]
+        assert isinstance(first, nn.Linear)
+        w = first.weight
+        h = F.linear(features, w[:, : self.d_in], first.bias) + F.linear(
+            s, w[:, self.d_in :]
+        ).unsqueeze(1)
+        return self.critic.net[1:](h).squeeze(-1)  # type: ignore[no-any-return]
 
     def symbol_log_std(self) -> Tensor:
         return self.log_std.expand(self.n_symbols)

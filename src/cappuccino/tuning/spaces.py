@@ -218,6 +218,16 @@ def _scratch(p: dict[str, Any]) -> bool:
     return _ft(p) and not p.get("ft_use_pretrained")
 
 
+def _ppo_core(clip_high: float) -> tuple[Dim, ...]:
+    """Discount, GAE lambda, clip range and entropy weight: PPO's and MAPPO's."""
+    return (
+        _f("gamma", "ppo.gamma", 0.9, 0.9999),
+        _f("gae_lambda", "ppo.gae_lambda", 0.8, 1.0),
+        _f("clip_coef", "ppo.clip_coef", 0.1, clip_high),
+        _f("ent_coef", "ppo.ent_coef", 1e-6, 1e-2, log=True),
+    )
+
+
 def ppo_space(encoder: PretrainedEncoder | None = None) -> Space:
     """PPO, its network and the env: learning rate, batch, discount, GAE, clip, entropy and
     value weights, epochs, width and depth, lookback, reward, observation scaling; and the
@@ -235,10 +245,7 @@ def ppo_space(encoder: PretrainedEncoder | None = None) -> Space:
         _c("n_steps", "ppo.n_steps", (64, 128, 256, 512)),
         _c("minibatch_size", "ppo.minibatch_size", (256, 512, 1024)),
         _c("n_epochs", "ppo.n_epochs", (3, 5, 10)),
-        _f("gamma", "ppo.gamma", 0.9, 0.9999),
-        _f("gae_lambda", "ppo.gae_lambda", 0.8, 1.0),
-        _f("clip_coef", "ppo.clip_coef", 0.1, 0.4),
-        _f("ent_coef", "ppo.ent_coef", 1e-6, 1e-2, log=True),
+        *_ppo_core(clip_high=0.4),
         _f("vf_coef", "ppo.vf_coef", 0.25, 1.0),
         _c("width", None, (64, 128, 256)),
         _i("depth", None, 1, 3),
@@ -295,4 +302,81 @@ def ppo_space(encoder: PretrainedEncoder | None = None) -> Space:
     return Space("ppo", dims, combine)
 
 
-__all__ = ["Dim", "Space", "ppo_space", "supervised_space"]
+_MAPPO_FT_WIDTHS = (16, 32)
+
+
+def _source(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda p: p["encoder_source"] == name
+
+
+def mappo_space(supervised: bool = False) -> Space:
+    """Multi-agent PPO (``rl.mappo``): the shared PPO settings and the symbol group's
+    learning rate, the master's, the critic (MAPPO or IPPO), value normalisation, the
+    symbol actor's and the critics' widths and depths, the master's reward weights, and the
+    shared encoder.
+
+    The encoder: ``encoder_source`` is ``mlp`` (its width sampled) or ``ft`` (the FT state
+    encoder from scratch, its width, blocks and heads among the width's divisors sampled),
+    and, with ``supervised`` (the base config names a supervised bundle, found and
+    checked by the objective), ``supervised``; then ``encoder_freeze`` (a pretrained
+    encoder only: freezing one from random weights would freeze noise) and, when trained,
+    ``encoder_lr_scale``. A supervised encoder fixes the lookback, which is then not
+    sampled. The master's reward weights are sampled as they are used (not normalised).
+    """
+    sources = ("mlp", "ft", "supervised") if supervised else ("mlp", "ft")
+    sup = _source("supervised")
+    dims = (
+        _f("learning_rate", "ppo.learning_rate", 1e-5, 1e-3, log=True),
+        _f("master_learning_rate", "mappo.master.learning_rate", 1e-5, 1e-3, log=True),
+        _c("n_steps", "ppo.n_steps", (64, 128, 256)),
+        _c("n_epochs", "ppo.n_epochs", (3, 5, 10)),
+        *_ppo_core(clip_high=0.3),
+        _c("critic", "mappo.critic", ("centralised", "decentralised")),
+        _c("value_norm", "mappo.value_norm", (True, False)),
+        _c("actor_width", None, (32, 64, 128)),
+        _i("actor_depth", None, 1, 3),
+        _c("critic_width", None, (64, 128, 256)),
+        _i("critic_depth", None, 1, 3),
+        _c("symbol_embedding", "mappo.symbol_embedding", (0, 4, 8, 16)),
+        _f("reward_sharpe", "mappo.master.reward.sharpe", 0.0, 1.0),
+        _f("reward_log_return", "mappo.master.reward.log_return", 0.0, 1.0),
+        _f("reward_drawdown", "mappo.master.reward.drawdown", 0.0, 1.0),
+        _f("reward_diversification", "mappo.master.reward.diversification", 0.0, 1.0),
+        _c("encoder_source", "mappo.encoder.source", sources),
+        _c("encoder_width", None, (32, 64, 128), when=_source("mlp")),
+        _c("ft_d_token", None, _MAPPO_FT_WIDTHS, when=_source("ft")),
+        _i("ft_n_blocks", None, 1, 2, when=_source("ft")),
+        *(
+            _c(
+                f"ft_n_heads_w{w}",
+                None,
+                tuple(h for h in (2, 4, 8) if w % h == 0),
+                when=lambda p, w=w: p["encoder_source"] == "ft" and p["ft_d_token"] == w,
+            )
+            for w in _MAPPO_FT_WIDTHS
+        ),
+        _c("encoder_freeze", "mappo.encoder.freeze", (False, True), when=sup),
+        _f("encoder_lr_scale", "mappo.encoder.lr_scale", 0.05, 1.0, log=True,
+           when=lambda p: not p.get("encoder_freeze", False)),
+        _c("lookback", "env.lookback", (5, 10, 20), when=lambda p: not sup(p)),
+    )  # fmt: skip
+
+    def combine(p: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mappo.actor_hidden": [p["actor_width"]] * p["actor_depth"],
+            "mappo.critic_hidden": [p["critic_width"]] * p["critic_depth"],
+            "ppo.ft": None,
+        }
+        if p["encoder_source"] == "mlp":
+            out["mappo.encoder.hidden"] = [p["encoder_width"]]
+        elif p["encoder_source"] == "ft":
+            d = p["ft_d_token"]
+            out["mappo.encoder.ft"] = FTPolicySettings(
+                d_token=d, n_blocks=p["ft_n_blocks"], n_heads=p[f"ft_n_heads_w{d}"]
+            ).model_dump(mode="json")
+        return out
+
+    return Space("mappo", dims, combine)
+
+
+__all__ = ["Dim", "Space", "mappo_space", "ppo_space", "supervised_space"]

@@ -12,6 +12,13 @@ ops of a step and starve the thread that has work. With ``OMP_WAIT_POLICY=PASSIV
   first ``import torch``: the ``cappuccino`` command, the benchmarks and the test suite call
   it first. A script that imports torch itself should export the variable instead (or
   use 1 thread).
+- :func:`prepare_allocator` keeps glibc's malloc from handing every large tensor back to
+  the kernel when it is freed. By default blocks over 32 MiB are ``mmap``-ed and
+  unmapped on free, so each minibatch of a large rollout faults its pages in again:
+  multi-agent PPO with 143 symbols spent 22 s of 56 s per update in the kernel doing
+  that, and took 23 s per update (sys 3 s) with the threshold at 1 GiB. It sets the mmap
+  and trim thresholds to 1 GiB, unless ``MALLOC_MMAP_THRESHOLD_`` is set; freed memory
+  then stays in the process for reuse (resident size is the peak, not the current use).
 - :func:`resolve_threads` turns the ``--threads`` setting (``auto`` or a count; default
   from ``CAPPUCCINO_THREADS``, else ``auto``) into a count: ``auto`` is the cores this
   process may run on. :func:`configure_threads` applies it to torch.
@@ -31,6 +38,26 @@ def prepare_openmp() -> bool:
     processes still inherit it)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return "torch" not in sys.modules
+
+
+MALLOC_THRESHOLD = 1 << 30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def prepare_allocator() -> bool:
+    """glibc malloc's mmap and trim thresholds to :data:`MALLOC_THRESHOLD` (see the module
+    docstring); False where it does not apply (not glibc, or ``MALLOC_MMAP_THRESHOLD_``
+    set by the user, which wins)."""
+    if sys.platform != "linux" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl and other C libraries: leave them as they are
+        return False
+    ok = libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_THRESHOLD) == 1
+    return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_THRESHOLD) == 1)
 
 
 def available_cores() -> int:

@@ -1,7 +1,10 @@
-"""``cappuccino rl compare``: an honest A/B of PPO with and without the FT encoder.
+"""``cappuccino rl compare``: an honest A/B of PPO (with and without the FT encoder) and
+multi-agent PPO.
 
 Every arm (:class:`~cappuccino.config.rl.CompareConfig`) trains on the same training
-period, with the same PPO settings, timesteps and seeds; only ``ppo.ft`` differs. The
+period, with the same PPO settings, timesteps and seeds; only ``ppo.ft`` differs, or, for
+the multi-agent arms (``mappo``: centralised critic, ``ippo``: decentralised), the policy:
+their stages (symbol agents, then the master, then both) share the budget. The
 pretrained arms start from one encoder, pretrained on the training period only (or given).
 Each run is then backtested, deterministically, on the split's test period beside the
 benchmarks on the same bars, and gets the degenerate-policy verdict.
@@ -17,7 +20,8 @@ test bars of the seed-averaged return difference; p-values are Holm-adjusted ove
 comparisons, and the verdict says "significantly better/worse" only when both adjusted
 p-values are below ``alpha``, else "no significant difference".
 
-Files (``output_dir``): ``encoder/`` (when pretrained here), ``runs/<arm>/seed<k>/bundle``,
+Files (``output_dir``): ``encoder/`` (when pretrained here), ``runs/<arm>/seed<k>/bundle``
+(a multi-agent arm: ``runs/<arm>/seed<k>/<i>_<stage>/bundle``),
 ``compare.json``, ``compare.md``, ``report.html``.
 """
 
@@ -33,16 +37,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from cappuccino.bundles import PolicyBundle
-from cappuccino.bundles.rl import load_bundle
+from cappuccino.bundles.load import load_policy
 from cappuccino.config.loading import apply_values
 from cappuccino.config.rl import CompareConfig, PretrainConfig, RLTrainConfig
 from cappuccino.datasets.market import load_market
 from cappuccino.evaluation import compare as stats
 from cappuccino.evaluation.backtest import run_backtest
-from cappuccino.policies import NetPolicy
+from cappuccino.models.multiagent import MultiAgentActorCritic
+from cappuccino.policies import NetPolicy, Policy
+from cappuccino.policies.multiagent import MultiAgentPolicy
 from cappuccino.reporting.pages import Section, render_page
 from cappuccino.reporting.table import Table
+from cappuccino.training.rl.multiagent_run import stage_configs
 from cappuccino.training.rl.pretrain import pretrain_encoder
 from cappuccino.training.rl.train import holdout_start, train_rl
 from cappuccino.utils.io import atomic_write_bytes, atomic_write_json
@@ -64,8 +70,14 @@ UNITS = {
 }
 
 
+MULTIAGENT_ARMS = ("mappo", "ippo")
+
+
 def arm_config(cfg: CompareConfig, arm: str, seed: int, encoder: Path | None) -> RLTrainConfig:
-    """The run of ``arm`` with ``seed``: the base run with the arm's ``ppo.ft``."""
+    """The run of ``arm`` with ``seed``: the base run with the arm's ``ppo.ft`` (a
+    multi-agent arm: its first stage, :func:`arm_stages`)."""
+    if arm in MULTIAGENT_ARMS:
+        return arm_stages(cfg, arm, seed, encoder)[0]
     ft: dict[str, Any] | None = None
     if arm != "mlp":
         ft = cfg.encoder.model_dump(mode="json")
@@ -81,6 +93,25 @@ def arm_config(cfg: CompareConfig, arm: str, seed: int, encoder: Path | None) ->
         "output_dir": str(cfg.output_dir / "runs" / arm / f"seed{seed}"),
     })  # fmt: skip
     return RLTrainConfig.model_validate(data)
+
+
+def arm_stages(
+    cfg: CompareConfig, arm: str, seed: int, encoder: Path | None = None
+) -> list[RLTrainConfig]:
+    """The runs of ``arm`` with ``seed`` in order: one for a PPO arm; for a multi-agent
+    arm, one per stage of ``mappo_stages``, each the parent of the next, together
+    ``rl.ppo.n_updates`` updates of ``rl.ppo.batch_size`` timesteps."""
+    if arm not in MULTIAGENT_ARMS:
+        return [arm_config(cfg, arm, seed, encoder)]
+    mappo = cfg.mappo.model_dump(mode="json") | {
+        "critic": "centralised" if arm == "mappo" else "decentralised",
+        "stage": "symbols", "parent": None,
+    }  # fmt: skip
+    base = RLTrainConfig.model_validate(apply_values(cfg.rl.model_dump(mode="json"), {
+        "seed": seed, "ppo.ft": None, "mappo": mappo,
+        "output_dir": str(cfg.output_dir / "runs" / arm / f"seed{seed}"),
+    }))  # fmt: skip
+    return stage_configs(base, cfg.mappo_stages)
 
 
 def reset_peak_rss() -> bool:
@@ -106,14 +137,25 @@ def rss_mb(field: str = "VmHWM") -> float | None:
     return None
 
 
+def _eval_policy(run: RLTrainConfig, policy: Any, scaler: Any) -> Policy:
+    """The policy a training hook holds, as the backtest runs it."""
+    if isinstance(policy, MultiAgentActorCritic):
+        assert run.mappo is not None
+        return MultiAgentPolicy(policy, settings=run.env, scaler=scaler, rules=run.market,
+                                use_master=run.mappo.stage != "symbols")  # fmt: skip
+    return NetPolicy(policy, settings=run.env, scaler=scaler)
+
+
 def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) -> dict[str, Any]:
-    """Train and judge one (arm, seed); module-level so a fresh process can run it."""
+    """Train and judge one (arm, seed); module-level so a fresh process can run it. A
+    multi-agent arm trains its stages in turn; its curve and timesteps run across them."""
     cfg = CompareConfig.model_validate(cfg_json)
-    run = arm_config(cfg, arm, seed, Path(encoder) if encoder else None)
+    stages = arm_stages(cfg, arm, seed, Path(encoder) if encoder else None)
+    run = stages[0]
     data = load_market(run.data.store, run.data.timeframe, run.data.symbols, run.env.feature_set)
     start, end = holdout_start(data, run.split), run.split.test_end
     window, first, _ = period_window(data, start, end, run.env.lookback)
-    n_updates = run.ppo.n_updates
+    n_updates = sum(r.ppo.n_updates for r in stages)
     points = {round(n_updates * (k + 1) / (cfg.eval_points + 1)) for k in range(cfg.eval_points)}
     curve: list[dict[str, float]] = []
     history: list[dict[str, float]] = []
@@ -123,36 +165,44 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
         torch.cuda.reset_peak_memory_stats()
     rss0 = rss_mb("VmRSS")  # data loaded, before the policy exists
     can_reset = reset_peak_rss()
+    offset = {"updates": 0, "timesteps": 0.0}
+    trained: dict[str, Any] = {}
 
     def checkpoint(row: dict[str, float], policy: Any, scaler: Any) -> None:
-        history.append({"timesteps": row["timesteps"],
+        trained["policy"] = policy
+        steps_done = offset["timesteps"] + row["timesteps"]
+        history.append({"timesteps": steps_done,
                         "train_return": row["mean_episode_log_return"]})  # fmt: skip
-        if int(row["update"]) not in points:
+        if offset["updates"] + int(row["update"]) not in points:
             return
         was = policy.training
         policy.eval()
-        net = NetPolicy(policy, settings=run.env, scaler=scaler)
-        bt = run_backtest(window, net, rules=rules, first=first,
-                          device=next(policy.parameters()).device)  # fmt: skip
+        bt = run_backtest(window, _eval_policy(current, policy, scaler), rules=rules,
+                          first=first, device=next(policy.parameters()).device)  # fmt: skip
         policy.train(was)
-        curve.append({"timesteps": row["timesteps"], "sharpe": bt.metrics["sharpe"],
+        curve.append({"timesteps": steps_done, "sharpe": bt.metrics["sharpe"],
                       "total_return": bt.metrics["total_return"]})  # fmt: skip
 
-    t0 = time.perf_counter()
-    result = train_rl(run, data, on_update=checkpoint)
-    seconds = time.perf_counter() - t0
+    seconds = train_seconds = 0.0
+    for current in stages:
+        t0 = time.perf_counter()
+        result = train_rl(current, data, on_update=checkpoint)
+        seconds += time.perf_counter() - t0
+        train_seconds += result.summary["seconds"]
+        offset["updates"] += current.ppo.n_updates
+        offset["timesteps"] += float(result.summary["timesteps"])
     peak = rss_mb("VmHWM") if can_reset else None
-    bundle = load_bundle(result.bundle)
-    ev = evaluate(data, PolicyBundle.from_rl(bundle), start=start, end=end, rules=rules,
-                  benchmarks=cfg.benchmarks)  # fmt: skip
+    bundle = load_policy(result.bundle)
+    ev = evaluate(data, bundle, start=start, end=end, rules=rules, benchmarks=cfg.benchmarks)
     m = ev.policy.metrics
-    params = sum(p.numel() for p in bundle.policy.parameters())
-    trainable = sum(p.numel() for p in bundle.policy.parameters() if p.requires_grad)
-    hist = result.summary
-    curve.append({"timesteps": float(result.summary["timesteps"]), "sharpe": m["sharpe"],
+    net = trained["policy"]
+    params = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    curve.append({"timesteps": offset["timesteps"], "sharpe": m["sharpe"],
                   "total_return": m["total_return"]})  # fmt: skip
     return {
         "arm": arm, "seed": seed, "bundle": str(result.bundle),
+        "stages": [r.mappo.stage for r in stages if r.mappo is not None],
         "sharpe": m["sharpe"], "total_return": m["total_return"],
         "max_drawdown": m["max_drawdown"], "exposure": m["exposure"], "turnover": m["turnover"],
         "returns": ev.policy.returns.tolist(),
@@ -161,11 +211,11 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
                        for b in ev.benchmarks},
         "degenerate": ev.verdict,
         "period": ev.context["period"],
-        "seconds": seconds, "train_seconds": hist["seconds"],
+        "seconds": seconds, "train_seconds": train_seconds,
         "peak_rss_mb": peak, "rss_before_training_mb": rss0,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "parameters": params, "trainable_parameters": trainable,
-        "history": history, "oos_curve": curve, "device": hist["device"],
+        "history": history, "oos_curve": curve, "device": result.summary["device"],
     }  # fmt: skip
 
 

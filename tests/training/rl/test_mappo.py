@@ -100,6 +100,10 @@ def test_three_stages_freeze_what_they_should_and_record_their_lineage(
     with pytest.raises(ValueError, match=r"critic 'centralised' in the parent"):
         train_rl(_cfg(store, tmp_path / "x", {"stage": "master", "parent": str(s1.bundle),
                                               "critic": "decentralised"}), data)  # fmt: skip
+    # an architecture the child sets must be the parent's (its network is the parent's)
+    with pytest.raises(ValueError, match=r"mappo.master.hidden \[16\] in the parent, \[32\] in"):
+        train_rl(_cfg(store, tmp_path / "x", {"stage": "master", "parent": str(s1.bundle),
+                                              "master": {"hidden": [32]}}), data)  # fmt: skip
 
 
 def test_ippo_critics_see_what_their_actors_see(store: Path, tmp_path: Path) -> None:

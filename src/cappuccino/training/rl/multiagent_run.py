@@ -20,7 +20,7 @@ end by ``split.train_end``, and the new bundle records the lineage.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from cappuccino.bundles.encoder import _utc, resolve_encoder
 from cappuccino.bundles.manifest import TrainPeriod
 from cappuccino.bundles.mappo import MultiAgentBundle, save_bundle
 from cappuccino.bundles.mappo import load_bundle as load_mappo
+from cappuccino.config.loading import apply_values
 from cappuccino.config.rl import RLTrainConfig
 from cappuccino.datasets.market import MarketArrays, fit_scaler
 from cappuccino.features.scaling import Scaler
@@ -108,6 +109,17 @@ def _check_parent(parent: MultiAgentBundle, cfg: RLTrainConfig, train: MarketArr
     if parent.manifest.mappo.critic != cfg.mappo.critic:
         errors.append(f"critic {parent.manifest.mappo.critic!r} in the parent, "
                       f"{cfg.mappo.critic!r} in the run")  # fmt: skip
+    # the network is the parent's: an architecture this config sets must be the parent's
+    built = parent.policy.config()
+    m = cfg.mappo
+    for key in ("actor_hidden", "critic_hidden", "symbol_embedding", "value_norm"):
+        if key in m.model_fields_set and getattr(m, key) != built[key]:
+            errors.append(f"mappo.{key} {built[key]!r} in the parent, {getattr(m, key)!r} in "
+                          "the run (the network is the parent's)")  # fmt: skip
+    for key in ("hidden", "cap_hidden", "symbol_embedding"):
+        if key in m.master.model_fields_set and getattr(m.master, key) != built["master"][key]:
+            errors.append(f"mappo.master.{key} {built['master'][key]!r} in the parent, "
+                          f"{getattr(m.master, key)!r} in the run (the network is the parent's)")  # fmt: skip
     end = _utc(parent.manifest.train_period.end)
     if end > _utc(cfg.split.train_end):
         errors.append(f"trained on bars up to {parent.manifest.train_period.end}, after this "
@@ -148,6 +160,66 @@ def prepare_policy(
     return None, encoder, pe.scaler, {"source": "ft", **pe.provenance()}, [], pe.state_dict
 
 
+def new_policy(
+    env: MultiAgentTradingEnv,
+    cfg: RLTrainConfig,
+    encoder: dict[str, Any],
+    enc_state: dict[str, torch.Tensor] | None,
+) -> MultiAgentActorCritic:
+    """The network of ``cfg.mappo`` for ``env``, its encoder loaded with ``enc_state``
+    (a supervised model's or a pretrained FT encoder's weights) when given."""
+    m = cfg.mappo
+    assert m is not None
+    policy = build_multiagent(env, cfg.ppo, m, encoder)
+    if enc_state is not None:
+        target = policy.encoder if m.encoder.source == "supervised" else policy.context
+        assert target is not None
+        module = getattr(target, "model", target)
+        module.load_state_dict(enc_state)
+    return policy
+
+
+def stage_updates(n_updates: int, n_stages: int) -> list[int]:
+    """``n_updates`` PPO updates split between ``n_stages`` stages as evenly as whole
+    updates allow, the earlier stages taking the remainder."""
+    q, r = divmod(n_updates, n_stages)
+    return [q + (k < r) for k in range(n_stages)]
+
+
+def stage_configs(cfg: RLTrainConfig, stages: Sequence[str]) -> list[RLTrainConfig]:
+    """``cfg`` (with a ``mappo`` section) as one run per stage of ``stages``, in order:
+    stage ``k`` writes to ``cfg.output_dir / f"{k}_{stage}"`` and is the parent of stage
+    ``k + 1``; together they train ``cfg.ppo.n_updates`` updates of ``cfg.ppo.batch_size``
+    timesteps (:func:`stage_updates`)."""
+    assert cfg.mappo is not None
+    if cfg.ppo.n_updates < len(stages):
+        raise ValueError(
+            f"ppo.total_timesteps: got {cfg.ppo.total_timesteps} ({cfg.ppo.n_updates} updates "
+            f"of {cfg.ppo.batch_size} timesteps), expected at least one update per stage of "
+            f"{list(stages)}"
+        )
+    base = cfg.model_dump(mode="json")
+    out: list[RLTrainConfig] = []
+    parent: str | None = None
+    counts = stage_updates(cfg.ppo.n_updates, len(stages))
+    for k, (stage, updates) in enumerate(zip(stages, counts, strict=True)):
+        out_dir = cfg.output_dir / f"{k}_{stage}"
+        out.append(RLTrainConfig.model_validate(apply_values(base, {
+            "mappo.stage": stage, "mappo.parent": parent,
+            "ppo.total_timesteps": updates * cfg.ppo.batch_size, "output_dir": str(out_dir),
+        })))  # fmt: skip
+        parent = str(out_dir / "bundle")
+    return out
+
+
+def next_stage_policy(policy: MultiAgentActorCritic) -> MultiAgentActorCritic:
+    """A fresh copy of ``policy`` (its constructor and weights), as loading its bundle
+    gives: what the next stage starts from."""
+    fresh = MultiAgentActorCritic(**policy.config()).to(next(policy.parameters()).device)
+    fresh.load_state_dict(policy.state_dict())
+    return fresh
+
+
 def train_multiagent(
     cfg: RLTrainConfig,
     train: MarketArrays,
@@ -167,12 +239,7 @@ def train_multiagent(
     if parent_policy is not None:
         policy = parent_policy.to(device)
     else:
-        policy = build_multiagent(env, cfg.ppo, m, encoder)
-        if enc_state is not None:
-            target = policy.encoder if m.encoder.source == "supervised" else policy.context
-            assert target is not None
-            module = getattr(target, "model", target)
-            module.load_state_dict(enc_state)
+        policy = new_policy(env, cfg, encoder, enc_state)
     log.info(
         "MAPPO stage %s (%s critic) on %d bars x %d symbols, %d timesteps on %s",
         m.stage, m.critic, train.n_bars, train.n_assets, cfg.ppo.total_timesteps, device,
