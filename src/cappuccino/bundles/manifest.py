@@ -24,6 +24,7 @@ import pickle
 import struct
 import zipfile
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,12 +32,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from cappuccino.bundles.io import read_meta_any
+from cappuccino.bundles.io import read_meta_any, write_history, write_state_dict
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
 from cappuccino.features.sets import feature_set_hash
 from cappuccino.utils.io import atomic_write_json
-from cappuccino.utils.provenance import library_versions
+from cappuccino.utils.provenance import git_commit, library_versions
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -62,6 +63,13 @@ class FittedManifest(Manifest):
     feature_code: str = Field(description="feature_set_hash of the set when fitted")
     timeframe: str
     scaler: dict[str, Any]
+
+    def check_policy_files(self, weights: str) -> None:
+        """A policy manifest's common checks: ``weights`` is hashed, the symbols distinct."""
+        if weights not in self.files:
+            raise ValueError(f"files: no hash for {weights}")
+        if len(set(self.symbols)) != len(self.symbols) or not self.symbols:
+            raise ValueError(f"symbols: got {self.symbols}, expected distinct symbols")
 
 
 class TrainPeriod(BaseModel):
@@ -102,6 +110,37 @@ def data_fields(data: MarketArrays, scaler: Scaler) -> dict[str, Any]:
         "timeframe": data.timeframe.label,
         "scaler": scaler.to_dict(),
     }
+
+
+def write_policy_bundle(
+    path: Path,
+    policy: nn.Module,
+    *,
+    fmt: str,
+    weights: str,
+    fields: Mapping[str, Any],
+    data: MarketArrays,
+    scaler: Scaler,
+    train_period: BaseModel,
+    config: dict[str, Any],
+    history: list[dict[str, float]],
+) -> Path:
+    """A trained policy's bundle directory, written atomically file by file: the weights
+    (``policy``'s state dict, its constructor arguments ``policy.config()``), ``fields``
+    (the kind's own manifest fields), what it was fitted on, the training period, the run
+    config, the history (null where no episode ended) and the manifest; returns ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    write_state_dict(path / weights, policy)
+    meta = {
+        "format": fmt, "created": datetime.now(UTC).isoformat(),
+        "policy": policy.config(),  # type: ignore[operator]
+        **fields, **data_fields(data, scaler),
+        "train_period": train_period.model_dump(mode="json"), "config": config,
+        "git_commit": git_commit(),
+    }  # fmt: skip
+    write_history(path / "history.json", history)
+    write_manifest(path / "bundle.json", meta, [weights])
+    return path
 
 
 def write_manifest(path: Path, meta: dict[str, Any], weights: Iterable[str] = ()) -> None:

@@ -22,20 +22,17 @@ data checks symbols, features and timeframe as an RL bundle does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import model_validator
 
-from cappuccino.bundles.io import write_history, write_state_dict
 from cappuccino.bundles.manifest import (
     FittedManifest,
     TrainPeriod,
-    data_fields,
     load_weights,
     read_manifest,
-    write_manifest,
+    write_policy_bundle,
 )
 from cappuccino.bundles.rl import check_fitted_data
 from cappuccino.config.rl import EnvSettings, MAPPOSettings
@@ -44,7 +41,6 @@ from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules
 from cappuccino.models.multiagent import MultiAgentActorCritic
 from cappuccino.policies import MultiAgentPolicy
-from cappuccino.utils.provenance import git_commit
 
 FORMAT: Final = "cappuccino.mappo-bundle/1"
 WEIGHTS = "policy.pt"
@@ -68,10 +64,7 @@ class MultiAgentManifest(FittedManifest):
 
     @model_validator(mode="after")
     def _consistent(self) -> MultiAgentManifest:
-        if WEIGHTS not in self.files:
-            raise ValueError(f"files: no hash for {WEIGHTS}")
-        if len(set(self.symbols)) != len(self.symbols) or not self.symbols:
-            raise ValueError(f"symbols: got {self.symbols}, expected distinct symbols")
+        self.check_policy_files(WEIGHTS)
         want = {"n_symbols": len(self.symbols), "n_features": len(self.feature_names),
                 "lookback": self.env.lookback}  # fmt: skip
         for key, value in want.items():
@@ -136,27 +129,15 @@ def save_bundle(
     parents: list[dict[str, Any]],
 ) -> Path:
     """Write a bundle directory atomically file by file; returns ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    write_state_dict(path / WEIGHTS, policy)
-    meta = {
-        "format": FORMAT,
-        "created": datetime.now(UTC).isoformat(),
-        "policy": policy.config(),
-        "stage": mappo.stage,
-        "use_master": mappo.stage != "symbols",
-        "mappo": mappo.model_dump(mode="json"),
-        "env": env_settings.model_dump(mode="json"),
-        "market": rules.model_dump(mode="json"),
-        **data_fields(data, scaler),
-        "train_period": train_period.model_dump(mode="json"),
-        "encoder": encoder,
-        "parents": parents,
-        "config": config,
-        "git_commit": git_commit(),
-    }
-    write_history(path / "history.json", history)
-    write_manifest(path / "bundle.json", meta, [WEIGHTS])
-    return path
+    return write_policy_bundle(
+        path, policy, fmt=FORMAT, weights=WEIGHTS, data=data, scaler=scaler,
+        train_period=train_period, config=config, history=history,
+        fields={"stage": mappo.stage, "use_master": mappo.stage != "symbols",
+                "mappo": mappo.model_dump(mode="json"),
+                "env": env_settings.model_dump(mode="json"),
+                "market": rules.model_dump(mode="json"), "encoder": encoder,
+                "parents": parents},
+    )  # fmt: skip
 
 
 def load_bundle(path: Path, *, allow_version_mismatch: bool = False) -> MultiAgentBundle:

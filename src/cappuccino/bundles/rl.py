@@ -20,20 +20,17 @@ the same order, same feature set and feature names, same timeframe; any mismatch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import model_validator
 
-from cappuccino.bundles.io import write_history, write_state_dict
 from cappuccino.bundles.manifest import (
     FittedManifest,
     TrainPeriod,
-    data_fields,
     load_weights,
     read_manifest,
-    write_manifest,
+    write_policy_bundle,
 )
 from cappuccino.config.rl import EnvSettings
 from cappuccino.datasets.market import MarketArrays
@@ -41,7 +38,6 @@ from cappuccino.features.scaling import Scaler
 from cappuccino.market import MarketRules, ObservationSpec
 from cappuccino.models.actor_critic import ActorCritic
 from cappuccino.policies import NetPolicy
-from cappuccino.utils.provenance import git_commit
 
 FORMAT: Final = "cappuccino.rl-bundle/2"
 WEIGHTS = "policy.pt"
@@ -61,10 +57,7 @@ class RLManifest(FittedManifest):
 
     @model_validator(mode="after")
     def _consistent(self) -> RLManifest:
-        if WEIGHTS not in self.files:
-            raise ValueError(f"files: no hash for {WEIGHTS}")
-        if len(set(self.symbols)) != len(self.symbols) or not self.symbols:
-            raise ValueError(f"symbols: got {self.symbols}, expected distinct symbols")
+        self.check_policy_files(WEIGHTS)
         spec = ObservationSpec(n_assets=len(self.symbols), n_features=len(self.feature_names),
                                lookback=self.env.lookback)  # fmt: skip
         if self.policy.get("obs_dim") != spec.dim or self.policy.get("action_dim") != spec.n_assets:
@@ -135,23 +128,13 @@ def save_bundle(
     pretrained_encoder: dict[str, Any] | None = None,
 ) -> Path:
     """Write a bundle directory atomically file by file; returns ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    write_state_dict(path / WEIGHTS, policy)
-    meta = {
-        "format": FORMAT,
-        "created": datetime.now(UTC).isoformat(),
-        "policy": policy.config(),
-        "env": env_settings.model_dump(mode="json"),
-        "market": rules.model_dump(mode="json"),
-        **data_fields(data, scaler),
-        "train_period": train_period.model_dump(mode="json"),
-        "pretrained_encoder": pretrained_encoder,
-        "config": config,
-        "git_commit": git_commit(),
-    }
-    write_history(path / "history.json", history)  # null where no episode ended
-    write_manifest(path / "bundle.json", meta, [WEIGHTS])
-    return path
+    return write_policy_bundle(
+        path, policy, fmt=FORMAT, weights=WEIGHTS, data=data, scaler=scaler,
+        train_period=train_period, config=config, history=history,
+        fields={"env": env_settings.model_dump(mode="json"),
+                "market": rules.model_dump(mode="json"),
+                "pretrained_encoder": pretrained_encoder},
+    )  # fmt: skip
 
 
 def load_bundle(path: Path, *, allow_version_mismatch: bool = False) -> RLBundle:
