@@ -215,6 +215,17 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     doc = json.loads((out / "summary.json").read_text())
     btc = next(r for r in doc["summary"] if r["symbol"] == "BTC/USDT")
     assert btc["stored"] == 8_004 and btc["filled"] == btc["missing"] == 12
+    # the store holds the resampled 4h and 1d bars the summary counts (complete buckets)
+    from cappuccino.data.schema import Timeframe
+    from cappuccino.data.store import ParquetStore
+
+    for tf in ("4h", "1d"):
+        rows = [r for r in doc["resampled"] if r["target"] == tf]
+        assert {r["symbol"] for r in rows} == {"BTC/USDT", "ETH/USDT"}
+        stored = ParquetStore(out / "store").read(Timeframe.parse(tf))
+        assert stored.height == sum(r["complete"] for r in rows) > 0
+        assert all(r["incomplete"] > 0 for r in rows)  # the 12 missing hours' buckets
+    assert "resampled (complete buckets only): 4h: " in res.stdout
     assert doc["supervised"]["epochs_run"] == 1 and doc["rl"]["train"]["timesteps"] == 2048
     assert doc["tune"]["finished"] == 1 and set(doc["compare"]["arms"]) == {"mlp", "ft_frozen"}
     assert doc["compare"]["period"] == doc["rl"]["test_period"]

@@ -32,7 +32,8 @@ def demo(
     """The main job on the bundled sample, in this order (steps 4 to 7 can be turned off,
     e.g. --set tune.enabled=false):
 
-    1. import and validate the bundled 7-pair hourly sample into a Parquet store;
+    1. import and validate the bundled 7-pair hourly sample into a Parquet store, and
+    resample it to 4h and 1d (complete buckets only);
     2. gap fill, causal features and labels;
     3. the lookahead audit of every feature column;
     4. a window classifier trained for a few epochs, tracked in a local MLflow store, with
@@ -53,6 +54,14 @@ def demo(
         emit_json(result.to_dict())
         return
     table(result.summary_rows, f"Cappuccino demo: {cfg.features.feature_set} on the bundled sample")
+    if result.resampled:
+        by_tf: dict[str, list[dict[str, Any]]] = {}
+        for r in result.resampled:
+            by_tf.setdefault(r["target"], []).append(r)
+        console.print("resampled (complete buckets only): " + "; ".join(
+            f"{tf}: {sum(r['complete'] for r in rs):,} bars, {sum(r['incomplete'] for r in rs)} "
+            f"partial buckets left out, {sum(r['filled'] for r in rs)} with filled bars"
+            for tf, rs in by_tf.items()))  # fmt: skip
     a = result.audit
     console.print(
         f"lookahead audit: {'PASS' if a.passed else 'FAIL'} "

@@ -106,6 +106,11 @@ class DemoConfig(_Model):
     seed: int = Field(0, ge=0, description="the one seed for every random choice in the run")
     output_dir: Path = Field(Path("runs/demo"), description="everything the run writes goes here")
     data: DataSettings = Field(default_factory=DataSettings)
+    resample: list[str] = Field(
+        ["4h", "1d"],
+        description="longer timeframes built from the imported bars into the store "
+        "(`data resample`: complete buckets only)",
+    )
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     supervised: DemoSupervisedSettings = Field(default_factory=DemoSupervisedSettings)
     rl: DemoRLSettings = Field(default_factory=DemoRLSettings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ from cappuccino.config.rl import CompareConfig, RLTrainConfig
 from cappuccino.config.supervised import SupervisedConfig
 from cappuccino.config.tuning import TuneConfig
 from cappuccino.data.importing import ImportReport, import_files
+from cappuccino.data.resample import resample_store
 from cappuccino.data.sample import sample_path
-from cappuccino.data.schema import resolve_symbols
+from cappuccino.data.schema import Timeframe, resolve_symbols
 from cappuccino.data.store import ParquetStore
 from cappuccino.data.validate import fill_gaps
 from cappuccino.datasets.market import build_market_arrays
@@ -59,10 +60,12 @@ class DemoResult:
     tune: dict[str, Any] | None = None
     compare: dict[str, Any] | None = None
     monitoring: dict[str, Any] | None = None
+    resampled: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "import": self.imported.rows(),
+            "resampled": self.resampled,
             "features": self.table.to_dict(),
             "audit": self.audit.to_dict(),
             "summary": self.summary_rows,
@@ -95,6 +98,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         on_malformed=cfg.data.on_malformed,
     )
     symbols = resolve_symbols(cfg.data.symbols, store.symbols(cfg.data.tf))
+    resampled = []
+    for label in cfg.resample:
+        target = Timeframe.parse(label)
+        log.info("resampling %s to %s (complete buckets only)", cfg.data.tf, target)
+        resampled += [r.to_dict() for r in resample_store(store, cfg.data.tf, target, symbols)]
     bars = store.read(cfg.data.tf, symbols)
     log.info(
         "building %s features and %d labels", cfg.features.feature_set, len(cfg.features.labels)
@@ -154,6 +162,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         tune=study,
         compare=ab,
         monitoring=watched,
+        resampled=resampled,
     )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
