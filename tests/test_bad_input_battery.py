@@ -128,6 +128,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
     # tuning: an unreachable PostgreSQL is exit 3 on every tune command
     ("tune-syntax", ["tune", "{dir}/syntax.yaml"], 2, SYNTAX),
     ("tune-pg", ["tune", "--storage", "{pg}", "--n-trials", "1"], 3, "database unreachable"),
+    ("tune-warm-start-unknown", ["tune", "--storage", "sqlite:///{dir}/none.db", "--warm-start",
+                                 "old"], 2, "--warm-start: got 'old', no such study in sqlite"),
+    ("tune-narrow-unknown", ["tune", "--storage", "sqlite:///{dir}/none.db", "--narrow-from",
+                             "old"], 2, "--narrow-from: got 'old', no such study in sqlite"),
     ("tune-report-pg", ["tune", "report", "--storage", "{pg}", "--study-name", "s"], 3,
      "database unreachable"),
     ("tune-best-pg", ["tune", "best", "--storage", "{pg}", "--study-name", "s", "--out",

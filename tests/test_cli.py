@@ -202,7 +202,7 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
         "demo", "--set", f"output_dir={out}", "--set", "features.audit_cuts=2",
         "--set", "data.symbols=[BTC/USDT,ETH/USDT]",
         "--set", "supervised.train.epochs=1", "--set", "rl.ppo.total_timesteps=2048",
-        "--set", "tune.n_trials=1", "--set", "tune.epochs=1",
+        "--set", "tune.n_trials=1", "--set", "tune.epochs=1", "--set", "tune.warm_trials=1",
         "--set", "compare.arms=[mlp,ft_frozen]", "--set", "compare.ppo.total_timesteps=1024",
         "--set", "compare.pretrain.epochs=1", "--set", "compare.eval_points=0",
     ])  # fmt: skip
@@ -228,6 +228,10 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     assert "resampled (complete buckets only): 4h: " in res.stdout
     assert doc["supervised"]["epochs_run"] == 1 and doc["rl"]["train"]["timesteps"] == 2048
     assert doc["tune"]["finished"] == 1 and set(doc["compare"]["arms"]) == {"mlp", "ft_frozen"}
+    # the warm-started study ran the first study's trial first, with its values
+    w = doc["tune"]["warm"]
+    assert w["warm_start"]["enqueued"] == [doc["tune"]["best_trial"]] and w["finished"] == 1
+    assert "warm-started study demo_warm: 1 of study demo's top trials run first" in res.stdout
     assert doc["compare"]["period"] == doc["rl"]["test_period"]
     for path in (doc["supervised"]["backtest"]["outputs"]["report"],
                  doc["rl"]["outputs"]["report"], doc["compare"]["report"]):  # fmt: skip

@@ -40,7 +40,8 @@ def demo(
     its test-period signals backtested through the market core;
     5. PPO on the training period, then an out-of-sample backtest against the benchmarks
     (with the degenerate-policy verdict) and an HTML report;
-    6. a small Optuna study (SQLite storage) over purged CV;
+    6. a small Optuna study (SQLite storage) over purged CV, then a second one warm-started
+    from its top trials with its ranges narrowed around them;
     7. an A/B of PPO arms and MAPPO over seeds with intervals and a verdict.
 
     Writes everything under output_dir (default runs/demo)."""
@@ -120,6 +121,16 @@ def demo(
             f"best {st['metric']} = {st['best_value']:.4f} (trial {st['best_trial']}), "
             f"bundle {st['best_bundle']}"
         )
+        w = st.get("warm")
+        if w:
+            ws, nw = w["warm_start"], w["narrowed_from"]
+            best = "n/a" if w["best_value"] is None else f"{w['best_value']:.4f}"
+            console.print(
+                f"warm-started study {w['study_name']}: {len(ws['enqueued'])} of study "
+                f"{ws['study']}'s top trials run first ({len(ws['skipped'])} did not fit), "
+                f"{len(nw['changes'])} ranges narrowed to their span; {w['finished']} trials, "
+                f"best {st['metric']} = {best}"
+            )
     if result.compare is not None:
         ab = result.compare
         table(

@@ -79,10 +79,18 @@ def run(
     n_trials: int | None = typer.Option(None, "--n-trials", help="finished trials wanted"),
     workers: int = typer.Option(1, "--workers", min=1, help="local worker processes"),
     timeout: float | None = typer.Option(None, "--timeout", help="seconds before no new trial"),
+    warm: str | None = typer.Option(
+        None, "--warm-start", help="enqueue this study's top trials (those that fit) first"
+    ),
+    narrow_from: str | None = typer.Option(
+        None, "--narrow-from", help="narrow numeric ranges to this study's top trials' span"
+    ),
+    top: int | None = typer.Option(None, "--top", help="top trials read (default 5)"),
     worker_index: int | None = typer.Option(None, "--worker-index", hidden=True),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Run (or join) a study; workers elsewhere join with the same command and storage."""
+    """Run (or join) a study; workers elsewhere join with the same command and storage.
+    --warm-start and --narrow-from read another study in the same storage."""
     import optuna
 
     from cappuccino.models.registry import get_model
@@ -90,7 +98,9 @@ def run(
     from cappuccino.workflows.supervised import signal_backtest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own logging says what matters
-    cfg = _config(config, overrides, study_name, storage, n_trials, timeout)
+    extra = [f"{k}={v}" for k, v in (("warm_start", warm), ("narrow_from", narrow_from),
+                                     ("top_k", top)) if v is not None]  # fmt: skip
+    cfg = _config(config, [*overrides, *extra], study_name, storage, n_trials, timeout)
     if cfg.kind == "supervised":
         get_model(cfg.supervised.model)  # a bad name fails before the study is touched
     if worker_index is not None:  # a worker started by a launcher

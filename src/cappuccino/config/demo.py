@@ -97,6 +97,10 @@ class DemoTuneSettings(_Model):
     epochs: int = Field(3, ge=1, description="epochs per trial")
     metric: str = Field("val_pr_auc", description="history metric maximised")
     n_startup_trials: int = Field(1, ge=0, description="trials run in full before pruning")
+    warm_trials: int = Field(
+        2, ge=0, description="then a second study of this many trials, warm-started from the "
+        "first's top trials and narrowed to their ranges (0: off)",
+    )  # fmt: skip
 
 
 class DemoConfig(_Model):

@@ -93,6 +93,18 @@ class TuneConfig(_Model):
         "symbols), sharing rl.ppo.total_timesteps",
     )
     cv: CVSettings = Field(default_factory=CVSettings)
+    warm_start: str | None = Field(
+        None, description="enqueue the top_k trials of this study (same storage) first, those "
+        "that fit this study's space",
+    )  # fmt: skip
+    narrow_from: str | None = Field(
+        None, description="narrow each numeric range to the span of this study's top_k trials "
+        "(plus narrow_margin)",
+    )  # fmt: skip
+    top_k: int = Field(5, ge=1, description="trials read from warm_start / narrow_from")
+    narrow_margin: float = Field(
+        0.1, ge=0, description="share of the top trials' span added on each side when narrowing"
+    )
 
     @model_validator(mode="after")
     def _rl_maximises(self) -> TuneConfig:

@@ -43,6 +43,13 @@ from cappuccino.tuning.study import (
     open_study,
     run_worker,
 )
+from cappuccino.tuning.warm import (
+    NARROW_ATTR,
+    WARM_ATTR,
+    narrowed_config,
+    top_trials,
+    warm_start,
+)
 from cappuccino.utils.io import atomic_write_json
 
 AfterFitFor = Callable[[SupervisedConfig], AfterFit | None]
@@ -142,9 +149,15 @@ def tune(
     if workers > 1:  # N workers on one machine share its cores: no oversubscription
         threads = max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
+    cfg, narrowed = narrowed_config(cfg)  # every worker gets the narrowed space
+    warm = top_trials(cfg, cfg.warm_start, "--warm-start") if cfg.warm_start else None
     study = open_study(cfg, 0)
+    if narrowed is not None and NARROW_ATTR not in study.user_attrs:
+        study.set_user_attr(NARROW_ATTR, narrowed)
     if CONFIG_ATTR not in study.user_attrs:  # what `tune report` reads back
         study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
+    if warm is not None and WARM_ATTR not in study.user_attrs:  # once per study
+        study.set_user_attr(WARM_ATTR, warm_start(study, cfg, warm))
     tracker = _tracker(cfg)
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
@@ -182,7 +195,9 @@ def tune(
         parent = None if own_parent else _stored_parent(cfg)  # ours ends with this block
         if parent and uri:
             end_run(uri, parent, "FINISHED")  # a launcher killed outright left it RUNNING
-    return summary | {"this_worker": mine, "workers": workers, "workers_failed": failed}
+    attrs = study.user_attrs
+    return summary | {"this_worker": mine, "workers": workers, "workers_failed": failed,
+                      WARM_ATTR: attrs.get(WARM_ATTR), NARROW_ATTR: attrs.get(NARROW_ATTR)}  # fmt: skip
 
 
 def _stored_parent(cfg: TuneConfig) -> str | None:

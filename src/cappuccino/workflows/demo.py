@@ -236,7 +236,17 @@ def _run_tune(cfg: DemoConfig, bars: pl.DataFrame) -> dict[str, Any]:
         }
     )  # fmt: skip
     log.info("tuning %s: %d trials", s.model, t.n_trials)
-    return tune(tune_cfg, bars=bars, after_fit=signal_backtest)
+    first = tune(tune_cfg, bars=bars, after_fit=signal_backtest)
+    if not t.warm_trials:
+        return first
+    warm_cfg = tune_cfg.model_copy(update={
+        "study_name": "demo_warm", "n_trials": t.warm_trials, "warm_start": "demo",
+        "narrow_from": "demo", "top_k": 3,
+    })  # fmt: skip
+    log.info("a second study warm-started from the first's top trials, ranges narrowed")
+    warm = tune(warm_cfg, bars=bars, after_fit=signal_backtest)
+    return first | {"warm": {k: warm[k] for k in (
+        "study_name", "finished", "best_value", "best_trial", "warm_start", "narrowed_from")}}  # fmt: skip
 
 
 def _run_compare(cfg: DemoConfig) -> dict[str, Any]:
