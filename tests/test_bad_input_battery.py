@@ -80,6 +80,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
      "--to: got 'fortnight', expected <n><m|h|d|w>"),
     ("resample-no-source", ["data", "resample", "--store", "{store}", "--from", "15m", "--to",
                             "1h"], 2, "--from: no 15m bars in store"),
+    ("resample-bad-symbol", ["data", "resample", "--store", "{store}", "--to", "4h", "-s",
+                             "DOGE/EUR"], 2, "symbols: got 'DOGE/EUR', expected one of"),
     ("resample-no-store", ["data", "resample", "--store", "{dir}/nowhere", "--to", "4h"], 2,
      "--store: {dir}/nowhere: no such store folder"),
     ("info-no-store", ["data", "info", "--store", "{dir}/nowhere"], 2, "nowhere"),

@@ -23,7 +23,12 @@ from typing import Any
 
 import polars as pl
 
-from cappuccino.data.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA, Timeframe
+from cappuccino.data.schema import (
+    CANONICAL_COLUMNS,
+    CANONICAL_SCHEMA,
+    Timeframe,
+    resolve_symbols,
+)
 from cappuccino.data.store import ParquetStore
 
 WEEK_MS = 7 * 86_400_000
@@ -141,20 +146,20 @@ def resample_store(
             f"--from: no {source.label} bars in store {store.root} (stored timeframes: "
             f"{[t.label for t in store.timeframes()]})"
         )
-    bars = store.read(source, symbols)
-    buckets, report = resample_bars(bars, source, target)
+    wanted = resolve_symbols(symbols, stored)  # an unknown symbol fails before any write
     results = []
-    for up in store.upsert(buckets, target) if buckets.height else []:
-        r = report[up.symbol]
-        results.append(ResampleResult(
-            symbol=up.symbol, source=source.label, target=target.label, **r,
-            rows_new=up.rows_new, rows_updated=up.rows_updated, rows_stored=up.rows_stored,
-        ))  # fmt: skip
-    seen = {r.symbol for r in results}
-    for sym, r in report.items():  # symbols without one complete bucket
-        if sym not in seen:
+    for sym in wanted:  # one symbol in memory at a time
+        buckets, report = resample_bars(store.read(source, [sym]), source, target)
+        r = report.get(sym) or {"source_bars": 0, "complete": 0, "filled": 0,
+                                "incomplete": 0, "open_bucket": None}  # fmt: skip
+        new = updated = 0
+        if buckets.height:
+            (up,) = store.upsert(buckets, target)
+            new, updated, kept = up.rows_new, up.rows_updated, up.rows_stored
+        else:
             have = store.path(sym, target).exists()
-            n = store.read_symbol(sym, target).height if have else 0
-            results.append(ResampleResult(symbol=sym, source=source.label, target=target.label,
-                                          **r, rows_new=0, rows_updated=0, rows_stored=n))  # fmt: skip
+            kept = store.read_symbol(sym, target).height if have else 0
+        results.append(ResampleResult(symbol=sym, source=source.label, target=target.label,
+                                      **r, rows_new=new, rows_updated=updated,
+                                      rows_stored=kept))  # fmt: skip
     return sorted(results, key=lambda r: r.symbol)
