@@ -106,12 +106,24 @@ def test_warm_started_trials_run_first_with_exactly_their_values(
     assert len(seen) == 3 and seen[2] not in params
     narrowed = summary["narrowed_from"]
     assert narrowed["study"] == "old" and narrowed["trials"] == [7, 6, 5]
-    (sp,) = seen_space
+    sp = seen_space[0]
     by_name = {d.name: d for d in sp.dims}
     for name, r in narrowed["changes"].items():
         assert (by_name[name].low, by_name[name].high) == (r["low"], r["high"])
     stored = optuna.load_study(study_name="new", storage=cfg.storage.url).user_attrs
     assert stored["warm_start"] == ws and stored["narrowed_from"] == narrowed
+    # a launcher joining later samples the stored narrowing, though 'old' has moved on
+    src = optuna.load_study(study_name="old", storage=cfg.storage.url)
+    src.sampler = optuna.samplers.RandomSampler(seed=11)
+    trial = src.ask()
+    study_space(cfg).sample(trial)
+    src.tell(trial, 100.0)  # the new best of 'old'
+    again = tune_mod.tune(cfg.model_copy(update={"n_trials": 4}))
+    assert again["narrowed_from"] == narrowed and again["warm_start"] == ws
+    by_name = {d.name: d for d in seen_space[1].dims}
+    for name, r in narrowed["changes"].items():
+        assert (by_name[name].low, by_name[name].high) == (r["low"], r["high"])
+    assert len(seen) == 4  # one more trial, no second warm start
 
 
 def test_misfits_and_unknown_studies_are_named(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ from cappuccino.tuning.study import (
 from cappuccino.tuning.warm import (
     NARROW_ATTR,
     WARM_ATTR,
-    narrowed_config,
+    apply_narrowing,
+    narrowing,
     top_trials,
     warm_start,
 )
@@ -149,11 +150,13 @@ def tune(
     if workers > 1:  # N workers on one machine share its cores: no oversubscription
         threads = max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
-    cfg, narrowed = narrowed_config(cfg)  # every worker gets the narrowed space
+    narrowed = narrowing(cfg)  # the source studies are read before the study is created
     warm = top_trials(cfg, cfg.warm_start, "--warm-start") if cfg.warm_start else None
     study = open_study(cfg, 0)
-    if narrowed is not None and NARROW_ATTR not in study.user_attrs:
-        study.set_user_attr(NARROW_ATTR, narrowed)
+    if narrowed is not None:  # the study's own narrowing, once stored, wins
+        if NARROW_ATTR not in study.user_attrs:
+            study.set_user_attr(NARROW_ATTR, narrowed)
+        cfg = apply_narrowing(cfg, study.user_attrs[NARROW_ATTR])  # every worker samples it
     if CONFIG_ATTR not in study.user_attrs:  # what `tune report` reads back
         study.set_user_attr(CONFIG_ATTR, cfg.model_dump(mode="json"))
     if warm is not None and WARM_ATTR not in study.user_attrs:  # once per study

@@ -9,7 +9,8 @@ the same storage:
   dimension; a single value is widened by the margin of itself), and never wider than the
   range it had. Categorical dimensions are left alone. The changes are logged, stored on
   the new study (``narrowed_from``) and become the study's ``space`` overrides, so every
-  worker samples the narrowed space.
+  worker samples the narrowed space; a launcher joining the study later uses the stored
+  narrowing, not one recomputed from a source study that may have moved on.
 - :func:`warm_start`: each of those trials' parameter sets is enqueued in the new study
   when it fits the new study's space (:func:`misfit`: every dimension the space would
   sample given those values is present and inside its range or choices, and nothing
@@ -123,11 +124,11 @@ def narrow(
     return out
 
 
-def narrowed_config(cfg: TuneConfig) -> tuple[TuneConfig, dict[str, Any] | None]:
-    """``cfg`` with its space narrowed from ``cfg.narrow_from`` (unchanged without it),
-    and the record stored on the study."""
+def narrowing(cfg: TuneConfig) -> dict[str, Any] | None:
+    """The narrowing ``cfg.narrow_from`` asks for (None without it): the source study, its
+    top trials, the margin and the changed ranges, each logged."""
     if cfg.narrow_from is None:
-        return cfg, None
+        return None
     trials = top_trials(cfg, cfg.narrow_from, "--narrow-from")
     space = study_space(cfg)
     changes = narrow(space, trials, cfg.narrow_margin)
@@ -137,12 +138,17 @@ def narrowed_config(cfg: TuneConfig) -> tuple[TuneConfig, dict[str, Any] | None]
         log.info("space.%s: [%g, %g] -> [%g, %g] (the span of study %s's top %d, margin %g)",
                  name, d.low, d.high, r["low"], r["high"], cfg.narrow_from, len(trials),
                  cfg.narrow_margin)  # fmt: skip
+    return {"study": cfg.narrow_from, "trials": [t.number for t in trials],
+            "margin": cfg.narrow_margin, "changes": changes}  # fmt: skip
+
+
+def apply_narrowing(cfg: TuneConfig, record: dict[str, Any]) -> TuneConfig:
+    """``cfg`` with the narrowed ranges of ``record`` (:func:`narrowing`) as ``space``
+    overrides."""
     merged = {k: dict(v) for k, v in cfg.space.items()}
-    for name, r in changes.items():
+    for name, r in record["changes"].items():
         merged.setdefault(name, {}).update(r)
-    record = {"study": cfg.narrow_from, "trials": [t.number for t in trials],
-              "margin": cfg.narrow_margin, "changes": changes}  # fmt: skip
-    return cfg.model_copy(update={"space": merged}), record
+    return cfg.model_copy(update={"space": merged})
 
 
 def warm_start(
