@@ -35,6 +35,17 @@ def shared_file(pair: str) -> Path:
     return p
 
 
+def sample_store(folder: Path) -> Path:
+    """The bundled 7-pair sample imported into a new store ``folder / 'store'``."""
+    from cappuccino.data.importing import import_files
+    from cappuccino.data.sample import sample_path
+    from cappuccino.data.store import ParquetStore
+
+    root = folder / "store"
+    import_files([sample_path()], ParquetStore(root))
+    return root
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"shared data missing: {SHARED}"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from cappuccino.live.state import SessionState
+from tests.conftest import sample_store
 
 from .fake_alpaca import FakeAlpaca
 from .test_kill_points import _run as _run_paper
@@ -47,13 +48,7 @@ def _book(state: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cappuccino.data.importing import import_files
-    from cappuccino.data.sample import sample_path
-    from cappuccino.data.store import ParquetStore
-
-    root = tmp_path_factory.mktemp("chaos") / "store"
-    import_files([sample_path()], ParquetStore(root))
-    return root
+    return sample_store(tmp_path_factory.mktemp("chaos"))
 
 
 def test_chaos_replay_equals_the_fault_free_replay(store: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from cappuccino.live.state import SessionState, StateError
+from tests.conftest import sample_store
 
 from .fake_alpaca import FakeAlpaca
 
@@ -30,13 +31,7 @@ SYMBOL_MAP = "BTC/USDT=BTC/USD,ETH/USDT=ETH/USD"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cappuccino.data.importing import import_files
-    from cappuccino.data.sample import sample_path
-    from cappuccino.data.store import ParquetStore
-
-    root = tmp_path_factory.mktemp("kill") / "store"
-    import_files([sample_path()], ParquetStore(root))
-    return root
+    return sample_store(tmp_path_factory.mktemp("kill"))
 
 
 def _run(store: Path, state: Path, url: str, kill: str | None, *, policy: str = "equal_weight:4",

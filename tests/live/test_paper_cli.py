@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from cappuccino.cli.main import app
 from cappuccino.live.state import RunRow, SessionState
+from tests.conftest import sample_store
 
 from .fake_alpaca import FakeAlpaca
 
@@ -25,13 +26,7 @@ REPLAY = ["--replay", "2021-06-01", "2021-06-02"]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cappuccino.data.importing import import_files
-    from cappuccino.data.sample import sample_path
-    from cappuccino.data.store import ParquetStore
-
-    root = tmp_path_factory.mktemp("cli") / "store"
-    import_files([sample_path()], ParquetStore(root))
-    return root
+    return sample_store(tmp_path_factory.mktemp("cli"))
 
 
 def _paper(*args: str) -> Any:

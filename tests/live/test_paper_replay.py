@@ -26,6 +26,7 @@ from cappuccino.market import MarketRules
 from cappuccino.training.rl.ppo import build_policy
 from cappuccino.workflows.backtest import evaluate
 from cappuccino.workflows.paper import PaperSettings, build_runner
+from tests.conftest import sample_store
 
 from ..training.rl.helpers import make_env, period_of
 
@@ -36,13 +37,7 @@ RULES = MarketRules(min_order_notional=50.0, slippage_rate=0.0005)
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cappuccino.data.importing import import_files
-    from cappuccino.data.sample import sample_path
-    from cappuccino.data.store import ParquetStore
-
-    root = tmp_path_factory.mktemp("paper") / "store"
-    import_files([sample_path()], ParquetStore(root))
-    return root
+    return sample_store(tmp_path_factory.mktemp("paper"))
 
 
 def _rl_bundle(store: Path, out: Path, seed: int, ft: dict[str, Any] | None = None) -> Path:

@@ -14,6 +14,7 @@ from cappuccino.bundles.mappo import load_bundle
 from cappuccino.config.rl import RLTrainConfig
 from cappuccino.datasets.market import load_market
 from cappuccino.training.rl.train import train_rl
+from tests.conftest import sample_store
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "XRP/USDT"]
 TRAIN_END = "2021-05-31T23:00:00+00:00"
@@ -21,13 +22,7 @@ TRAIN_END = "2021-05-31T23:00:00+00:00"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cappuccino.data.importing import import_files
-    from cappuccino.data.sample import sample_path
-    from cappuccino.data.store import ParquetStore
-
-    root = tmp_path_factory.mktemp("mappo") / "store"
-    import_files([sample_path()], ParquetStore(root))
-    return root
+    return sample_store(tmp_path_factory.mktemp("mappo"))
 
 
 def _cfg(store: Path, out: Path, mappo: dict[str, Any], **env: Any) -> RLTrainConfig:
