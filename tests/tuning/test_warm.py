@@ -11,8 +11,9 @@ import optuna
 import pytest
 
 from cappuccino.config.tuning import TuneConfig
+from cappuccino.tuning.spaces import study_space
 from cappuccino.tuning.study import open_study, run_worker
-from cappuccino.tuning.warm import misfit, narrow, study_space, top_trials
+from cappuccino.tuning.warm import misfit, narrow, top_trials
 
 
 def _cfg(tmp_path: Path, name: str, **kw: Any) -> TuneConfig:

@@ -71,7 +71,7 @@ from cappuccino.training.rl.multiagent_run import (
 )
 from cappuccino.training.rl.ppo import train_ppo
 from cappuccino.training.rl.pretrain import encoder_args
-from cappuccino.tuning.spaces import Space, mappo_space, ppo_space
+from cappuccino.tuning.spaces import Space, study_space
 from cappuccino.tuning.study import _Pruned, record_run
 from cappuccino.utils.io import atomic_write_json, atomic_write_parquet
 from cappuccino.utils.seeding import seed_everything
@@ -110,10 +110,9 @@ class RLObjective:
         if self.multiagent:
             self.encoder = None
             self.supervised = self._check_supervised()
-            self.space = mappo_space(self.supervised is not None).with_overrides(cfg.space)
         else:
             self.encoder = self._find_encoder()
-            self.space = ppo_space(self.encoder).with_overrides(cfg.space)
+        self.space = study_space(cfg, self.encoder)
 
     def _check_supervised(
         self,
@@ -138,7 +137,7 @@ class RLObjective:
         """The latest compatible pretrained encoder when the space can choose one: it must
         fit the data and env (its architecture and lookback are the arm's) and must not
         have seen any bar a fold tests on."""
-        dims = {d.name: d for d in ppo_space().with_overrides(self.cfg.space).dims}
+        dims = {d.name: d for d in study_space(self.cfg).dims}
         if (
             True not in dims["use_ft_encoder"].choices
             or True not in dims["ft_use_pretrained"].choices

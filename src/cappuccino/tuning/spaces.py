@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cappuccino.bundles.encoder import PretrainedEncoder
 from cappuccino.config.rl import FTPolicySettings
+from cappuccino.config.tuning import TuneConfig
 
 if TYPE_CHECKING:
     import optuna
@@ -379,4 +380,17 @@ def mappo_space(supervised: bool = False) -> Space:
     return Space("mappo", dims, combine)
 
 
-__all__ = ["Dim", "Space", "mappo_space", "ppo_space", "supervised_space"]
+def study_space(cfg: TuneConfig, encoder: PretrainedEncoder | None = None) -> Space:
+    """The space a study of ``cfg`` samples, its ``space`` overrides applied: the supervised
+    model's, MAPPO's (with an ``rl.mappo`` section; the supervised encoder source when it
+    names a bundle) or PPO's (``encoder``: the pretrained FT encoder the arm may use)."""
+    if cfg.kind == "supervised":
+        space = supervised_space(cfg.supervised.model)
+    elif cfg.rl.mappo is not None:
+        space = mappo_space(cfg.rl.mappo.encoder.bundle is not None)
+    else:
+        space = ppo_space(encoder)
+    return space.with_overrides(cfg.space)
+
+
+__all__ = ["Dim", "Space", "mappo_space", "ppo_space", "study_space", "supervised_space"]

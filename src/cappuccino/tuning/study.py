@@ -46,7 +46,7 @@ from cappuccino.training.supervised_run import (
     train_supervised,
     windows_from_table,
 )
-from cappuccino.tuning.spaces import Space, supervised_space
+from cappuccino.tuning.spaces import Space, study_space
 from cappuccino.utils.devices import default_device
 from cappuccino.utils.progress import Steps, steps
 
@@ -242,7 +242,7 @@ class SupervisedObjective:
         self.cfg = cfg
         self.bars = bars
         self.after_fit = after_fit
-        self.space: Space = supervised_space(cfg.supervised.model).with_overrides(cfg.space)
+        self.space: Space = study_space(cfg)
         losses = next(d.choices for d in self.space.dims if d.name == "loss")
         if cfg.metric.endswith("_loss") and len(losses) > 1:
             raise ValueError(

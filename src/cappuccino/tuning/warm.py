@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cappuccino.config.tuning import TuneConfig
-from cappuccino.tuning.spaces import Dim, Space, mappo_space, ppo_space, supervised_space
+from cappuccino.tuning.spaces import Dim, Space, study_space
 from cappuccino.tuning.study import make_storage
 
 if TYPE_CHECKING:
@@ -34,17 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WARM_ATTR, NARROW_ATTR = "warm_start", "narrowed_from"
-
-
-def study_space(cfg: TuneConfig) -> Space:
-    """The space ``cfg``'s trials sample (its ``space`` overrides applied)."""
-    if cfg.kind == "supervised":
-        space = supervised_space(cfg.supervised.model)
-    elif cfg.rl.mappo is not None:
-        space = mappo_space(cfg.rl.mappo.encoder.bundle is not None)
-    else:
-        space = ppo_space()
-    return space.with_overrides(cfg.space)
 
 
 def top_trials(cfg: TuneConfig, name: str, option: str) -> list[optuna.trial.FrozenTrial]:
