@@ -102,6 +102,11 @@ CASES: list[tuple[str, list[str], int, str]] = [
                              "--cuts", "0"], 2, "--cuts"),
     ("features-audit-tf", ["features", "audit", "--store", "{store}", "--feature-set", "nn23",
                            "--timeframe", "3d"], 2, "3d"),
+    ("features-mtf-order", ["features", "audit", "--store", "{store}", "--feature-set",
+                            "nn23+1d+4h"], 2, "4h follows 1d"),
+    ("features-mtf-misfit", ["features", "build", "--store", "{store}", "--feature-set",
+                             "nn23+90m", "--out", "{dir}/f.parquet"], 2,
+     "+90m: got 90m, expected a whole multiple of the bars' timeframe 1h"),
     ("features-list-extra", ["features", "list", "nn23"], 2, "unexpected extra argument"),
     ("models-describe", ["models", "describe", "transformer9000"], 2, "transformer9000"),
     # configs: YAML syntax, ranges and types, shapes, overrides

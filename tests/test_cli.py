@@ -207,7 +207,9 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
         "--set", "compare.pretrain.epochs=1", "--set", "compare.eval_points=0",
     ])  # fmt: skip
     assert res.exit_code == 0, res.output
-    for title in ("lookahead audit: PASS", "MLflow run demo_supervised_mlp_default_",
+    for title in ("lookahead audit (cappuccino14): PASS",
+                  "lookahead audit (cappuccino14+4h+1d): PASS (2 cut points, 42 columns)",
+                  "MLflow run demo_supervised_mlp_default_",
                   "mlp test-period signals through the market core",
                   "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30",
                   "Optuna study of mlp", "A/B out of sample 2021-04-02 .. 2021-06-30"):  # fmt: skip
@@ -326,7 +328,7 @@ def test_demo_runs_and_writes_its_outputs(tmp_path: Path) -> None:
     html = Path(rl["outputs"]["report"]).read_text()
     assert "Degenerate-policy check" in html and "equal_weight:24" in html
     table = runner.invoke(app, ["demo", "--set", f"output_dir={out}", *quick, *ab_quick])
-    assert table.exit_code == 0 and "lookahead audit: PASS" in table.stdout
+    assert table.exit_code == 0 and "lookahead audit (cappuccino14): PASS" in table.stdout
     assert "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30" in table.stdout
     assert "MLflow run demo_supervised_mlp_default_" in table.stdout
     assert "mlp test-period signals through the market core" in table.stdout

@@ -48,3 +48,32 @@ def test_periods_and_carried_values() -> None:
     assert sub.n_bars == 31 * 24 and sub.describe()["start"].startswith("2021-01-01T00:00")
     with pytest.raises(ValueError, match="no bars between"):
         m.between("2030-01-01", None)
+
+
+def test_multi_timeframe_arrays_feed_the_rl_observation() -> None:
+    import torch
+
+    from cappuccino.config.rl import EnvSettings
+    from cappuccino.features.scaling import Scaler
+    from cappuccino.market import MarketRules
+    from cappuccino.training.rl.env import BatchedTradingEnv
+
+    bars = pl.read_parquet(sample_path()).filter(pl.col("symbol").is_in(["BTC/USDT", "ETH/USDT"]))
+    m = build_market_arrays(bars, "cappuccino14+4h+1d", TF)
+    assert m.features.shape[1:] == (2, 42) and np.isfinite(m.features).all()
+    assert m.feature_names[14] == "open@4h" and m.feature_names[28] == "open@1d"
+    # every kept bar is warm on the daily columns: ATR(14) vs ATR(50) first has a value on
+    # day 64 (index 63); that day closes at 24:00, seen from its 23:00 bar, row 64 * 24 - 1
+    assert m.warmup_bars_dropped == 64 * 24 - 1
+    # the 1d close seen at a bar is the previous UTC day's close (a day closes at 00:00)
+    k = m.feature_names.index("close@1d")
+    t = int(np.argmax((m.timestamps // 3_600_000) % 24 == 5))  # a 05:00 bar
+    day = m.timestamps[t] // 86_400_000 * 86_400_000
+    last_bar_of_yesterday = int(np.flatnonzero(m.timestamps == day - 3_600_000)[0])
+    assert m.features[t, 0, k] == m.close[last_bar_of_yesterday, 0]
+    env = BatchedTradingEnv(m, settings=EnvSettings(feature_set=m.feature_set, lookback=3),
+                            rules=MarketRules(), n_envs=2, seed=0,
+                            scaler=Scaler.fit(m.features))  # fmt: skip
+    obs = env.reset()
+    assert obs.shape[-1] == env.obs_dim and env.n_features == 42
+    assert torch.isfinite(torch.as_tensor(obs)).all()

@@ -139,3 +139,25 @@ def test_train_tracks_every_epoch_and_writes_a_loadable_bundle(tmp_path: Path) -
             "scaler": "scaler.center[0]: got None, expected a finite number",
             "checkpoint": "changed after the bundle was written",
         }[case] in msg
+
+
+def test_a_multi_timeframe_set_trains_and_scores_through_its_bundle(tmp_path: Path) -> None:
+    bars = pl.read_parquet(sample_path()).filter(pl.col("symbol").is_in(["BTC/USDT", "ETH/USDT"]))
+    cfg = SupervisedConfig.model_validate(
+        {
+            "output_dir": str(tmp_path),
+            "feature_set": "nn23+4h",
+            "windows": {"lookback": 4, "label": "forward:h=4"},
+            "model": "mlp",
+            "model_params": {"hidden": [8]},
+            "train": {"epochs": 1, "batch_size": 1024},
+        }
+    )
+    summary = train_supervised(cfg, InMemoryTracker(), bars=bars)
+    b = load_bundle(Path(summary["bundle"]))
+    names = list(b.meta["feature_names"])
+    assert len(names) == 46 and names[23] == "logret_1@4h" and b.meta["feature_set"] == "nn23+4h"
+    data = prepare_windows(cfg, bars, torch.device("cpu"))
+    assert data.splits["train"].x.shape[-1] == 46
+    pred = predict(b, bars)
+    assert pred.height > 0 and pred["prob"].is_between(0, 1).all()

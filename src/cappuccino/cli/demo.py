@@ -51,8 +51,11 @@ def demo(
     cfg = load_config(DemoConfig, config, overrides)
     with progress("running the demo", not as_json):
         result = run_demo(cfg)
+    passed = all(a.passed for a in (result.audit, *result.audits_also))
     if as_json:
         emit_json(result.to_dict())
+        if not passed:
+            raise typer.Exit(1)
         return
     table(result.summary_rows, f"Cappuccino demo: {cfg.features.feature_set} on the bundled sample")
     if result.resampled:
@@ -63,12 +66,12 @@ def demo(
             f"{tf}: {sum(r['complete'] for r in rs):,} bars, {sum(r['incomplete'] for r in rs)} "
             f"partial buckets left out, {sum(r['filled'] for r in rs)} with filled bars"
             for tf, rs in by_tf.items()))  # fmt: skip
-    a = result.audit
-    console.print(
-        f"lookahead audit: {'PASS' if a.passed else 'FAIL'} "
-        f"({a.cut_points} cut points, {len(a.columns)} columns)"
-        + ("" if a.passed else f" violations: {a.violations}")
-    )
+    for a in (result.audit, *result.audits_also):
+        console.print(
+            f"lookahead audit ({a.feature_set}): {'PASS' if a.passed else 'FAIL'} "
+            f"({a.cut_points} cut points, {len(a.columns)} columns)"
+            + ("" if a.passed else f" violations: {a.violations}")
+        )
     if result.supervised is not None:
         sv = result.supervised
         from cappuccino.reporting.metrics import view
@@ -158,7 +161,7 @@ def demo(
         console.print(f"live dashboard (http://127.0.0.1:8050/): {mon['live_dashboard']}",
                       markup=False, highlight=False)  # fmt: skip
     console.print(f"outputs in {cfg.output_dir} ({result.seconds:.1f} s)")
-    if not a.passed:
+    if not passed:
         raise typer.Exit(1)
 
 

@@ -46,8 +46,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
         }
         for fs in FEATURE_SETS.values()
     ]
+    mtf = ("<set>+<tf>[+<tf>...], e.g. cappuccino14+4h+1d: the set's columns, then the same "
+           "columns on each longer timeframe's last closed bar, named <column>@<tf>")  # fmt: skip
     if as_json:
-        emit_json({"feature_sets": rows})
+        emit_json({"feature_sets": rows, "multi_timeframe": mtf})
     else:
         table(
             [
@@ -57,6 +59,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None
             "feature sets",
             ["name", "columns", "column_names"],
         )
+        print(f"multi-timeframe sets: {mtf}")
 
 
 @app.command("build")

@@ -69,7 +69,10 @@ JSON_HELP = "print the result as exactly one JSON document on stdout (logs stay 
 BAD_INPUT, UNREACHABLE = 2, 3
 TIMEFRAME_HELP = "bar interval in ccxt notation: 1m, 5m, 15m, 1h, 4h, 1d, ..."
 STORE_HELP = "Parquet store folder (see `cappuccino data import`)"
-FEATURE_SET_HELP = f"feature set: {', '.join(FEATURE_SET_NAMES)} (`cappuccino features list`)"
+FEATURE_SET_HELP = (
+    f"feature set: {', '.join(FEATURE_SET_NAMES)}, optionally with longer timeframes such as "
+    "+4h+1d (`cappuccino features list`)"
+)
 STUDY_HELP = "study name in the storage (default: the config's)"
 STORAGE_HELP = (
     "SQLAlchemy URL of the study storage, e.g. sqlite:///runs/optuna.db or "

@@ -116,6 +116,11 @@ class DemoConfig(_Model):
         "(`data resample`: complete buckets only)",
     )
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    audit_also: list[FeatureSetName] = Field(
+        ["cappuccino14+4h+1d"],
+        description="further feature sets the lookahead audit checks (multi-timeframe sets: "
+        "the last closed 4h and 1d bars on each hourly row)",
+    )
     supervised: DemoSupervisedSettings = Field(default_factory=DemoSupervisedSettings)
     rl: DemoRLSettings = Field(default_factory=DemoRLSettings)
     tune: DemoTuneSettings = Field(default_factory=DemoTuneSettings)

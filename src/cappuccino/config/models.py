@@ -14,14 +14,42 @@ FEATURE_SET_NAMES: tuple[str, ...] = ("cappuccino14", "price_action14", "nn23")
 """The registered feature sets (:mod:`cappuccino.features.sets` registers exactly these)."""
 
 
+def parse_feature_set_name(v: str) -> tuple[str, tuple[Timeframe, ...]]:
+    """``"cappuccino14+4h+1d"`` -> ``("cappuccino14", (4h, 1d))``: a registered set, then the
+    longer timeframes whose last closed bars it also carries, each longer than the one before
+    (:mod:`cappuccino.features.sets`). ``ValueError`` saying what was expected."""
+    base, *rest = v.split("+")
+    if base not in FEATURE_SET_NAMES:
+        raise ValueError(
+            f"got {v!r}, expected one of {sorted(FEATURE_SET_NAMES)}, optionally followed by "
+            "longer timeframes such as '+4h+1d'"
+        )
+    tfs: list[Timeframe] = []
+    for part in rest:
+        try:
+            tf = Timeframe.parse(part)
+        except ValueError:
+            raise ValueError(
+                f"got {v!r}: {part!r} is not a timeframe, expected <n><m|h|d|w> such as '4h'"
+            ) from None
+        if tfs and tf <= tfs[-1]:
+            raise ValueError(
+                f"got {v!r}: timeframes must grow from left to right, {part} follows "
+                f"{tfs[-1].label}"
+            )
+        if tf.label != part:
+            raise ValueError(f"got {v!r}: spell {part!r} as {tf.label!r}")
+        tfs.append(tf)
+    return base, tuple(tfs)
+
+
 def _known_feature_set(v: str) -> str:
-    if v not in FEATURE_SET_NAMES:
-        raise ValueError(f"got {v!r}, expected one of {sorted(FEATURE_SET_NAMES)}")
+    parse_feature_set_name(v)
     return v
 
 
 FeatureSetName = Annotated[str, AfterValidator(_known_feature_set)]
-"""A registered feature set's name (validated against the registry)."""
+"""A registered feature set's name, optionally with longer timeframes (``nn23+4h+1d``)."""
 
 
 class _Model(BaseModel):

@@ -19,8 +19,9 @@ imported adds the buckets that have completed since.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import polars as pl
 
 from cappuccino.data.schema import (
@@ -32,6 +33,7 @@ from cappuccino.data.schema import (
 from cappuccino.data.store import ParquetStore
 
 WEEK_MS = 7 * 86_400_000
+_Times = TypeVar("_Times", pl.Expr, np.ndarray)
 MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-01 was a Thursday; 1970-01-05 a Monday
 
 
@@ -56,26 +58,30 @@ class ResampleResult:
         return asdict(self)
 
 
-def check_timeframes(source: Timeframe, target: Timeframe) -> int:
-    """Source bars per target bar; ``ValueError`` naming ``--to`` unless the target is a
-    whole multiple (>= 2) of the source that aligns on UTC days or weeks."""
+def check_timeframes(
+    source: Timeframe, target: Timeframe, *, target_name: str = "--to",
+    source_name: str = "--from",
+) -> int:  # fmt: skip
+    """Source bars per target bar; ``ValueError`` naming ``target_name`` unless the target
+    is a whole multiple (>= 2) of the source that aligns on UTC days or weeks."""
     if target.ms <= source.ms or target.ms % source.ms:
         raise ValueError(
-            f"--to: got {target.label}, expected a whole multiple of --from {source.label} "
-            "(at least twice as long)"
+            f"{target_name}: got {target.label}, expected a whole multiple of {source_name} "
+            f"{source.label} (at least twice as long)"
         )
     day = 86_400_000
     if not (day % target.ms == 0 or (target.ms % day == 0 and target.ms <= WEEK_MS)
             or target.ms % WEEK_MS == 0):  # fmt: skip
         raise ValueError(
-            f"--to: got {target.label}, expected a timeframe that divides a day (such as 4h) "
-            "or whole days up to a week, or whole weeks"
+            f"{target_name}: got {target.label}, expected a timeframe that divides a day "
+            "(such as 4h) or whole days up to a week, or whole weeks"
         )
     return target.ms // source.ms
 
 
-def bucket_start(epoch_ms: pl.Expr, target: Timeframe) -> pl.Expr:
-    """The open time (epoch ms) of the ``target`` bucket holding each ``epoch_ms``."""
+def bucket_start(epoch_ms: _Times, target: Timeframe) -> _Times:
+    """The open time (epoch ms) of the ``target`` bucket holding each ``epoch_ms`` (a polars
+    expression or an integer numpy array)."""
     offset = MONDAY_OFFSET_MS if target.ms % WEEK_MS == 0 else 0
     return ((epoch_ms - offset) // target.ms) * target.ms + offset
 

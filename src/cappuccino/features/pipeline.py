@@ -154,10 +154,10 @@ def compute_features(
         raise ValueError("bars: empty frame")
     t = bars["timestamp"].dt.epoch("ms").to_numpy()
     segs = segments(bars)
-    _check_steps(bars, t, segs, timeframe)
+    step = _check_steps(bars, t, segs, timeframe).ms
     o, h, lo, c, v = (_float_column(bars, x) for x in ("open", "high", "low", "close", "volume"))
     series = [
-        SeriesBars(t[sl], o[sl], h[sl], lo[sl], c[sl], v[sl])
+        SeriesBars(t[sl], o[sl], h[sl], lo[sl], c[sl], v[sl], step)
         for sl in (slice(seg.start, seg.stop) for seg in segs)
     ]
     if len(series) > 1:

@@ -4,6 +4,14 @@ Each compute function receives one symbol's gap-free bars as numpy arrays
 (:class:`SeriesBars`) and returns ``{column: array}`` with exactly the set's
 columns. Time alignment for every set: the value at bar t uses bars up to and
 including t (bar t's close is known when bar t ends); ``features audit`` checks it.
+
+Multi-timeframe sets: ``<set>+<tf>[+<tf>...]`` (e.g. ``cappuccino14+4h+1d``) are the set's
+columns on the bars themselves, then the same columns computed on each longer timeframe's
+bars and named ``<column>@<tf>`` (``rsi_14@4h``). The longer bars are built from the
+symbol's own bars with the rule of ``cappuccino data resample`` (UTC-aligned buckets, only
+complete ones). A row carries the longer timeframe's values of the last bucket *closed* when
+the row's bar closes: the 4h bar 08:00-12:00 is visible from the 1h bar that closes at
+12:00 (opens 11:00) on, never earlier; before the first complete bucket they are null.
 """
 
 from __future__ import annotations
@@ -16,14 +24,17 @@ from functools import cache
 
 import numpy as np
 
-from cappuccino.config.models import FEATURE_SET_NAMES
+from cappuccino.config.models import FEATURE_SET_NAMES, parse_feature_set_name
+from cappuccino.data.resample import bucket_start, check_timeframes
 from cappuccino.features import indicators as ind
 from cappuccino.features.indicators import F64
+from cappuccino.market.timeframe import Timeframe
 
 
 @dataclass(frozen=True)
 class SeriesBars:
-    """One symbol's bars, oldest first. ``time_ms`` is the bar open time in epoch ms (UTC)."""
+    """One symbol's bars, oldest first, one ``step_ms`` apart. ``time_ms`` is the bar open
+    time in epoch ms (UTC)."""
 
     time_ms: np.ndarray
     open: F64
@@ -31,6 +42,7 @@ class SeriesBars:
     low: F64
     close: F64
     volume: F64
+    step_ms: int
 
 
 ComputeFn = Callable[[SeriesBars], dict[str, F64]]
@@ -65,25 +77,87 @@ def register(fs: FeatureSet) -> FeatureSet:
 @cache
 def feature_set_hash(name: str) -> str:
     """SHA-256 of what defines set ``name``'s values: its columns, the source of its compute
-    function and of the indicator module it calls. A bundle records it; loading refuses a
+    function and of the indicator module it calls (for a multi-timeframe set also of the
+    code that builds and aligns the longer bars). A bundle records it; loading refuses a
     bundle whose features are no longer computed as they were in training."""
     fs = get_feature_set(name)
+    base = FEATURE_SETS[parse_feature_set_name(name)[0]]
+    parts = [fs.name, "\n".join(fs.columns), inspect.getsource(base.compute),
+             inspect.getsource(ind)]  # fmt: skip
+    if fs is not base:
+        parts += [inspect.getsource(_multi_timeframe), inspect.getsource(bucket_start)]
     h = hashlib.sha256()
-    for part in (fs.name, "\n".join(fs.columns), inspect.getsource(fs.compute),
-                 inspect.getsource(ind)):  # fmt: skip
+    for part in parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
 
 
+@cache
 def get_feature_set(name: str) -> FeatureSet:
-    """Look up a registered set; unknown names list what is available."""
+    """Look up a registered set, or build the multi-timeframe set ``<set>+<tf>...`` (module
+    docstring); a bad name says what is available."""
     try:
-        return FEATURE_SETS[name]
-    except KeyError:
-        raise ValueError(
-            f"feature set: got {name!r}, expected one of {sorted(FEATURE_SETS)}"
-        ) from None
+        base, higher = parse_feature_set_name(name)
+    except ValueError as e:
+        raise ValueError(f"feature set: {e}") from None
+    if not higher:
+        return FEATURE_SETS[base]
+    return _multi_timeframe(FEATURE_SETS[base], higher)
+
+
+def higher_timeframe_bars(
+    b: SeriesBars, target: Timeframe, *, name: str = "feature set"
+) -> tuple[SeriesBars, np.ndarray]:
+    """The complete ``target`` buckets of gap-free bars ``b`` (``cappuccino data resample``'s
+    rule), and for each bar of ``b`` the index of the last bucket closed when that bar
+    closes (-1 before the first). ``name``: the set, for the error when ``target`` does not
+    fit the bars' timeframe."""
+    k = check_timeframes(Timeframe(b.step_ms), target, target_name=f"{name}: +{target.label}",
+                         source_name="the bars' timeframe")  # fmt: skip
+    t = np.asarray(b.time_ms, dtype=np.int64)
+    buckets = bucket_start(t, target)
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    counts = np.diff(np.r_[starts, len(t)])
+    full = counts == k  # gap-free bars: only the first and the last bucket can be partial
+    first = starts[full]
+    last = first + k - 1
+    if first.size:
+        high = np.maximum.reduceat(b.high, starts)[full]
+        low = np.minimum.reduceat(b.low, starts)[full]
+        volume = np.add.reduceat(b.volume, starts)[full]
+    else:
+        high = low = volume = np.empty(0)
+    hb = SeriesBars(buckets[first], b.open[first], high, low, b.close[last], volume, target.ms)
+    visible = np.searchsorted(hb.time_ms + target.ms, t + b.step_ms, side="right") - 1
+    return hb, visible
+
+
+def _multi_timeframe(base: FeatureSet, higher: tuple[Timeframe, ...]) -> FeatureSet:
+    """``base`` on the bars, then on each of the ``higher`` timeframes (module docstring)."""
+    suffixes = [f"@{tf.label}" for tf in higher]
+    name = "+".join([base.name, *(tf.label for tf in higher)])
+
+    def compute(b: SeriesBars) -> dict[str, F64]:
+        out = dict(base.compute(b))
+        for tf, suffix in zip(higher, suffixes, strict=True):
+            hb, visible = higher_timeframe_bars(b, tf, name=f"feature set {name}")
+            cols = base.compute(hb) if len(hb.time_ms) else {}
+            seen = visible >= 0
+            for c in base.columns:
+                col = np.full(len(visible), np.nan)
+                if len(hb.time_ms):
+                    col[seen] = cols[c][visible[seen]]
+                out[c + suffix] = col
+        return out
+
+    return FeatureSet(
+        name=name,
+        columns=base.columns + tuple(c + s for s in suffixes for c in base.columns),
+        compute=compute,
+        description=f"{base.name} on the bars and on the last closed "
+        f"{', '.join(tf.label for tf in higher)} bars",
+    )
 
 
 def _ohlcv(b: SeriesBars) -> dict[str, F64]:

@@ -61,6 +61,7 @@ class DemoResult:
     compare: dict[str, Any] | None = None
     monitoring: dict[str, Any] | None = None
     resampled: list[dict[str, Any]] = field(default_factory=list)
+    audits_also: list[AuditReport] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class DemoResult:
             "resampled": self.resampled,
             "features": self.table.to_dict(),
             "audit": self.audit.to_dict(),
+            "audit_also": [a.to_dict() for a in self.audits_also],
             "summary": self.summary_rows,
             "supervised": self.supervised,
             "rl": self.rl,
@@ -125,6 +127,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     audit = audit_lookahead(
         audit_bars, cfg.features.feature_set, n_cuts=cfg.features.audit_cuts, seed=cfg.seed
     )
+    also = []
+    for name in cfg.audit_also:
+        log.info("auditing %s for lookahead at %d cut points", name, cfg.features.audit_cuts)
+        also.append(audit_lookahead(audit_bars, name, n_cuts=cfg.features.audit_cuts,
+                                    seed=cfg.seed))  # fmt: skip
     rows = []
     for u in imported.rows():
         s = u["symbol"]
@@ -163,6 +170,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         compare=ab,
         monitoring=watched,
         resampled=resampled,
+        audits_also=also,
     )
     atomic_write_json(out / "summary.json", result.to_dict())
     return result
