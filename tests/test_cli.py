@@ -203,7 +203,7 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
         "--set", "data.symbols=[BTC/USDT,ETH/USDT]",
         "--set", "supervised.train.epochs=1", "--set", "rl.ppo.total_timesteps=2048",
         "--set", "tune.n_trials=1", "--set", "tune.epochs=1", "--set", "tune.warm_trials=1",
-        "--set", "compare.arms=[mlp,ft_frozen]", "--set", "compare.ppo.total_timesteps=1024",
+        "--set", "compare.arms=[mlp,ft_transfer]", "--set", "compare.ppo.total_timesteps=1024",
         "--set", "compare.pretrain.epochs=1", "--set", "compare.eval_points=0",
     ])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -212,7 +212,8 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
                   "MLflow run demo_supervised_mlp_default_",
                   "mlp test-period signals through the market core",
                   "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30",
-                  "Optuna study of mlp", "A/B out of sample 2021-04-02 .. 2021-06-30"):  # fmt: skip
+                  "Optuna study of mlp", "A/B out of sample 2021-04-02 .. 2021-06-30",
+                  "ft_transfer: encoder pretrained on 4h bars, fine-tuned on 1h"):  # fmt: skip
         assert title in res.stdout, title
     doc = json.loads((out / "summary.json").read_text())
     btc = next(r for r in doc["summary"] if r["symbol"] == "BTC/USDT")
@@ -229,7 +230,7 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
         assert all(r["incomplete"] > 0 for r in rows)  # the 12 missing hours' buckets
     assert "resampled (complete buckets only): 4h: " in res.stdout
     assert doc["supervised"]["epochs_run"] == 1 and doc["rl"]["train"]["timesteps"] == 2048
-    assert doc["tune"]["finished"] == 1 and set(doc["compare"]["arms"]) == {"mlp", "ft_frozen"}
+    assert doc["tune"]["finished"] == 1 and set(doc["compare"]["arms"]) == {"mlp", "ft_transfer"}
     # the warm-started study ran the first study's trial first, with its values
     w = doc["tune"]["warm"]
     assert w["warm_start"]["enqueued"] == [doc["tune"]["best_trial"]] and w["finished"] == 1
@@ -258,10 +259,11 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     assert mon["live_dashboard"].startswith("cappuccino dashboard --storage sqlite:///")
     # the A/B report explains its FT arm; the dashboard shows it; `rl explain` on its own
     e = doc["compare"]["explanation"]
-    assert e["arm"] == "ft_frozen" and e["tokens"][0]["rank"] == 1
+    assert e["arm"] == "ft_transfer" and e["tokens"][0]["rank"] == 1
     assert "Explanation: " in page and "--explain " in mon["live_dashboard"]
-    assert "Which tokens drive ft_frozen" in Path(doc["compare"]["report"]).read_text()
-    bundle = next((out / "compare" / "runs" / "ft_frozen").glob("seed*/bundle"))
+    assert "Which tokens drive ft_transfer" in Path(doc["compare"]["report"]).read_text()
+    assert doc["compare"]["transfer"]["from"] == "4h"
+    bundle = next((out / "compare" / "runs" / "ft_transfer").glob("seed*/bundle"))
     ex = runner.invoke(app, ["rl", "explain", str(bundle), "--store", str(out / "store"),
                              "--max-bars", "32", "--out", str(tmp_path / "x"), "--json"])  # fmt: skip
     assert ex.exit_code == 0, ex.stderr

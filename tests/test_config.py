@@ -37,6 +37,10 @@ def test_invalid_values_name_the_field() -> None:
         load_config(DemoConfig, None, ["unknown_field=1"])
     with pytest.raises(ValueError, match="key.path=value"):
         apply_overrides({}, ["novalue"])
+    with pytest.raises(ValueError, match=r"compare.transfer_timeframe: got 4h, expected one of "
+                       r"the resampled timeframes \['1d'\]"):  # fmt: skip
+        load_config(DemoConfig, None, ["resample=[1d]"])
+    assert load_config(DemoConfig, None, ["resample=[1d]", "compare.arms=[mlp,ft_scratch]"])
 
 
 def test_credentials_only_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,6 +110,17 @@ def test_shipped_campaign_and_tune_configs_validate() -> None:
     (lr,) = [d for d in space.dims if d.name == "learning_rate"]
     assert (lr.low, lr.high, lr.log) == (0.0001, 0.003, True)
     assert tune.storage.url.startswith("sqlite:///")
+
+
+def test_shipped_compare_configs_validate() -> None:
+    from cappuccino.config.rl import CompareConfig
+
+    root = Path(__file__).parents[1] / "configs"
+    arms = {p.stem: load_config(CompareConfig, p).arms for p in root.glob("compare*.yaml")}
+    assert arms["compare_transfer"] == ["ft_scratch", "ft_transfer"]
+    assert arms["compare_mappo"][0] == arms["compare"][0] == "mlp"
+    transfer = load_config(CompareConfig, root / "compare_transfer.yaml")
+    assert (transfer.transfer_timeframe, transfer.rl.data.timeframe) == ("1h", "4h")
 
 
 def test_unknown_yaml_key_names_the_file_and_the_nearest_key(tmp_path: Path) -> None:

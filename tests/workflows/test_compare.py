@@ -230,3 +230,70 @@ def test_peak_memory_is_reset_and_measured() -> None:
     before, rss, peak = (float(x) for x in out)
     assert before < rss - 70  # the old 50 MB peak is gone, the new block counted
     assert peak - before >= 70
+
+
+def test_the_transfer_arm_is_declared_and_checked(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, arms=["ft_scratch", "ft_transfer"], transfer_timeframe="1h",
+               rl={"data": {"timeframe": "4h"}}, finetune_lr_scale=0.3)  # fmt: skip
+    ft = arm_config(cfg, "ft_transfer", 0, tmp_path / "enc").ppo.ft
+    assert ft is not None and ft.allow_timeframe_transfer and not ft.freeze
+    assert ft.lr_scale == 0.3 and ft.pretrained == str(tmp_path / "enc")
+    fine = arm_config(cfg, "ft_finetuned", 0, tmp_path / "enc").ppo.ft
+    assert fine is not None and not fine.allow_timeframe_transfer
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="transfer_timeframe: the ft_transfer arm needs"):
+        _cfg(tmp_path, arms=["ft_scratch", "ft_transfer"])
+    with pytest.raises(ValidationError, match="transfer_timeframe: got 1h, the run's own"):
+        _cfg(tmp_path, arms=["ft_scratch", "ft_transfer"], transfer_timeframe="1h")
+    with pytest.raises(ValidationError, match="transfer_timeframe: timeframe: got '1x'"):
+        _cfg(tmp_path, arms=["ft_scratch", "ft_transfer"], transfer_timeframe="1x")
+
+
+def test_a_tiny_timeframe_transfer_ab_end_to_end(tmp_path: Path) -> None:
+    """FT from scratch on 4h against FT fine-tuned on 4h from an encoder pretrained on the
+    same period's 1h bars: the encoder is 1h, the bundles record the transfer, the run
+    observes through a scaler fitted on its own 4h bars, and the pair is compared."""
+    from typer.testing import CliRunner
+
+    from cappuccino.bundles.encoder import read_encoder_meta
+    from cappuccino.bundles.rl import load_bundle
+    from cappuccino.cli.main import app
+    from cappuccino.datasets.market import fit_scaler, load_market
+    from cappuccino.training.rl.train import train_period
+    from cappuccino.workflows.compare import compare
+
+    base = _tiny(tmp_path, ["BTC/USDT", "ETH/USDT"], 256)
+    store = base.rl.data.store
+    res = CliRunner().invoke(app, ["data", "resample", "--store", str(store), "--from", "1h",
+                                   "--to", "4h", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    raw = base.model_dump(mode="json")
+    raw["rl"]["data"]["timeframe"] = "4h"
+    raw["rl"]["split"] = {
+        "train_start": "2021-01-01T00:00:00Z",
+        "train_end": "2021-02-20T23:00:00Z",
+        "test_end": "2021-03-31T23:00:00Z",
+    }
+    raw["rl"]["env"]["episode_bars"] = 24
+    raw |= {"arms": ["ft_scratch", "ft_transfer"], "transfer_timeframe": "1h", "eval_points": 0,
+            "encoder": {"d_token": 8, "n_blocks": 1, "n_heads": 2, "d_out": 8},
+            "pretrain": {"epochs": 1, "batch_size": 128}}  # fmt: skip
+    cfg = CompareConfig.model_validate(raw)
+    rep = compare(cfg)
+    out = tmp_path / "ab"
+    enc = read_encoder_meta(out / "encoder_1h")
+    assert enc["timeframe"] == "1h" and enc["last_bar"] <= "2021-02-20T23:00:00+00:00"
+    assert not (out / "encoder").exists()  # no same-timeframe arm: nothing else pretrained
+    assert rep["transfer"]["from"] == "1h" and rep["transfer"]["to"] == "4h"
+    (pair,) = rep["comparisons"]
+    assert (pair["arm"], pair["baseline"]) == ("ft_transfer", "ft_scratch")
+    run = next(r for r in rep["runs"] if r["arm"] == "ft_transfer")
+    b = load_bundle(Path(run["bundle"]))
+    prov = b.meta["pretrained_encoder"]
+    assert prov["timeframe"] == "1h" and prov["timeframe_transfer"]["to"] == "4h"
+    assert b.meta["config"]["ppo"]["ft"]["allow_timeframe_transfer"] is True
+    data = load_market(store, "4h", ["BTC/USDT", "ETH/USDT"], "cappuccino14")
+    own = fit_scaler(train_period(data, cfg.rl.split), "zscore")
+    np.testing.assert_allclose(b.scaler.center, own.center)
+    assert "encoder pretrained on 1h bars, fine-tuned on 4h" in (out / "compare.md").read_text()

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from cappuccino.bundles.manifest import FittedManifest, read_manifest, read_weights
 from cappuccino.config.rl import EnvSettings, FTEncoderSettings, FTPolicySettings
-from cappuccino.datasets.market import MarketArrays
+from cappuccino.datasets.market import MarketArrays, fit_scaler
 from cappuccino.features.scaling import Scaler
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,31 @@ class PretrainedEncoder:
     def lookback(self) -> int:
         return int(self.meta["env"]["lookback"])
 
-    def provenance(self) -> dict[str, Any]:
-        """What a policy bundle records about the encoder it started from."""
-        keys = ("created", "best_epoch", "best_val_loss", "first_bar", "last_bar", "git_commit")
-        return {"path": str(self.path), "weights": self.weights,
-                **{k: self.meta.get(k) for k in keys}}  # fmt: skip
+    def provenance(self, timeframe: str | None = None) -> dict[str, Any]:
+        """What a policy bundle records about the encoder it started from; ``timeframe``: the
+        run's, recorded as a transfer when it is not the encoder's."""
+        keys = ("created", "best_epoch", "best_val_loss", "first_bar", "last_bar", "git_commit",
+                "timeframe")  # fmt: skip
+        out = {"path": str(self.path), "weights": self.weights,
+               **{k: self.meta.get(k) for k in keys}}  # fmt: skip
+        if timeframe is not None and timeframe != self.meta["timeframe"]:
+            out["timeframe_transfer"] = {
+                "from": self.meta["timeframe"], "to": timeframe,
+                "scaler": "fitted on the run's own training period",
+            }  # fmt: skip
+        return out
+
+    def observation_scaler(self, train: MarketArrays, kind: str) -> Scaler:
+        """The scaler a run starting from this encoder observes through: the encoder's own,
+        or, for an encoder of another timeframe (which saw other feature distributions:
+        4h volumes are about 4x the hourly ones), one of ``kind`` fitted on the run's
+        training period ``train``."""
+        if self.meta["timeframe"] == train.timeframe.label:
+            return self.scaler
+        log.info("timeframe transfer: encoder pretrained on %s, fine-tuned on %s; the "
+                 "observation scaler is fitted on the run's training period",
+                 self.meta["timeframe"], train.timeframe.label)  # fmt: skip
+        return fit_scaler(train, kind)
 
     def settings(self, **policy: Any) -> FTPolicySettings:
         """``FTPolicySettings`` with this encoder's architecture (the tuning arm uses it so
@@ -110,6 +130,7 @@ def compatibility_errors(
     check_lookback: bool = True,
     not_after: datetime | None = None,
     tested: Sequence[tuple[datetime, datetime]] = (),
+    allow_timeframe_transfer: bool = False,
 ) -> list[str]:
     """Every way the encoder of ``meta`` does not fit a run, as ``"<field> <value> in
     encoder, <value> in <where>"`` (empty: compatible).
@@ -117,14 +138,14 @@ def compatibility_errors(
     ``ft`` None (or ``check_lookback`` False) leaves the architecture (the lookback) to the
     encoder, as the tuning arm does. ``not_after``: the last bar the run may have seen
     (its training end); ``tested``: time ranges the run tests on, which the encoder must
-    not have seen.
+    not have seen. ``allow_timeframe_transfer``: an encoder of another timeframe fits
+    (``ppo.ft.allow_timeframe_transfer``).
     """
     e, m = meta["encoder"], meta["env"]
     pairs: list[tuple[str, Any, Any, str]] = [
         ("symbols", meta["symbols"], list(data.symbols), "data"),
         ("feature_set", m["feature_set"], data.feature_set, "data"),
         ("feature_names", meta["feature_names"], list(data.feature_names), "data"),
-        ("timeframe", meta["timeframe"], data.timeframe.label, "data"),
         ("feature_set", m["feature_set"], env.feature_set, "env"),
         ("scaler", m["scaler"], env.scaler, "env"),
         ("obs_clip", m["obs_clip"], env.obs_clip, "env"),
@@ -136,6 +157,11 @@ def compatibility_errors(
                                                                  "n_heads", "d_out")]  # fmt: skip
     errors = [f"{name} {want!r} in encoder, {got!r} in {where}"
               for name, want, got, where in pairs if want != got]  # fmt: skip
+    if meta["timeframe"] != data.timeframe.label and not allow_timeframe_transfer:
+        errors.append(
+            f"timeframe {meta['timeframe']!r} in encoder, {data.timeframe.label!r} in data "
+            "(set ppo.ft.allow_timeframe_transfer: true to fine-tune across timeframes)"
+        )
     first, last = _utc(meta["first_bar"]), _utc(meta["last_bar"])
     if not_after is not None and last > _utc(not_after):
         errors.append(
@@ -191,6 +217,7 @@ def resolve_encoder(ft: FTPolicySettings, **checks: Any) -> PretrainedEncoder:
     mismatch."""
     if ft.pretrained is None:
         raise ValueError("ppo.ft.pretrained is None: nothing to load")
+    checks = {**checks, "allow_timeframe_transfer": ft.allow_timeframe_transfer}
     path = (find_encoder(ft.pretrained_root, ft=ft, **checks) if ft.pretrained == "auto"
             else Path(ft.pretrained))  # fmt: skip
     enc = load_encoder(path, ft.pretrained_weights)

@@ -144,6 +144,9 @@ def demo(
             f"A/B out of sample {ab['period']['start'][:10]} .. {ab['period']['end'][:10]} "
             "(annualised Sharpe of hourly simple returns; mean over seeds, 95 % t interval)",
         )  # fmt: skip
+        if t := ab.get("transfer"):
+            console.print(f"ft_transfer: encoder pretrained on {t['from']} bars, fine-tuned on "
+                          f"{t['to']}")  # fmt: skip
         for line in [*ab["warnings"], *ab["verdicts"]]:
             console.print(f"- {line}")
         e = ab.get("explanation")

@@ -93,9 +93,9 @@ def compare(
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """A/B of PPO arms (MLP, FT from scratch, FT pretrained frozen / fine-tuned) and
-    multi-agent arms (MAPPO, IPPO) over seeds, out of sample, with intervals, paired tests
-    and a verdict."""
+    """A/B of PPO arms (MLP, FT from scratch, FT pretrained frozen / fine-tuned / on another
+    timeframe) and multi-agent arms (MAPPO, IPPO) over seeds, out of sample, with
+    intervals, paired tests and a verdict."""
     from cappuccino.config import load_config
     from cappuccino.config.rl import CompareConfig
     from cappuccino.workflows.compare import compare as run

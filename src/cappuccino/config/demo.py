@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cappuccino.config.models import DataSettings, FeatureSetName, FeatureSettings, _Model
 from cappuccino.config.rl import (
@@ -68,13 +68,18 @@ def _compare_ppo() -> PPOSettings:
 
 class DemoCompareSettings(_Model):
     """A miniature A/B (``rl compare``): MLP vs the FT encoder from scratch and pretrained
-    (frozen, fine-tuned) and MAPPO in its three stages, two seeds, a tiny budget; the
-    report flags its low power."""
+    (frozen, fine-tuned, and fine-tuned from an encoder pretrained on 4h bars) and MAPPO in
+    its three stages, two seeds, a tiny budget; the report flags its low power."""
 
     enabled: bool = Field(True, description="pretrain an encoder and run the A/B")
     seeds: list[int] = Field([0, 1], min_length=2, description="seeds per arm")
     arms: list[ArmName] = Field(
-        ["mlp", "ft_scratch", "ft_frozen", "ft_finetuned", "mappo"], min_length=2
+        ["mlp", "ft_scratch", "ft_frozen", "ft_finetuned", "ft_transfer", "mappo"], min_length=2
+    )
+    transfer_timeframe: str | None = Field(
+        "4h",
+        description="the ft_transfer arm's encoder is pretrained on these bars (resampled by the "
+        "demo; the A/B itself runs on the hourly bars)",
     )
     env: EnvSettings = Field(default_factory=lambda: EnvSettings(lookback=5, episode_bars=256))
     ppo: PPOSettings = Field(default_factory=_compare_ppo)
@@ -125,6 +130,16 @@ class DemoConfig(_Model):
     rl: DemoRLSettings = Field(default_factory=DemoRLSettings)
     tune: DemoTuneSettings = Field(default_factory=DemoTuneSettings)
     compare: DemoCompareSettings = Field(default_factory=DemoCompareSettings)
+
+    @model_validator(mode="after")
+    def _transfer_bars(self) -> DemoConfig:
+        c = self.compare
+        if c.enabled and "ft_transfer" in c.arms and c.transfer_timeframe not in self.resample:
+            raise ValueError(
+                f"compare.transfer_timeframe: got {c.transfer_timeframe}, expected one of the "
+                f"resampled timeframes {self.resample} (the ft_transfer arm pretrains on them)"
+            )
+        return self
 
     @property
     def store_path(self) -> Path:

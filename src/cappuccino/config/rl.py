@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from cappuccino.config.models import DataSettings, FeatureSetName, _Model
 from cappuccino.market.rules import MarketRules
+from cappuccino.market.timeframe import Timeframe
 
 
 class EnvSettings(_Model):
@@ -77,6 +78,12 @@ class FTPolicySettings(FTEncoderSettings):
     )
     pretrained_weights: Literal["best", "final"] = Field(
         "best", description="best (lowest val loss) or final encoder of the pretraining run"
+    )
+    allow_timeframe_transfer: bool = Field(
+        False,
+        description="accept a pretrained encoder of another timeframe (pretrained on 1h, "
+        "fine-tuned on 4h); the run then fits its own observation scaler on its training "
+        "period, and the bundle records the transfer",
     )
 
 
@@ -334,7 +341,7 @@ class RLTrainConfig(_Model):
         return self
 
 
-ArmName = Literal["mlp", "ft_scratch", "ft_frozen", "ft_finetuned", "mappo", "ippo"]
+ArmName = Literal["mlp", "ft_scratch", "ft_frozen", "ft_finetuned", "ft_transfer", "mappo", "ippo"]
 StageName = Literal["symbols", "master", "joint"]
 
 
@@ -355,8 +362,10 @@ class CompareConfig(_Model):
 
     Arms: ``mlp`` (the MLP baseline), ``ft_scratch`` (the FT encoder from random weights),
     ``ft_frozen`` and ``ft_finetuned`` (from the pretrained encoder, frozen, or trained
-    at ``finetune_lr_scale`` times the PPO learning rate). Every FT arm has the
-    ``encoder`` architecture; the pretrained encoder is ``pretrained`` or, when None, one
+    at ``finetune_lr_scale`` times the PPO learning rate), ``ft_transfer`` (fine-tuned like
+    ``ft_finetuned`` from an encoder pretrained on ``transfer_timeframe``: pretrained on 1h,
+    fine-tuned on the run's 4h). Every FT arm has the ``encoder`` architecture; the
+    pretrained encoder is ``pretrained`` (``transfer_pretrained``) or, when None, one
     pretrained by this comparison on the training period (its time is reported apart).
     ``mappo`` and ``ippo`` are multi-agent arms (``mappo`` settings, with a centralised or
     decentralised critic) that run ``mappo_stages`` in turn, each stage starting from the
@@ -380,6 +389,14 @@ class CompareConfig(_Model):
     finetune_lr_scale: float = Field(0.1, gt=0, description="ft_finetuned encoder lr / PPO lr")
     pretrained: Path | None = Field(
         None, description="an existing pretrained encoder (None: pretrain one now)"
+    )
+    transfer_timeframe: str | None = Field(
+        None,
+        description="the timeframe the ft_transfer arm's encoder is pretrained on (same store, "
+        "symbols, feature set and training period as the run, another timeframe)",
+    )
+    transfer_pretrained: Path | None = Field(
+        None, description="an existing encoder of transfer_timeframe (None: pretrain one now)"
     )
     pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
     mappo: MAPPOSettings = Field(
@@ -413,6 +430,19 @@ class CompareConfig(_Model):
             raise ValueError(f"arms: got {self.arms}, expected each arm once")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: got {self.seeds}, expected distinct seeds")
+        if "ft_transfer" in self.arms:
+            if self.transfer_timeframe is None:
+                raise ValueError("transfer_timeframe: the ft_transfer arm needs the timeframe "
+                                 "its encoder is pretrained on (such as 1h)")  # fmt: skip
+            try:
+                tf = Timeframe.parse(self.transfer_timeframe)
+            except ValueError as exc:
+                raise ValueError(f"transfer_timeframe: {exc}") from None
+            if tf == self.rl.data.tf:
+                raise ValueError(
+                    f"transfer_timeframe: got {self.transfer_timeframe}, the run's own "
+                    f"timeframe; expected another one (the transfer arm's point)"
+                )
         multi = {"mappo", "ippo"} & set(self.arms)
         if multi and self.rl.ppo.n_updates < len(self.mappo_stages):
             raise ValueError(

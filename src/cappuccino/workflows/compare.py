@@ -20,7 +20,8 @@ test bars of the seed-averaged return difference; p-values are Holm-adjusted ove
 comparisons, and the verdict says "significantly better/worse" only when both adjusted
 p-values are below ``alpha``, else "no significant difference".
 
-Files (``output_dir``): ``encoder/`` (when pretrained here), ``runs/<arm>/seed<k>/bundle``
+Files (``output_dir``): ``encoder/`` (when pretrained here; ``encoder_<tf>/`` for the
+``ft_transfer`` arm's, pretrained on ``transfer_timeframe``), ``runs/<arm>/seed<k>/bundle``
 (a multi-agent arm: ``runs/<arm>/seed<k>/<i>_<stage>/bundle``),
 ``compare.json``, ``compare.md``, ``report.html``.
 """
@@ -57,7 +58,8 @@ from cappuccino.workflows.backtest import evaluate, period_window
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_ARMS = ("ft_frozen", "ft_finetuned")
+PRETRAINED_ARMS = ("ft_frozen", "ft_finetuned", "ft_transfer")
+TRANSFER_ARM = "ft_transfer"  # its encoder is pretrained on CompareConfig.transfer_timeframe
 UNITS = {
     "sharpe": "annualised Sharpe ratio of per-bar simple returns on the test period "
     "(x sqrt(bars per year), risk-free 0)",
@@ -87,7 +89,8 @@ def arm_config(cfg: CompareConfig, arm: str, seed: int, encoder: Path | None) ->
         assert ft is not None
         frozen = arm == "ft_frozen"
         ft |= {"pretrained": str(encoder), "freeze": frozen,
-               "lr_scale": 1.0 if frozen else cfg.finetune_lr_scale}  # fmt: skip
+               "lr_scale": 1.0 if frozen else cfg.finetune_lr_scale,
+               "allow_timeframe_transfer": arm == TRANSFER_ARM}  # fmt: skip
     data = apply_values(cfg.rl.model_dump(mode="json"), {
         "seed": seed, "ppo.ft": ft,
         "output_dir": str(cfg.output_dir / "runs" / arm / f"seed{seed}"),
@@ -219,16 +222,29 @@ def run_one(cfg_json: dict[str, Any], arm: str, seed: int, encoder: str | None) 
     }  # fmt: skip
 
 
-def _pretrain(cfg: CompareConfig) -> tuple[Path | None, dict[str, Any] | None]:
-    if not set(cfg.arms) & set(PRETRAINED_ARMS):
+def _pretrain(
+    cfg: CompareConfig, transfer: bool = False
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The encoder of the pretrained arms (``transfer``: of the ``ft_transfer`` arm, on
+    ``transfer_timeframe``), given or pretrained now on the training period; None when no
+    arm needs it."""
+    arms = set(cfg.arms) & set(PRETRAINED_ARMS)
+    if not (arms & {TRANSFER_ARM} if transfer else arms - {TRANSFER_ARM}):
         return None, None
-    if cfg.pretrained is not None:
-        return cfg.pretrained, None
+    given = cfg.transfer_pretrained if transfer else cfg.pretrained
+    if given is not None:
+        return given, None
     r = cfg.rl
-    pcfg = PretrainConfig(seed=cfg.seeds[0], output_dir=cfg.output_dir / "encoder", data=r.data,
-                          split=r.split, env=r.env, encoder=cfg.encoder, pretrain=cfg.pretrain)  # fmt: skip
-    data = load_market(r.data.store, r.data.timeframe, r.data.symbols, r.env.feature_set)
-    log.info("pretraining the encoder for the pretrained arms")
+    d = r.data
+    if transfer:
+        assert cfg.transfer_timeframe is not None
+        d = d.model_copy(update={"timeframe": cfg.transfer_timeframe})
+    out = cfg.output_dir / (f"encoder_{d.timeframe}" if transfer else "encoder")
+    pcfg = PretrainConfig(seed=cfg.seeds[0], output_dir=out, data=d, split=r.split, env=r.env,
+                          encoder=cfg.encoder, pretrain=cfg.pretrain)  # fmt: skip
+    data = load_market(d.store, d.timeframe, d.symbols, r.env.feature_set)
+    log.info("pretraining the encoder for the %s arms on %s bars",
+             TRANSFER_ARM if transfer else "pretrained", d.timeframe)  # fmt: skip
     res = pretrain_encoder(pcfg, data)
     return res.path, res.summary
 
@@ -238,7 +254,10 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg.output_dir / "config.json", cfg.model_dump(mode="json"))
     encoder, pre = _pretrain(cfg)
+    transfer, pre_transfer = _pretrain(cfg, transfer=True)
     enc = str(encoder) if encoder else None
+    encoders = {arm: str(transfer) if arm == TRANSFER_ARM and transfer else enc
+                for arm in cfg.arms}  # fmt: skip
     jobs = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds]
     runs: list[dict[str, Any]] = []
     payload = cfg.model_dump(mode="json")
@@ -251,16 +270,19 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
                                      max_tasks_per_child=1) as ex:  # fmt: skip
                 for arm, seed in jobs:
                     log.info("arm %s, seed %d", arm, seed)
-                    runs.append(ex.submit(run_one, payload, arm, seed, enc).result())
+                    runs.append(ex.submit(run_one, payload, arm, seed, encoders[arm]).result())
                     bar.advance(note=f"{arm} seed {seed}")
         else:
             for arm, seed in jobs:
                 log.info("arm %s, seed %d", arm, seed)
-                runs.append(run_one(payload, arm, seed, enc))
+                runs.append(run_one(payload, arm, seed, encoders[arm]))
                 bar.advance(note=f"{arm} seed {seed}")
     report = analyse(cfg, runs)
     report["pretraining"] = pre
     report["encoder"] = enc
+    if TRANSFER_ARM in cfg.arms:
+        report["transfer"] = {"from": cfg.transfer_timeframe, "to": cfg.rl.data.timeframe,
+                              "encoder": str(transfer), "pretraining": pre_transfer}  # fmt: skip
     report["explanation"] = _explain_best_ft(cfg, report, runs)
     write_compare(cfg.output_dir, report)
     return report
@@ -437,8 +459,11 @@ def _title(report: dict[str, Any]) -> list[str]:
         f"A/B: {', '.join(report['arms'])} ({len(report['seeds'])} seeds, "
         f"{report['timesteps']:,} timesteps each)",
         f"Test period {report['period']['start']} .. {report['period']['end']}.",
+        *([f"{TRANSFER_ARM}: encoder pretrained on {t['from']} bars, fine-tuned on {t['to']} "
+           f"(observation scaler fitted on the {t['to']} training period); compared with "
+           f"ft_scratch on {t['to']}."] if (t := report.get("transfer")) else []),
         *(f"Warning: {w}" for w in report["warnings"]),
-    ]
+    ]  # fmt: skip
 
 
 def markdown(report: dict[str, Any]) -> str:

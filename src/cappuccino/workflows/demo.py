@@ -270,13 +270,13 @@ def _run_compare(cfg: DemoConfig) -> dict[str, Any]:
                "env": c.env.model_dump(mode="json"), "ppo": c.ppo.model_dump(mode="json")},
         "encoder": c.encoder.model_dump(mode="json"), "pretrain": c.pretrain.model_dump(mode="json"),
         "eval_points": c.eval_points, "processes": False,
-        "mappo": c.mappo.model_dump(mode="json"),
+        "mappo": c.mappo.model_dump(mode="json"), "transfer_timeframe": c.transfer_timeframe,
     })  # fmt: skip
     log.info("A/B: %s x %d seeds, %d timesteps each", ", ".join(c.arms), len(c.seeds),
              c.ppo.total_timesteps)  # fmt: skip
     rep = compare(ab)
-    return {k: rep[k] for k in ("arms", "comparisons", "verdicts", "warnings", "period",
-                                "encoder", "pretraining", "explanation")} | {
+    return {k: rep.get(k) for k in ("arms", "comparisons", "verdicts", "warnings", "period",
+                                    "encoder", "pretraining", "explanation", "transfer")} | {
         "report": str(cfg.output_dir / "compare" / "report.html")}  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from cappuccino.config.rl import (
     PretrainConfig,
     RLTrainConfig,
 )
+from cappuccino.data.schema import Timeframe
 from cappuccino.datasets.market import MarketArrays
 from cappuccino.features.scaling import Scaler
 from cappuccino.models.ft_transformer import FTStateEncoder
@@ -166,6 +167,12 @@ def test_compatibility_errors_name_each_mismatch(tmp_path: Path) -> None:
     other = random_market(t=320, a=3, seed=3)
     assert any(e.startswith("symbols ['A0/USDT', 'A1/USDT'] in encoder") for e in
                compatibility_errors(meta, data=other, env=env, ft=ft))  # fmt: skip
+    # another timeframe only when declared (ppo.ft.allow_timeframe_transfer)
+    four = dataclasses.replace(data, timeframe=Timeframe.parse("4h"))
+    (tf_err,) = compatibility_errors(meta, data=four, env=env, ft=ft)
+    assert tf_err.startswith("timeframe '1h' in encoder, '4h' in data (set ppo.ft.allow_")
+    assert compatibility_errors(meta, data=four, env=env, ft=ft,
+                                allow_timeframe_transfer=True) == []  # fmt: skip
     # the tuning arm takes lookback and architecture from the encoder: not checked
     assert compatibility_errors(meta, data=data, env=EnvSettings(lookback=5), ft=None,
                                 check_lookback=False) == []  # fmt: skip

@@ -157,7 +157,8 @@ def prepare_policy(
     if enc.ft.pretrained is None:
         return None, encoder, fit_scaler(train, cfg.env.scaler), None, [], None
     pe = resolve_encoder(enc.ft, data=train, env=cfg.env, not_after=cfg.split.train_end)
-    return None, encoder, pe.scaler, {"source": "ft", **pe.provenance()}, [], pe.state_dict
+    return (None, encoder, pe.observation_scaler(train, cfg.env.scaler),
+            {"source": "ft", **pe.provenance(train.timeframe.label)}, [], pe.state_dict)  # fmt: skip
 
 
 def new_policy(

@@ -65,13 +65,15 @@ UpdateHook = Callable[[dict[str, float], Any, Scaler], None]
 def run_scaler(cfg: RLTrainConfig, train: MarketArrays) -> tuple[Scaler, PretrainedEncoder | None]:
     """The observation scaler of a run: fitted on its training period, or, with a pretrained
     encoder (checked against the run: data, env, architecture, and that it saw no bar after
-    ``split.train_end``), the encoder's own."""
+    ``split.train_end``), the encoder's own. An encoder of another timeframe
+    (``ppo.ft.allow_timeframe_transfer``) saw other feature distributions (4h volumes are
+    about 4x the hourly ones): the run fits its own scaler on its training period."""
     ft = cfg.ppo.ft
     if ft is None or ft.pretrained is None:
         return fit_scaler(train, cfg.env.scaler), None
     enc = resolve_encoder(ft, data=train, env=cfg.env, not_after=cfg.split.train_end)
     log.info("PPO starts from the pretrained encoder %s (%s weights)", enc.path, enc.weights)
-    return enc.scaler, enc
+    return enc.observation_scaler(train, cfg.env.scaler), enc
 
 
 def train_rl(
@@ -125,7 +127,7 @@ def train_rl(
         config=cfg.model_dump(mode="json"),
         history=result.history,
         train_period=TrainPeriod(**period),
-        pretrained_encoder=pretrained.provenance() if pretrained else None,
+        pretrained_encoder=pretrained.provenance(train.timeframe.label) if pretrained else None,
     )
     obs = torch.zeros(2, result.policy.obs_dim, device=device)
     write_model_summary(result.policy, [obs], cfg.output_dir / "model_summary.txt")
