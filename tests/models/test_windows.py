@@ -56,6 +56,25 @@ def test_gru_defaults_and_ft_transformer_is_the_published_model() -> None:
     assert any(isinstance(m, FTTransformer) for m in ft.modules())
 
 
+def test_attention_width_is_its_own_when_set() -> None:
+    # the seed's lstm trial 62: 2 x 128, attention 64, 4 heads
+    m = _build("lstm_attention", hidden=128, attention_dim=64, heads=4)
+    (attn,) = [x for x in m.modules() if isinstance(x, torch.nn.MultiheadAttention)]
+    assert (attn.embed_dim, attn.num_heads) == (64, 4)
+    assert m.proj is not None and (m.proj.in_features, m.proj.out_features) == (128, 64)
+    # by hand: the projection 128*64+64, attention 4*64*64+4*64 and its norms 2*2*64 more,
+    # and the head's first layer (64+8)*64+64 instead of (128+8)*64+64
+    base = count_parameters(_build("lstm_attention"))
+    attn128 = 4 * 128 * 128 + 4 * 128 + 2 * 2 * 128
+    attn64 = 4 * 64 * 64 + 4 * 64 + 2 * 2 * 64
+    head = ((128 + 8) - (64 + 8)) * 64
+    assert count_parameters(m) == base + 128 * 64 + 64 + attn64 - attn128 - head
+    x = torch.randn(3, 32, 14)
+    assert m(x, torch.arange(3)).shape == (3,)
+    with pytest.raises(ValueError, match=r"heads: got 3, expected a divisor of attention_dim=64"):
+        _build("lstm_attention", attention_dim=64, heads=3)
+
+
 def test_bad_configs_are_clear_errors() -> None:
     with pytest.raises(ValidationError, match="Extra inputs"):
         model_config("mlp", {"hiden": [8]})

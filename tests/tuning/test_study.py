@@ -60,14 +60,17 @@ def test_every_sampled_value_reaches_the_config_and_the_model(model: str) -> Non
             n_assets=3,
             overrides=cfg.model_config_,
         )
-        if model == "mlp":  # the combined widths are the network's hidden layers
-            widths = [params[f"width_{i}"] for i in range(params["n_layers"])]
+        if model == "mlp":  # the named layout is the network's hidden layers
+            widths = {"128-64": [128, 64], "256-128": [256, 128], "256-128-64": [256, 128, 64],
+                      "512-256-128": [512, 256, 128]}[params["hidden"]]  # fmt: skip
             linears = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
             assert linears[: len(widths)] == widths
-        heads = [m.num_heads for m in net.modules() if isinstance(m, torch.nn.MultiheadAttention)]
-        sampled_heads = [v for k, v in params.items() if k.startswith("heads_w")]
-        if heads:  # attention built with exactly the sampled heads
-            assert set(heads) == set(sampled_heads)
+        attn = [m for m in net.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+        sampled_heads = [v for k, v in params.items() if k.startswith("heads")]
+        if attn:  # attention built with exactly the sampled heads (and width)
+            assert {m.num_heads for m in attn} == set(sampled_heads)
+            if "attention_dim" in params:
+                assert {m.embed_dim for m in attn} == {params["attention_dim"]}
         study.tell(trial, 0.0)
     unconditional = {d.name for d in space.dims if d.when is None}
     assert unconditional <= seen
@@ -177,8 +180,12 @@ def test_space_ranges_are_overridable_and_unknown_names_are_clear() -> None:
         assert 0.01 <= params["learning_rate"] <= 0.02 and params["activation"] == "tanh"
     with pytest.raises(ValueError, match="did you mean 'learning_rate'"):
         supervised_space("mlp").with_overrides({"learnig_rate": {"low": 0.1}})
+    # a loss sampled among several makes val_loss incomparable; mlp's published space is focal
+    cnn = TuneConfig.model_validate({"metric": "val_loss", "direction": "minimize",
+                                     "supervised": {"model": "cnn_lstm"}})  # fmt: skip
     with pytest.raises(ValueError, match="not comparable across trials"):
-        SupervisedObjective(TuneConfig(metric="val_loss", direction="minimize"), pl.DataFrame())
+        SupervisedObjective(cnn, pl.DataFrame())
+    assert {d.choices for d in supervised_space("mlp").dims if d.name == "loss"} == {("focal",)}
     with pytest.raises(ValueError, match="low 0.5 > high 0.1"):
         supervised_space("mlp").with_overrides({"dropout": {"low": 0.5, "high": 0.1}})
 

@@ -76,13 +76,16 @@ def test_warm_started_trials_run_first_with_exactly_their_values(
     import cappuccino.tuning.tune as tune_mod
 
     params = _source(tmp_path)
-    # the best trial (7) lies outside the new study's learning-rate range: it cannot be run
-    lr7 = params[7]["learning_rate"]
-    lrs = [p["learning_rate"] for p in params[5:7]]
-    space = {"learning_rate": {"low": min(lrs) * 0.99, "high": max(lrs) * 1.01}}
-    if min(lrs) * 0.99 <= lr7 <= max(lrs) * 1.01:
-        space["learning_rate"] = {"low": min(lrs) * 0.999, "high": max(lrs) * 1.001}
-    assert not space["learning_rate"]["low"] <= lr7 <= space["learning_rate"]["high"]
+    # the best trial (7) lies outside the new study's range of one dimension, which holds
+    # trials 5 and 6: it cannot be run
+    name = next(n for n in ("learning_rate", "weight_decay", "dropout", "focal_gamma")
+                if not min(p[n] for p in params[5:7]) <= params[7][n]
+                <= max(p[n] for p in params[5:7]))  # fmt: skip
+    v7, vs = params[7][name], [p[name] for p in params[5:7]]
+    low = (v7 + min(vs)) / 2 if v7 < min(vs) else min(vs)
+    high = (v7 + max(vs)) / 2 if v7 > max(vs) else max(vs)
+    space = {name: {"low": low, "high": high}}
+    assert not low <= v7 <= high and all(low <= v <= high for v in vs)
     cfg = _cfg(tmp_path, "new", warm_start="old", narrow_from="old", top_k=3, space=space)
     seen: list[dict[str, Any]] = []
 
@@ -102,7 +105,7 @@ def test_warm_started_trials_run_first_with_exactly_their_values(
     summary = tune_mod.tune(cfg)
     ws = summary["warm_start"]
     assert ws["enqueued"] == [6, 5] and ws["skipped"][0]["trial"] == 7
-    assert "learning_rate" in ws["skipped"][0]["reason"]
+    assert name in ws["skipped"][0]["reason"]
     assert seen[:2] == [params[6], params[5]]  # first, exactly those values
     assert len(seen) == 3 and seen[2] not in params
     narrowed = summary["narrowed_from"]
@@ -135,7 +138,7 @@ def test_misfits_and_unknown_studies_are_named(tmp_path: Path) -> None:
     assert misfit(space, good) is None
     assert misfit(space, {**good, "momentum": 0.9}) == "momentum not in this space"
     bad = {**good, "batch_size": 64}
-    assert misfit(space, bad) == "batch_size = 64 is outside (128, 256, 512)"
+    assert misfit(space, bad) == "batch_size = 64 is outside (256, 512, 1024)"
     missing = {k: v for k, v in good.items() if k != "dropout"}
     assert misfit(space, missing) == "dropout is not set"
     with pytest.raises(ValueError, match=r"--warm-start: got 'old', no such study in sqlite:///"):

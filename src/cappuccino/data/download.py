@@ -148,6 +148,7 @@ def download_ohlcv(
         raise ValueError(
             f"page_limit must be >= 1 and max_retries >= 0, got {page_limit}, {max_retries}"
         )
+    store.require_real(f"{exchange_id} candles")
     ex = exchange or make_exchange(exchange_id, base_url=base_url)
     retryable = (
         ccxt.RateLimitExceeded,

@@ -90,6 +90,7 @@ def import_files(
         raise ValueError(f"on_malformed: got {on_malformed!r}, expected one of error, skip")
     if not paths:
         raise ValueError("paths: no files given")
+    store.require_real(", ".join(str(p) for p in paths[:3]))
     raws = []
     with steps("reading files", len(paths) if len(paths) > 1 else None) as bar:
         for p in paths:

@@ -170,6 +170,42 @@ class ParquetStore:
         if not marker.exists():
             atomic_write_json(marker, {"format": STORE_FORMAT})
 
+    @property
+    def synthetic(self) -> dict[str, Any] | None:
+        """The generator settings of a store of synthetic bars (``cappuccino data
+        synthetic``), None for a store of real bars."""
+        marker = self.root / _MARKER
+        if not marker.exists():
+            return None
+        spec: dict[str, Any] | None = json.loads(marker.read_text()).get("synthetic")
+        return spec
+
+    def require_real(self, source: str) -> None:
+        """``ValueError`` when real bars from ``source`` would join synthetic ones: a store
+        holds one or the other, so synthetic bars never reach a real-data result."""
+        if self.synthetic is not None:
+            raise ValueError(
+                f"--store: {self.root} holds synthetic bars (cappuccino data synthetic); "
+                f"import {source} into another store"
+            )
+
+    def mark_synthetic(self, spec: dict[str, Any]) -> None:
+        """Declare this store synthetic with the generator ``spec``; ``ValueError`` when it
+        already holds real bars (or synthetic bars of other settings)."""
+        have = self.synthetic
+        if have is None and any(self.root.glob("timeframe=*/symbol=*/bars.parquet")):
+            raise ValueError(
+                f"--store: {self.root} holds real bars; synthetic bars go to a store of their "
+                "own (they must never mix into real-data results)"
+            )
+        if have is not None and have != spec:
+            raise ValueError(
+                f"--store: {self.root} holds synthetic bars of other settings {have}; expected "
+                f"{spec} (use another store)"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.root / _MARKER, {"format": STORE_FORMAT, "synthetic": spec})
+
     def path(self, symbol: str, timeframe: Timeframe) -> Path:
         return (
             self.root

@@ -62,21 +62,28 @@ class RecurrentAttentionConfig(ModelConfig):
 
     hidden: int = Field(128, ge=1, description="recurrent hidden size")
     layers: int = Field(2, ge=1, description="stacked recurrent layers")
-    heads: int = Field(4, ge=1, description="attention heads (must divide hidden)")
+    heads: int = Field(4, ge=1, description="attention heads (must divide the attention width)")
+    attention_dim: int | None = Field(
+        None, ge=1, description="attention width: the recurrent states are projected to it "
+        "before self-attention (None: the hidden size, no projection)",
+    )  # fmt: skip
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout between layers and in the head")
     asset_embedding: int = Field(8, ge=0, description="asset embedding width (0: none)")
     head_hidden: int = Field(64, ge=1, description="width of the head's hidden layer")
 
 
 class RecurrentAttention(nn.Module):
-    """``(B, T, F)`` -> LSTM/GRU -> LayerNorm(h + MHA(h)) -> mean over T -> [emb] -> head."""
+    """``(B, T, F)`` -> LSTM/GRU -> [Linear to the attention width] -> LayerNorm(h + MHA(h))
+    -> mean over T -> [emb] -> head."""
 
     def __init__(
         self, *, n_features: int, n_assets: int, cfg: RecurrentAttentionConfig, cell: str
     ) -> None:
         super().__init__()
-        if cfg.hidden % cfg.heads:
-            raise ValueError(f"heads: got {cfg.heads}, expected a divisor of hidden={cfg.hidden}")
+        width = cfg.attention_dim or cfg.hidden
+        if width % cfg.heads:
+            what = "attention_dim" if cfg.attention_dim else "hidden"
+            raise ValueError(f"heads: got {cfg.heads}, expected a divisor of {what}={width}")
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.rnn = rnn(
             n_features,
@@ -85,14 +92,13 @@ class RecurrentAttention(nn.Module):
             batch_first=True,
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
-        self.norm_in = nn.LayerNorm(cfg.hidden)
-        self.attn = nn.MultiheadAttention(
-            cfg.hidden, cfg.heads, dropout=cfg.dropout, batch_first=True
-        )
-        self.norm_out = nn.LayerNorm(cfg.hidden)
+        self.proj = nn.Linear(cfg.hidden, width) if cfg.attention_dim else None
+        self.norm_in = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, cfg.heads, dropout=cfg.dropout, batch_first=True)
+        self.norm_out = nn.LayerNorm(width)
         self.embed = nn.Embedding(n_assets, cfg.asset_embedding) if cfg.asset_embedding else None
         self.head = nn.Sequential(
-            nn.Linear(cfg.hidden + cfg.asset_embedding, cfg.head_hidden),
+            nn.Linear(width + cfg.asset_embedding, cfg.head_hidden),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_hidden, 1),
@@ -100,6 +106,8 @@ class RecurrentAttention(nn.Module):
 
     def forward(self, x: Tensor, asset: Tensor) -> Tensor:
         h, _ = self.rnn(x)
+        if self.proj is not None:
+            h = self.proj(h)
         h = self.norm_in(h)
         a, _ = self.attn(h, h, h, need_weights=False)
         h = self.norm_out(h + a).mean(dim=1)

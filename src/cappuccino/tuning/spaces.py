@@ -116,7 +116,7 @@ def _c(name: str, path: str | None, choices: tuple[Any, ...], **kw: Any) -> Dim:
     return Dim(name, "categorical", path, choices=choices, **kw)
 
 
-# shared by every window classifier
+# the window classifiers without published ranges
 _TRAIN = (
     _f("learning_rate", "train.learning_rate", 1e-4, 3e-3, log=True),
     _f("weight_decay", "train.weight_decay", 1e-6, 1e-2, log=True),
@@ -125,11 +125,39 @@ _TRAIN = (
     _f("focal_gamma", "train.focal_gamma", 0.5, 4.0, when=lambda p: p["loss"] == "focal"),
     _f("focal_alpha", "train.focal_alpha", 0.1, 0.9, when=lambda p: p["loss"] == "focal"),
 )
-_MAX_MLP_LAYERS = 4
+
+
+def _published_train(batches: tuple[int, ...], gamma: tuple[float, float]) -> tuple[Dim, ...]:
+    """The trainer's ranges of the system we replace (``shared/SEED_SPECS.md``): the focal
+    loss, learning rate 1e-4 - 1e-2 and weight decay 1e-6 - 1e-3 (log), its batch sizes and
+    focal gamma range, alpha 0.2 - 0.5."""
+    return (
+        _f("learning_rate", "train.learning_rate", 1e-4, 1e-2, log=True),
+        _f("weight_decay", "train.weight_decay", 1e-6, 1e-3, log=True),
+        _c("batch_size", "train.batch_size", batches),
+        _c("loss", "train.loss", ("focal",)),
+        _f("focal_gamma", "train.focal_gamma", *gamma),
+        _f("focal_alpha", "train.focal_alpha", 0.2, 0.5),
+    )
+
+
+# its published MLP layouts: Optuna's categorical choices are primitives, so by name
+MLP_LAYOUTS: dict[str, list[int]] = {
+    "128-64": [128, 64], "256-128": [256, 128], "256-128-64": [256, 128, 64],
+    "512-256-128": [512, 256, 128],
+}  # fmt: skip
 
 
 def _mlp_hidden(p: dict[str, Any]) -> dict[str, Any]:
-    return {"model_params.hidden": [p[f"width_{i}"] for i in range(p["n_layers"])]}
+    return {"model_params.hidden": MLP_LAYOUTS[p["hidden"]]}
+
+
+def _train_dims(model: str) -> tuple[Dim, ...]:
+    if model == "mlp":
+        return _published_train((256, 512, 1024), (1.5, 4.0))
+    if model in ("lstm_attention", "gru_attention"):
+        return _published_train((128, 256, 512), (2.0, 4.0))
+    return _TRAIN
 
 
 def _divisor_dims(name: str, path: str, width: str, widths: tuple[int, ...],
@@ -144,25 +172,20 @@ def _divisor_dims(name: str, path: str, width: str, widths: tuple[int, ...],
 
 
 def _model_dims(model: str) -> tuple[Dim, ...]:
-    if model == "mlp":
-        widths: tuple[int, ...] = (32, 64, 128, 256)
+    if model == "mlp":  # the published ranges (shared/SEED_SPECS.md)
         return (
-            _i("n_layers", None, 1, _MAX_MLP_LAYERS),
-            *(
-                _c(f"width_{i}", None, widths, when=lambda p, i=i: p["n_layers"] > i)
-                for i in range(_MAX_MLP_LAYERS)
-            ),
-            _f("dropout", "model_params.dropout", 0.0, 0.5),
+            _c("hidden", None, tuple(MLP_LAYOUTS)),
+            _f("dropout", "model_params.dropout", 0.2, 0.5),
             _c("activation", "model_params.activation", ("relu", "tanh")),
             _c("batch_norm", "model_params.batch_norm", (True, False)),
         )
-    if model in ("lstm_attention", "gru_attention"):
-        widths = (32, 64, 128)
+    if model in ("lstm_attention", "gru_attention"):  # the published ranges
         return (
-            _c("hidden", "model_params.hidden", widths),
             _i("layers", "model_params.layers", 1, 3),
-            *_divisor_dims("heads", "model_params.heads", "hidden", widths, (1, 2, 4, 8)),
-            _f("dropout", "model_params.dropout", 0.0, 0.5),
+            _c("hidden", "model_params.hidden", (64, 128, 256)),
+            _c("attention_dim", "model_params.attention_dim", (32, 64, 128)),
+            _c("heads", "model_params.heads", (2, 4, 8)),  # each divides each attention_dim
+            _f("dropout", "model_params.dropout", 0.2, 0.5),
         )
     if model == "cnn_lstm":
         return (
@@ -173,7 +196,7 @@ def _model_dims(model: str) -> tuple[Dim, ...]:
             _f("dropout", "model_params.dropout", 0.0, 0.5),
         )
     if model == "price_action_transformer":
-        widths = (64, 128)
+        widths: tuple[int, ...] = (64, 128)
         return (
             _c("d_model", "model_params.d_model", widths),
             _i("layers", "model_params.layers", 1, 3),
@@ -197,10 +220,15 @@ def _model_dims(model: str) -> tuple[Dim, ...]:
 
 
 def supervised_space(model: str) -> Space:
-    """The trainer's dimensions, the window length and the model's own. FT-Transformer
-    windows stay short (its attention is quadratic in bars x features)."""
+    """The trainer's dimensions, the window length and the model's own. ``mlp``,
+    ``lstm_attention`` and ``gru_attention`` use the published ranges of the system we
+    replace (``shared/SEED_SPECS.md``: MLP layouts [128, 64] to [512, 256, 128], dropout
+    0.2 - 0.5, focal alpha 0.2 - 0.5 and gamma 1.5 - 4 (recurrent: 2 - 4), ...); widen them
+    with a config's ``space:``. FT-Transformer windows stay short (its attention is
+    quadratic in bars x features)."""
     lookbacks = (4, 8) if model == "ft_transformer" else (8, 16, 32)
-    dims = (*_TRAIN, _c("lookback", "windows.lookback", lookbacks), *_model_dims(model))
+    dims = (*_train_dims(model), _c("lookback", "windows.lookback", lookbacks),
+            *_model_dims(model))  # fmt: skip
     return Space(model, dims, _mlp_hidden if model == "mlp" else None)
 
 
