@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cappuccino.cli.main import app
+from cappuccino.data.importing import import_files
 from cappuccino.data.store import ParquetStore
 from cappuccino.data.synthetic import (
     REGIMES,
@@ -24,7 +25,6 @@ from cappuccino.data.synthetic import (
     symbol_parameters,
     synthetic_universe,
 )
-from cappuccino.data.importing import import_files
 from tests.conftest import sample_store
 
 runner = CliRunner()
