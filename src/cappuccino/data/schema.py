@@ -91,3 +91,16 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             raise ValueError(f"bars: missing required column {name!r}; got {frame.columns}")
     return frame.select(cols)
+
+
+def sort_bars(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by (symbol, timestamp); the frame itself, not a copy, when it already
+    is (a sort of 6 M bars would cost a second copy of them)."""
+    n = frame.height
+    if n < 2:
+        return frame
+    s, t = frame["symbol"], frame["timestamp"]
+    s0, s1, t0, t1 = s.slice(0, n - 1), s.slice(1), t.slice(0, n - 1), t.slice(1)
+    if ((s1 > s0) | ((s1 == s0) & (t1 >= t0))).all():
+        return frame
+    return frame.sort(["symbol", "timestamp"])

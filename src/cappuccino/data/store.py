@@ -44,6 +44,7 @@ from cappuccino.data.schema import (
     Timeframe,
     empty_bars,
     resolve_symbols,
+    sort_bars,
 )
 from cappuccino.utils.io import (
     atomic_write_json,
@@ -262,13 +263,13 @@ class ParquetStore:
             return lf
 
         try:
-            return window(pl.scan_parquet(paths)).collect().sort(["symbol", "timestamp"])
+            return sort_bars(window(pl.scan_parquet(paths)).collect())
         except _READ_ERRORS:  # name the damaged file: read them one by one
             frames = [
                 _read_checked(p, lambda p=p: window(pl.scan_parquet(p)).collect())  # type: ignore[misc]
                 for p in paths
             ]
-            return pl.concat(frames).sort(["symbol", "timestamp"])
+            return sort_bars(pl.concat(frames))
 
     def read_universe(self, timeframe: Timeframe, symbols: list[str] | None) -> pl.DataFrame:
         """Bars of ``symbols`` (normalised; None: every stored symbol); a clear error when the

@@ -40,7 +40,7 @@ import polars as pl
 from cappuccino.data.errors import DataError
 from cappuccino.data.readers._table import LINE, VOLUME_DECIMALS
 from cappuccino.data.readers.base import RawBars
-from cappuccino.data.schema import CANONICAL_COLUMNS, VALUE_COLUMNS, Timeframe
+from cappuccino.data.schema import CANONICAL_COLUMNS, VALUE_COLUMNS, Timeframe, sort_bars
 
 GapPolicy = Literal["fill", "keep", "error"]
 OhlcPolicy = Literal["error", "drop"]
@@ -151,7 +151,11 @@ def fill_gaps(
     if frame.height == 0:
         return frame, {}
     every = f"{timeframe.ms}ms"
-    frame = frame.sort(GROUP)
+    frame = sort_bars(frame)
+    steps = _steps_ms(frame)
+    if frame.select((steps.is_null() | (steps == timeframe.ms)).all()).item():
+        # no gap anywhere: the calendar would be the bars themselves (no copy made)
+        return frame, dict.fromkeys(frame["symbol"].unique(maintain_order=True).to_list(), 0)
     if max_fill_bars is None:
         segment = pl.lit(0, dtype=pl.Int64)
     else:

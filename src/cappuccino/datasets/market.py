@@ -20,7 +20,7 @@ import torch
 
 from cappuccino.config.rl import SplitSettings
 from cappuccino.data.align import align_universe
-from cappuccino.data.schema import Timeframe
+from cappuccino.data.schema import Timeframe, sort_bars
 from cappuccino.data.store import ParquetStore
 from cappuccino.features.pipeline import compute_features
 from cappuccino.features.scaling import Scaler
@@ -164,7 +164,7 @@ def build_market_arrays(
     Raises ``ValueError`` if a price is not finite and positive.
     """
     aligned, _ = align_universe(bars, timeframe)
-    aligned = aligned.sort(["symbol", "timestamp"])
+    aligned = sort_bars(aligned)
     symbols = tuple(sorted(aligned["symbol"].unique().to_list()))
     n_assets = len(symbols)
     n_bars = aligned.height // n_assets
@@ -173,7 +173,7 @@ def build_market_arrays(
     else:
         fs = get_feature_set(feature_set)
         feats, _ = compute_features(aligned, fs, timeframe=timeframe)
-        feats, cols = feats.sort(["symbol", "timestamp"]), list(fs.columns)
+        feats, cols = sort_bars(feats), list(fs.columns)
 
     def block(frame: pl.DataFrame, names: list[str]) -> npt.NDArray[np.float64]:
         # (A * T, k) -> (T, A, k)

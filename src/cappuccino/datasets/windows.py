@@ -28,7 +28,7 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from cappuccino.data.schema import Timeframe
+from cappuccino.data.schema import Timeframe, sort_bars
 from cappuccino.features.scaling import Scaler, ScalerKind
 
 
@@ -191,7 +191,7 @@ def build_windows(
     if missing:
         raise ValueError(f"feature table: missing columns {missing}")
     symbols = tuple(sorted(table["symbol"].unique().to_list()))
-    frame = table.sort(["symbol", "timestamp"])
+    frame = sort_bars(table)
     t_all = frame["timestamp"].dt.epoch("ms").to_numpy()
     time_splits = chronological_splits(
         t_all, fractions=fractions, embargo_bars=embargo_bars, starts_ms=split_starts_ms
@@ -213,7 +213,7 @@ def build_windows(
     report: dict[str, Any] = {"splits": {}, "lookback": lookback, "label": label}
     for ts in time_splits:
         mask = (t_all >= ts.start_ms) & (t_all <= ts.end_ms)
-        x = fitted.transform(x_all[mask])
+        x = fitted.transform(x_all, rows=np.flatnonzero(mask))  # no float64 copy of the split
         y = y_all[mask]
         sym, t = sym_all[mask], t_all[mask]
         finite_rows: npt.NDArray[np.bool_] = np.asarray(np.isfinite(x).all(axis=1))
@@ -269,7 +269,7 @@ def inference_windows(
     unknown = sorted(set(table["symbol"].unique().to_list()) - set(symbols))
     if unknown:
         raise ValueError(f"symbols {unknown} were not in training (known: {list(symbols)})")
-    frame = table.sort(["symbol", "timestamp"])
+    frame = sort_bars(table)
     t = frame["timestamp"].dt.epoch("ms").to_numpy()
     x = scaler.transform(frame.select(feature_names).cast(pl.Float64).fill_null(np.nan).to_numpy())
     sym = (

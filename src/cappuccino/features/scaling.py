@@ -24,6 +24,9 @@ ScalerKind = Literal["zscore", "robust", "minmax"]
 SCALER_KINDS: tuple[ScalerKind, ...] = ("zscore", "robust", "minmax")
 
 
+_BLOCK_ROWS = 1 << 16
+
+
 @dataclass(frozen=True)
 class Scaler:
     """Per-column affine scaling ``(x - center) / scale``; build with :meth:`fit`."""
@@ -55,14 +58,24 @@ class Scaler:
         scale = np.where(scale < 1e-12, 1.0, scale)
         return cls(kind=kind, center=np.asarray(center), scale=np.asarray(scale))
 
-    def transform(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Scaled float32 copy of ``x`` (same trailing shape as the training data)."""
+    def transform(
+        self, x: npt.ArrayLike, rows: npt.NDArray[np.int64] | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Scaled float32 copy of ``x`` (same trailing shape as the training data), or of its
+        ``rows`` only. Computed in blocks of rows, so the float64 temporaries stay small
+        (the values are those of one whole-array expression)."""
         a = np.asarray(x, dtype=np.float64)
         if a.shape[1:] != self.center.shape:
             raise ValueError(
                 f"Scaler.transform: got trailing shape {a.shape[1:]}, fitted on {self.center.shape}"
             )
-        return ((a - self.center) / self.scale).astype(np.float32)
+        n = a.shape[0] if rows is None else rows.size
+        out = np.empty((n, *a.shape[1:]), dtype=np.float32)
+        for i in range(0, n, _BLOCK_ROWS):
+            j = min(n, i + _BLOCK_ROWS)
+            block = a[i:j] if rows is None else a[rows[i:j]]
+            out[i:j] = (block - self.center) / self.scale
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from cappuccino.data.align import AlignReport, align_universe
-from cappuccino.data.schema import Timeframe
+from cappuccino.data.schema import Timeframe, sort_bars
 from cappuccino.data.validate import fill_gaps
 from cappuccino.features.labels import ForwardReturnLabel, TripleBarrierLabel, compute_labels
 from cappuccino.features.pipeline import FeatureReport, compute_features
@@ -65,7 +65,7 @@ def build_feature_table(
     labels lack a full horizon are always dropped (counted).
     """
     fs = get_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
-    bars = bars.sort(["symbol", "timestamp"])
+    bars = sort_bars(bars)
     alignment = None
     if align:
         bars, alignment = align_universe(bars, timeframe)
@@ -83,14 +83,18 @@ def build_feature_table(
         filled_bars=filled,
         alignment=alignment,
     )
+    # one filter for both drops: a second would copy the whole table once more
+    drop = pl.lit(False)
     if drop_warmup:
         incomplete = pl.any_horizontal(pl.col(c).is_null() for c in fs.columns)
         report.warmup_rows_dropped = _count_by_symbol(table, incomplete)
-        table = table.filter(~incomplete)
+        drop = incomplete
     if label_cols:
         unlabeled = pl.any_horizontal(pl.col(c).is_null() for c in label_cols)
-        report.label_rows_dropped = _count_by_symbol(table, unlabeled)
-        table = table.filter(~unlabeled)
+        report.label_rows_dropped = _count_by_symbol(table, unlabeled & ~drop)
+        drop = drop | unlabeled
+    if drop_warmup or label_cols:
+        table = table.filter(~drop)
     report.rows_out = {s: int(n) for s, n in table.group_by("symbol").len().iter_rows()}
     binary = [
         c
