@@ -207,3 +207,20 @@ def test_real_exports_report_the_known_defects(shared_dir: Path) -> None:
     assert min(z for z in zero if z) == 2 and max(zero) == 572
     assert all(r.input_order == "descending" for r in rep.values())
     assert c.frame.select(pl.struct("symbol", "timestamp").is_unique().all()).item()
+
+
+def test_sorted_and_gap_free_frames_are_returned_as_they_are() -> None:
+    from cappuccino.data.schema import sort_bars
+
+    tf = Timeframe.parse("1h")
+    bars = pl.concat([make_bars("AAA/USDT", 30), make_bars("BBB/USDT", 30, seed=1)])
+    assert sort_bars(bars) is bars  # no copy of what is already in order
+    shuffled = bars.sample(fraction=1.0, shuffle=True, seed=0)
+    assert sort_bars(shuffled).equals(bars)
+    same, counts = fill_gaps(bars, tf)
+    assert same is bars and counts == {"AAA/USDT": 0, "BBB/USDT": 0}
+    # with a hole, the same frame comes back with the hole filled and counted
+    holed = bars.filter(pl.int_range(pl.len()) != 10)
+    filled, counts = fill_gaps(holed, tf)
+    assert counts == {"AAA/USDT": 1, "BBB/USDT": 0} and filled.height == bars.height
+    assert filled["filled"].sum() == 1
