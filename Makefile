@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.ft_encoder
 	$(BIN)/python -m benchmarks.paper
 	$(BIN)/python -m benchmarks.mappo
+	$(BIN)/python -m benchmarks.scale
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

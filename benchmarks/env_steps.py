@@ -12,7 +12,8 @@ Side by side in one process on the bundled 7-pair sample, ``cappuccino14`` (14 f
 Random actions are drawn inside the timed loop on both sides. Reported: steps/s (env
 steps summed over envs) and the ratio to FinRL's single env at the same lookback, in
 eager mode and with ``compile=True`` (``torch.compile`` of the accounting transition).
-Target: >= 60x FinRL at 256 envs, lookback 10.
+Target: >= 60x FinRL at 256 envs, lookback 10. One ``gym.TradingEnv`` (what a single-env
+user steps: numpy in, numpy out) against FinRL's env: target >= 1x.
 
 Under load: 256 envs, lookback 10, eager, with 1 and 2 torch threads, quiet and while one
 other CPU-bound process shares the cores (interleaved, medians), in this process
@@ -84,6 +85,30 @@ def ours_stepper(
         return n * n_envs
 
     run(20)  # warm-up (and compilation)
+    return run
+
+
+def gym_stepper(data, lookback: int) -> Callable[[int], int]:  # type: ignore[no-untyped-def]
+    """What a single-env user steps: :class:`~cappuccino.training.rl.gym.TradingEnv` (numpy
+    action in, numpy observation out, the episode reset by hand)."""
+    from cappuccino.training.rl.gym import TradingEnv
+
+    inner = BatchedTradingEnv(
+        data, settings=EnvSettings(lookback=lookback, episode_bars=720), rules=MarketRules(),
+        n_envs=1, scaler=fit_scaler(data), autoreset=False,
+    )  # fmt: skip
+    env = TradingEnv(inner)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+
+    def run(n: int) -> int:
+        for _ in range(n):
+            _, _, term, trunc, _ = env.step(rng.uniform(-1, 1, data.n_assets).astype(np.float32))
+            if term or trunc:
+                env.reset()
+        return n
+
+    run(20)
     return run
 
 
@@ -164,6 +189,10 @@ def main() -> None:
                 f"{lookback:>8} {n_envs:>7} {mode:>8} {base:>14,.0f} {rate:>14,.0f} {rate / base:>7.1f}x"
             )
     print("target: >= 60x at lookback 10, 256 envs")
+    one = rates({"finrl": (finrl_stepper(crypto_env, price, tech, 10), 100),
+                 "gym": (gym_stepper(data, 10), 100)}, args.rounds, args.seconds)  # fmt: skip
+    print(f"one gym.TradingEnv (numpy in and out), lookback 10: {one['gym']:,.0f} steps/s vs "
+          f"finrl {one['finrl']:,.0f} ({one['gym'] / one['finrl']:.2f}x; target >= 1x)")  # fmt: skip
     print("under load (256 envs, lookback 10, eager; target: loaded >= 0.5x quiet):")
     load_rows(data, args.device, args.rounds, args.seconds)
     # OpenMP fixes its wait policy when torch loads: the spinning default runs in a child

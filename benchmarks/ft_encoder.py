@@ -12,7 +12,10 @@ CPU, 2 threads by default, 7 assets x 14 features (``cappuccino14``), lookback 1
 
 Per network: parameters, forward+backward ms for a batch of 256, activation memory saved
 for backward (bytes of the tensors autograd keeps), and inference latency for one state
-(median of 200). Target: FT <= 2 ms per state at lookback 10 on 2 threads.
+(median of 200), and the FLOP bound: the network's matmul and attention FLOPs for
+forward+backward (torch's ``FlopCounterMode``) at this machine's fp32 GEMM rate. Targets:
+FT <= 2 ms per state at lookback 10 on 2 threads; FT forward+backward within 2x of its
+FLOP bound.
 Usage: ``python -m benchmarks.ft_encoder [--threads 2]``.
 """
 
@@ -25,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cappuccino.market import ObservationSpec
 from cappuccino.models.ft_transformer import FTStateEncoder
@@ -103,13 +107,24 @@ def measure(name: str, net: nn.Module, obs_dim: int, batch: int) -> dict[str, ob
 
     net.train()
     fb = _ms(train_step, 5)
+    with FlopCounterMode(display=False) as counter:
+        train_step()
+    flops = counter.get_total_flops()
     mem = _saved_bytes(net, x)
     net.eval()
     one = torch.randn(1, obs_dim)
     with torch.no_grad():
         lat = _ms(lambda: net(one), 200)
     return {"net": name, "params": params, "fwd+bwd ms": fb, "saved MB": mem / 2**20,
-            "latency ms": lat}  # fmt: skip
+            "latency ms": lat, "gflop": flops / 1e9}  # fmt: skip
+
+
+def peak_gflops(repeat: int = 20) -> float:
+    """This machine's matmul throughput (fp32, square 1024 GEMM, the set thread count):
+    the rate the FLOP bound assumes."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    ms = _ms(lambda: torch.mm(a, b), repeat)
+    return 2 * 1024**3 / (ms / 1000) / 1e9
 
 
 def main() -> None:
@@ -119,11 +134,15 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    print(f"threads {a.threads}, batch {a.batch}, {N_ASSETS} assets x {N_FEATURES} features\n")
+    peak = peak_gflops()
+    print(f"threads {a.threads}, batch {a.batch}, {N_ASSETS} assets x {N_FEATURES} features; "
+          f"matmul peak {peak:.1f} GFLOP/s (fp32 1024^3 GEMM): the FLOP bound is the "
+          "network's matmul and attention FLOPs (torch's FlopCounterMode) at that rate\n")  # fmt: skip
     print(
-        "| lookback | net | parameters | fwd+bwd ms (batch) | saved for backward MB | latency ms (1 state) |"
+        "| lookback | net | parameters | fwd+bwd ms (batch) | GFLOP | FLOP bound ms | x bound "
+        "| saved for backward MB | latency ms (1 state) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for lookback in (10, 60):
         d = ObservationSpec(n_assets=N_ASSETS, n_features=N_FEATURES, lookback=lookback).dim
         nets: list[tuple[str, nn.Module]] = [
@@ -135,17 +154,21 @@ def main() -> None:
         ]
         for name, net in nets:
             r = measure(name, net, d, a.batch)
+            bound = float(r["gflop"]) / peak * 1000  # type: ignore[arg-type]
             print(f"| {lookback} | {name} | {r['params']:,} | {r['fwd+bwd ms']:.1f} | "
+                  f"{r['gflop']:.3f} | {bound:.1f} | {float(r['fwd+bwd ms']) / bound:.1f}x | "  # type: ignore[arg-type]
                   f"{r['saved MB']:.1f} | {r['latency ms']:.2f} |")  # fmt: skip
         # the seed's design: 8 heads x d^2 attention floats per state; a batch of 256 would
         # need 8 * 256 * d^2 * 4 bytes (7 GB at lookback 10), so it is timed on 4 states
         if lookback == 10:
             r = measure("seed ft (token per scalar), batch 4", SeedFTActor(d), d, 4)
+            bound = float(r["gflop"]) / peak * 1000  # type: ignore[arg-type]
             print(f"| {lookback} | {r['net']} | {r['params']:,} | {r['fwd+bwd ms']:.1f} | "
+                  f"{r['gflop']:.3f} | {bound:.1f} | {float(r['fwd+bwd ms']) / bound:.1f}x | "  # type: ignore[arg-type]
                   f"{r['saved MB']:.1f} | {r['latency ms']:.2f} |")  # fmt: skip
         else:
             print(f"| {lookback} | seed ft (token per scalar) | not run: {d} tokens, "
-                  f"{8 * d * d * 4 / 2**30:.1f} GB of attention per state | | | |")  # fmt: skip
+                  f"{8 * d * d * 4 / 2**30:.1f} GB of attention per state | | | | | | |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -93,3 +93,43 @@ def test_threads_on_the_command_line() -> None:
         os.environ.pop("MKL_NUM_THREADS", None)
     bad = runner.invoke(app, ["--threads", "x", "models", "list"])
     assert bad.exit_code == 2 and "got 'x', expected 'auto' or an integer >= 1" in bad.output
+
+
+def test_a_block_runs_on_its_threads_and_restores_the_count() -> None:
+    from cappuccino.utils.threads import torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), torch_threads(1):
+            raise RuntimeError("restored on the way out too")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_ppo_picks_one_thread_for_small_work_and_all_for_large() -> None:
+    from cappuccino.config.rl import PPOSettings
+    from cappuccino.training.rl.ppo import SMALL_UPDATE_MACS, build_policy, ppo_threads
+    from tests.training.rl.helpers import make_env, random_market
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        env = make_env(random_market(t=200, a=3), n_envs=4)
+        small = build_policy(env, PPOSettings(hidden_sizes=[64, 64]), None)
+        big = build_policy(env, PPOSettings(hidden_sizes=[2048, 2048]), None)
+        n_small = sum(p.numel() for p in small.parameters())
+        assert 64 * n_small < SMALL_UPDATE_MACS
+        assert ppo_threads(small, 64) == (1, 1)
+        assert ppo_threads(big, 1024) == (1, 2)  # 2048-wide x 1024 rows: both threads
+        # the env steps small batches on one thread and leaves the count as it was
+        assert env._step_threads == 1
+        env.reset(seed=0)
+        env.step(torch.zeros(4, 3))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -135,12 +135,9 @@ def _compute_segment(
         for name in fs.columns
         if not any(cols[name] is x for x in inputs)
     }
-    # Hand the symbol's small arrays to polars right away (NaN as null): numpy's blocks are
-    # then reused for the next symbol instead of faulting in fresh pages for one big output
-    # array, and no whole-universe copy is made to turn NaN into null.
-    nan_cols = [name for name, (warm, nulls) in stats.items() if warm or nulls]
-    frame = pl.DataFrame({name: cols[name] for name in fs.columns})
-    return (frame.with_columns(pl.col(nan_cols).fill_nan(None)) if nan_cols else frame), stats
+    # Hand the symbol's small arrays to polars right away: numpy's blocks are then reused for
+    # the next symbol instead of faulting in fresh pages for one big output array.
+    return pl.DataFrame({name: cols[name] for name in fs.columns}), stats
 
 
 def compute_features(
@@ -174,5 +171,8 @@ def compute_features(
         for name, (warm, nulls) in stats.items():
             report.warmup_bars[name] = max(report.warmup_bars[name], warm)
             report.nulls_after_warmup[name] += nulls
-    frame = pl.concat([r[0] for r in results], how="vertical", rechunk=False)
+    with_nans = [n for n in fs.columns if report.warmup_bars[n] or report.nulls_after_warmup[n]]
+    frame = pl.concat([r[0] for r in results], how="vertical", rechunk=False).with_columns(
+        pl.col(with_nans).fill_nan(None)
+    )
     return pl.concat([bars.select("timestamp", "symbol"), frame], how="horizontal"), report

@@ -96,3 +96,35 @@ def configure_threads(n: int) -> int:
     if torch is not None:
         torch.set_num_threads(n)
     return n
+
+
+SMALL_OP_THREADS = 1
+"""Threads for work made of many small ops (an env step, a small network's minibatch)."""
+
+
+class torch_threads:
+    """Run a block with ``n`` torch intra-op threads, then restore the previous count.
+
+    Measured on 2 cores with ``OMP_WAIT_POLICY=PASSIVE``: the env at 256 envs, lookback 10,
+    steps at 519k steps/s on 1 thread and 263k on 2 (a sleeping OpenMP thread is woken for
+    every small op); PPO with a 64x64 net at 3,285 env steps/s on 1 thread and 989 on 2,
+    while a 1024-wide net needs both (838 vs 1,468). Setting the count costs about a
+    microsecond, so a loop may switch per step.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.before = 0
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        if self.before != self.n:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if torch.get_num_threads() != self.before:
+            torch.set_num_threads(self.before)
