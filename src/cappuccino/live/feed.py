@@ -111,6 +111,10 @@ class _Pending:
     def read_symbol(self, symbol: str, timeframe: Timeframe) -> pl.DataFrame:
         return self.frame.filter(pl.col("symbol") == symbol)
 
+    def require_real(self, source: str) -> None:
+        """Live bars are real: a store of synthetic bars refuses them."""
+        self.store.require_real(source)
+
 
 class LiveFeed:
     """Closed bars of ``symbols`` as they happen (see the module docstring).

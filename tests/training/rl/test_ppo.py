@@ -98,8 +98,9 @@ FT_CHANGES: dict[str, Any] = {
 
 
 def test_every_ft_encoder_setting_changes_training() -> None:
-    # where the encoder's weights come from: tests/training/rl/test_pretrain.py
-    loading = {"pretrained", "pretrained_root", "pretrained_weights"}
+    # where the encoder's weights come from (and whether another timeframe's may):
+    # tests/training/rl/test_pretrain.py, tests/workflows/test_compare.py
+    loading = {"pretrained", "pretrained_root", "pretrained_weights", "allow_timeframe_transfer"}
     assert set(FTPolicySettings.model_fields) - loading == set(FT_CHANGES), (
         "a new FT setting needs a change"
     )
