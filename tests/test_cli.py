@@ -208,7 +208,7 @@ def test_demo_end_to_end_fast(tmp_path: Path, mlflow_store: Callable[[Path], str
     ])  # fmt: skip
     assert res.exit_code == 0, res.output
     for title in ("lookahead audit (cappuccino14): PASS",
-                  "lookahead audit (cappuccino14+4h+1d): PASS (2 cut points, 42 columns)",
+                  "lookahead audit (cappuccino14+4h+1d): PASS (26 cut points, 42 columns)",
                   "MLflow run demo_supervised_mlp_default_",
                   "mlp test-period signals through the market core",
                   "PPO vs benchmarks, out of sample 2021-04-02 .. 2021-06-30",

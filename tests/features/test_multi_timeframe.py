@@ -143,6 +143,26 @@ def test_audit_catches_the_still_open_bucket(two_symbols: pl.DataFrame) -> None:
     assert set(report.violations) == {"close@4h"}
 
 
+@pytest.mark.parametrize("tf", ["4h", "1d"])
+def test_audit_catches_a_bucket_seen_one_bar_early(two_symbols: pl.DataFrame, tf: str) -> None:
+    # the leak shows only when a cut falls on the bar before a bucket's last bar: the audit
+    # puts one cut on every bar of one bucket, so it is met whatever the random cuts are
+    longer = Timeframe.parse(tf)
+
+    def early(b: SeriesBars) -> dict[str, np.ndarray]:
+        hb, _ = higher_timeframe_bars(b, longer)
+        seen = np.searchsorted(hb.time_ms + longer.ms, b.time_ms + 2 * b.step_ms, "right") - 1
+        col = np.full(len(seen), np.nan)
+        col[seen >= 0] = hb.close[seen[seen >= 0]]
+        return {"close": b.close, f"close@{tf}": col}
+
+    fs = FeatureSet("early", ("close", f"close@{tf}"), early, "one bar early")
+    for seed in range(3):
+        report = audit_lookahead(two_symbols, fs, n_cuts=2, seed=seed)
+        assert set(report.violations) == {f"close@{tf}"}, seed
+        assert report.cut_points >= longer.ms // H1.ms
+
+
 def test_columns_names_and_hash() -> None:
     fs = get_feature_set("nn23+4h+1d")
     base = get_feature_set("nn23").columns

@@ -1,6 +1,8 @@
 """Lookahead audit: does any feature at bar t change when bars after t change?
 
-For each of ``n_cuts`` cut times, the feature set is recomputed (a) on bars
+For each of ``n_cuts`` cut times (for a multi-timeframe set, also one cut at every bar of
+one bucket of its longest timeframe, so that a leak showing at one phase of the bucket is
+met), the feature set is recomputed (a) on bars
 truncated after the cut and (b) on bars whose future after the cut is replaced by
 a random walk. Every value at or before the cut must equal the full computation
 (to ``tol``, nulls matching nulls). A column that differs anywhere is reported with
@@ -17,6 +19,7 @@ import polars as pl
 
 from cappuccino.features.pipeline import compute_features
 from cappuccino.features.sets import FeatureSet, get_feature_set
+from cappuccino.market.timeframe import Timeframe
 
 
 @dataclass
@@ -56,6 +59,17 @@ def _perturb_after(bars: pl.DataFrame, cut: Any, rng: np.random.Generator) -> pl
     )
 
 
+def _bucket_phases(fs: FeatureSet, times: pl.Series) -> int:
+    """Bars per bucket of the longest timeframe a column names (``<column>@<tf>``), at most
+    a week of them; 1 without such columns."""
+    longest = max((Timeframe.parse(c.rsplit("@", 1)[1]).ms for c in fs.columns if "@" in c),
+                  default=0)  # fmt: skip
+    if not longest or len(times) < 2:
+        return 1
+    step = int(np.diff(times.dt.epoch("ms").to_numpy()).min())
+    return int(min(longest // step, 7 * 24, len(times) // 2))
+
+
 def audit_lookahead(
     bars: pl.DataFrame,
     feature_set: FeatureSet | str,
@@ -74,7 +88,13 @@ def audit_lookahead(
     # cut points spread over the middle 90% of the calendar, plus random jitter
     pos = np.linspace(0.05, 0.95, n_cuts) * (len(times) - 1)
     pos = np.clip(pos + rng.integers(-3, 4, n_cuts), 0, len(times) - 2).astype(int)
-    report = AuditReport(feature_set=fs.name, cut_points=n_cuts, columns=list(fs.columns))
+    # columns of a longer timeframe (``rsi_14@4h``) change only when the cut falls at one
+    # phase of their bucket: consecutive cuts covering a whole bucket of the longest one
+    phases = _bucket_phases(fs, times)
+    if phases > 1:
+        mid = min(len(times) // 2, len(times) - 1 - phases)
+        pos = np.unique(np.concatenate([pos, np.arange(mid, mid + phases)]))
+    report = AuditReport(feature_set=fs.name, cut_points=len(pos), columns=list(fs.columns))
     for cut in times.gather(pos).to_list():
         keep = (bars["timestamp"] <= cut).to_numpy()
         ref = full.filter(pl.Series(keep))
