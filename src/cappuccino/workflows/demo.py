@@ -118,20 +118,13 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         align=cfg.features.align,
     )
     atomic_write_parquet(out / "features.parquet", table)
-    log.info(
-        "auditing %s for lookahead at %d cut points",
-        cfg.features.feature_set,
-        cfg.features.audit_cuts,
-    )
     audit_bars, _ = fill_gaps(bars.filter(pl.col("symbol").is_in(symbols[:3])), cfg.data.tf)
-    audit = audit_lookahead(
-        audit_bars, cfg.features.feature_set, n_cuts=cfg.features.audit_cuts, seed=cfg.seed
-    )
-    also = []
-    for name in cfg.audit_also:
+    audits = []
+    for name in (cfg.features.feature_set, *cfg.audit_also):
         log.info("auditing %s for lookahead at %d cut points", name, cfg.features.audit_cuts)
-        also.append(audit_lookahead(audit_bars, name, n_cuts=cfg.features.audit_cuts,
-                                    seed=cfg.seed))  # fmt: skip
+        audits.append(audit_lookahead(audit_bars, name, n_cuts=cfg.features.audit_cuts,
+                                      seed=cfg.seed))  # fmt: skip
+    audit, *also = audits
     rows = []
     for u in imported.rows():
         s = u["symbol"]

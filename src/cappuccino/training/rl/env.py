@@ -23,6 +23,7 @@ Python loop over envs, no host sync and no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -255,10 +256,9 @@ class BatchedTradingEnv:
     def _advance(
         self, core: Callable[..., tuple[Tensor, ...]], x: Tensor, obs_out: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, StepInfo]:
-        if self._step_threads is not None:
-            with torch_threads(self._step_threads):
-                return self._advance_now(core, x, obs_out)
-        return self._advance_now(core, x, obs_out)
+        threads = self._step_threads
+        with torch_threads(threads) if threads is not None else nullcontext():
+            return self._advance_now(core, x, obs_out)
 
     def _advance_now(
         self, core: Callable[..., tuple[Tensor, ...]], x: Tensor, obs_out: Tensor | None
